@@ -1,0 +1,46 @@
+# Makefile for mdfeed (PGXS)
+
+EXTENSION = mdfeed
+MODULE_big = mdfeed
+DATA = sql/mdfeed--1.0.sql
+PGFILEDESC = "mdfeed - crypto market data ingested by background workers"
+
+OBJS = \
+	src/mdfeed.o \
+	src/config.o \
+	src/shmem.o \
+	src/interval.o \
+	src/decimal.o \
+	src/http.o \
+	src/budget.o \
+	src/binance.o \
+	src/exchange.o \
+	src/store.o \
+	src/gaps.o \
+	src/jobs.o \
+	src/backfill.o \
+	src/launcher.o \
+	src/sqlapi.o
+
+PG_CONFIG ?= pg_config
+
+PG_CPPFLAGS = -I$(srcdir)/src $(shell pkg-config --cflags libcurl json-c libwebsockets)
+SHLIB_LINK = $(shell pkg-config --libs libcurl json-c libwebsockets)
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+ifdef WERROR
+PG_CFLAGS += -Werror
+endif
+
+# Regression tests (pg_regress): inputs in sql/, outputs in expected/, run on
+# a temporary instance that preloads the library.
+REGRESS = schema validation privileges secrets parser
+REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
+	--temp-config=$(srcdir)/test/regress.conf
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# TAP tests live in test/t and use the helpers in test/perl; PGXS provides
+# the prove_installcheck target (run it as a non-root user).
+PROVE_TESTS ?= test/t/*.pl
+PROVE_FLAGS += -I test/perl

@@ -1,0 +1,567 @@
+/*-------------------------------------------------------------------------
+ *
+ * backfill.c
+ *	  The backfill worker: takes jobs from mdfeed.jobs and pages through the
+ *	  exchange's REST klines until the job's range is stored.
+ *
+ * Each page is one short transaction: the candles and the job's progress
+ * commit together, and no transaction is open while the worker waits on the
+ * network.  Before each request the worker asks the database what is still
+ * missing, so whatever is already stored and closed is never downloaded
+ * again, whether the job is new, resumed after a crash, or overlaps another.
+ *
+ * Failures are sorted by what they mean.  Transport errors, 5xx and
+ * malformed or truncated answers are retried with capped exponential backoff
+ * and jitter; 429 and 418 stop every worker for as long as the exchange asks
+ * (budget.c); an exchange error body (bad symbol, say) fails the job with
+ * the exchange's own message.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "mdfeed.h"
+#include "budget.h"
+#include "exchange.h"
+#include "gaps.h"
+#include "http.h"
+#include "jobs.h"
+#include "shmem.h"
+#include "store.h"
+#include "workers.h"
+
+/* a candle is taken as final this long after its close time */
+#define CLOSE_GRACE_MS 2000
+#define BACKOFF_BASE_MS 250
+#define BACKOFF_CAP_MS 30000
+#define SERVER_TIME_MAX_AGE_MS (10 * 60 * 1000)
+#define INFO_MAX_AGE_MS (60 * 60 * 1000)
+
+typedef enum PageResult
+{
+	PAGE_OK,
+	PAGE_FAILED,				/* the job must fail: see the message */
+	PAGE_CANCELED
+} PageResult;
+
+/* what a job has done since its last checkpoint */
+typedef struct JobCounters
+{
+	int			requests;
+	int			retries;
+} JobCounters;
+
+/* the job being worked on, for the error handler */
+static MdJob current_job;
+
+static int64 server_offset_ms = 0;
+static int64 server_time_at = 0;
+static int64 info_at = 0;
+
+static void
+begin_tx(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+commit_tx(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+}
+
+static void
+abort_tx(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	AbortCurrentTransaction();
+}
+
+static bool
+cancel_requested(void)
+{
+	return md_slot_cancel_requested();
+}
+
+/*
+ * sleep_ms waits interruptibly; returns false if the job was canceled.
+ */
+static bool
+sleep_ms(int64 ms)
+{
+	int64		until = md_now_ms() + ms;
+
+	for (;;)
+	{
+		int64		left = until - md_now_ms();
+
+		CHECK_FOR_INTERRUPTS();
+		if (cancel_requested())
+			return false;
+		if (left <= 0)
+			return true;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(left, 1000), MD_WAIT_EVENT);
+		ResetLatch(MyLatch);
+	}
+}
+
+static int64
+backoff_ms(int attempt)
+{
+	int64		cap = BACKOFF_BASE_MS;
+
+	for (int i = 0; i < attempt && cap < BACKOFF_CAP_MS; i++)
+		cap *= 2;
+	cap = Min(cap, BACKOFF_CAP_MS);
+	/* "equal jitter": half fixed, half random, so retries spread out */
+	return cap / 2 + (int64) (pg_prng_double(&pg_global_prng_state) * (cap / 2));
+}
+
+/*
+ * rest_get makes one budgeted request and tells the budget what the answer
+ * said about the rate limit.  Returns false if the job was canceled.
+ */
+static bool
+rest_get(const MdExchange *ex, const char *path, int weight, MdHttpResponse *resp,
+		 JobCounters *cnt)
+{
+	char	   *url = psprintf("%s%s", ex->rest_base_url(), path);
+
+	if (!md_budget_acquire(weight, cancel_requested))
+		return false;
+	md_http_get(url, resp, cancel_requested);
+	if (cnt)
+		cnt->requests++;
+	pfree(url);
+	if (resp->outcome == MD_HTTP_ABORTED)
+		return false;
+	md_budget_report(resp->status, resp->used_weight, resp->retry_after_s,
+					 resp->status == 418 ? ex->ban_until_ms(resp->body.data, resp->body.len) : 0);
+	if (md_my_slot)
+	{
+		SpinLockAcquire(&md_shared->mutex);
+		md_my_slot->last_message_at = GetCurrentTimestamp();
+		SpinLockRelease(&md_shared->mutex);
+	}
+	return true;
+}
+
+/*
+ * refresh_exchange_facts learns the weight limit from exchange info and the
+ * offset of the exchange's clock, when they are old.  Failures only leave
+ * the previous values (or the documented defaults) in place.
+ */
+static void
+refresh_exchange_facts(const MdExchange *ex)
+{
+	MdHttpResponse resp;
+	int64		now = md_now_ms();
+
+	if (info_at == 0 || now - info_at > INFO_MAX_AGE_MS)
+	{
+		int			limit;
+
+		if (rest_get(ex, ex->info_path, ex->info_weight, &resp, NULL) &&
+			resp.outcome == MD_HTTP_OK && resp.status == 200 &&
+			ex->parse_weight_limit(resp.body.data, resp.body.len, &limit))
+		{
+			md_budget_set_limit(limit);
+			info_at = now;
+			elog(DEBUG1, "mdfeed: %s allows %d REST weight per minute", ex->name, limit);
+		}
+		pfree(resp.body.data);
+	}
+	if (server_time_at == 0 || now - server_time_at > SERVER_TIME_MAX_AGE_MS)
+	{
+		int64		t0 = md_now_ms();
+		int64		server;
+
+		if (rest_get(ex, ex->time_path, ex->time_weight, &resp, NULL) &&
+			resp.outcome == MD_HTTP_OK && resp.status == 200 &&
+			ex->parse_server_time(resp.body.data, resp.body.len, &server))
+		{
+			int64		t1 = md_now_ms();
+
+			server_offset_ms = server - (t0 + t1) / 2;
+			server_time_at = t1;
+		}
+		pfree(resp.body.data);
+	}
+}
+
+/*
+ * fetch_page gets one page of klines, retrying what is worth retrying.
+ */
+static PageResult
+fetch_page(const MdExchange *ex, const MdJob *job, const MdInterval *iv,
+		   int64 start_ms, int64 end_ms, int limit,
+		   MdCandle **rows, int *nrows, JobCounters *cnt, char **failmsg)
+{
+	char	   *path = ex->klines_path(job->symbol, iv, start_ms, end_ms - 1, limit);
+	int			failures = 0;
+
+	for (;;)
+	{
+		MdHttpResponse resp;
+		char	   *reason = NULL;
+		char	   *err = NULL;
+		int			code;
+		char	   *msg;
+
+		if (!rest_get(ex, path, ex->klines_weight(limit), &resp, cnt))
+			return PAGE_CANCELED;
+
+		if (resp.outcome == MD_HTTP_OK && resp.status == 200)
+		{
+			if (ex->parse_klines(resp.body.data, resp.body.len, rows, nrows, &err))
+			{
+				pfree(resp.body.data);
+				return PAGE_OK;
+			}
+			reason = psprintf("malformed answer: %s", err);
+		}
+		else if (resp.outcome == MD_HTTP_TRANSPORT_ERROR)
+			reason = psprintf("request failed: %s", resp.error);
+		else if (resp.outcome == MD_HTTP_TOO_LARGE)
+			reason = psprintf("answer larger than mdfeed.rest_max_response_size (%d kB)",
+							  mdfeed_rest_max_response_kb);
+		else if (resp.status == 429 || resp.status == 418)
+		{
+			/* budget.c now holds every worker back; this is not a failure */
+			md_slot_set_error(resp.status == 429 ? "rate limited (HTTP 429)" : "IP banned (HTTP 418)");
+			pfree(resp.body.data);
+			continue;
+		}
+		else if (resp.status >= 500 || resp.status == 408 || resp.status == 403)
+			reason = psprintf("HTTP %ld from the exchange", resp.status);
+		else if (resp.status >= 400)
+		{
+			if (ex->parse_error(resp.body.data, resp.body.len, &code, &msg))
+				*failmsg = psprintf("%s rejected the request: %s (code %d)", ex->name, msg, code);
+			else
+				*failmsg = psprintf("%s answered HTTP %ld", ex->name, resp.status);
+			pfree(resp.body.data);
+			return PAGE_FAILED;
+		}
+		else
+			reason = psprintf("unexpected HTTP status %ld", resp.status);
+
+		pfree(resp.body.data);
+		md_slot_set_error(reason);
+		if (failures >= mdfeed_rest_max_retries)
+		{
+			*failmsg = psprintf("gave up after %d attempts: %s", failures + 1, reason);
+			return PAGE_FAILED;
+		}
+		cnt->retries++;
+		ereport(DEBUG1,
+				(errmsg("mdfeed job " INT64_FORMAT ": %s; retrying", job->id, reason)));
+		if (!sleep_ms(backoff_ms(failures)))
+			return PAGE_CANCELED;
+		failures++;
+		pfree(reason);
+	}
+}
+
+/*
+ * job_still_running checks, after a cancel request, whether the job really
+ * was canceled (the request may come from a transaction that rolled back).
+ */
+static bool
+job_still_running(const MdJob *job)
+{
+	char	   *state;
+	bool		running;
+
+	begin_tx();
+	state = md_job_state(job->id);
+	running = state != NULL && strcmp(state, "running") == 0;
+	commit_tx();
+	if (running)
+		md_slot_set_job(job->id);	/* clears the request */
+	return running;
+}
+
+static void
+finish_job(const MdJob *job, const char *state, const char *error, JobCounters *cnt)
+{
+	begin_tx();
+	md_job_finish(job, state, error, cnt->requests, cnt->retries);
+	md_job_release(job);
+	commit_tx();
+	md_broadcast_job_end();
+	if (error)
+		ereport(LOG,
+				(errmsg("mdfeed job " INT64_FORMAT " (%s %s) %s: %s",
+						job->id, job->symbol, job->interval, state, error)));
+}
+
+/*
+ * run_candles_job brings the job's range of candles into the table.
+ */
+static void
+run_candles_job(const MdJob *job)
+{
+	const MdExchange *ex = md_exchange_lookup(job->exchange);
+	const MdInterval *iv = md_interval_lookup(job->interval);
+	JobCounters cnt = {0, 0};
+	int64		from,
+				cursor;
+	MemoryContext pagectx,
+				old;
+
+	if (ex == NULL || iv == NULL)
+	{
+		finish_job(job, "failed", "unknown exchange or interval", &cnt);
+		return;
+	}
+
+	from = md_interval_floor(iv, job->from_ms);
+	cursor = job->cursor_ms > from ? job->cursor_ms : from;
+	pagectx = AllocSetContextCreate(CurrentMemoryContext, "mdfeed page", ALLOCSET_DEFAULT_SIZES);
+
+	refresh_exchange_facts(ex);
+
+	for (;;)
+	{
+		int64		gap_start,
+					gap_end;
+		bool		found;
+		int			limit;
+		MdCandle   *rows;
+		int			nrows,
+					first,
+					last;
+		char	   *failmsg = NULL;
+		PageResult	pr;
+		int64		server_now,
+					written;
+		double		progress;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (cancel_requested() && !job_still_running(job))
+			break;
+
+		MemoryContextReset(pagectx);
+		old = MemoryContextSwitchTo(pagectx);
+
+		begin_tx();
+		found = md_first_gap(iv, job->symbol, cursor, job->to_ms, &gap_start, &gap_end);
+		commit_tx();
+		MemoryContextSwitchTo(pagectx);
+		if (!found)
+		{
+			MemoryContextSwitchTo(old);
+			finish_job(job, "succeeded", NULL, &cnt);
+			break;
+		}
+
+		limit = ex->klines_page_limit(md_interval_count(iv, gap_start, gap_end));
+		pr = fetch_page(ex, job, iv, gap_start, gap_end, limit, &rows, &nrows, &cnt, &failmsg);
+		if (pr == PAGE_CANCELED)
+		{
+			MemoryContextSwitchTo(old);
+			if (job_still_running(job))
+				continue;
+			break;
+		}
+		if (pr == PAGE_FAILED)
+		{
+			MemoryContextSwitchTo(old);
+			finish_job(job, "failed", failmsg, &cnt);
+			break;
+		}
+
+		/*
+		 * Keep what lies in the gap (the exchange should send nothing else),
+		 * and mark the candle still forming.
+		 */
+		server_now = md_now_ms() + server_offset_ms;
+		for (first = 0; first < nrows && rows[first].open_ms < gap_start; first++)
+			;
+		for (last = first; last < nrows && rows[last].open_ms < gap_end; last++)
+			rows[last].closed = rows[last].close_ms + CLOSE_GRACE_MS < server_now;
+
+		/*
+		 * A short page means the exchange has nothing more up to gap_end
+		 * (before the listing, a maintenance window, or the present).
+		 */
+		if (nrows < limit || last == first)
+			cursor = gap_end;
+		else
+			cursor = md_interval_next(iv, rows[last - 1].open_ms);
+		progress = (double) (Min(cursor, job->to_ms) - from) / (double) (job->to_ms - from);
+
+		begin_tx();
+		written = md_store_candles(iv, job->symbol, rows + first, last - first);
+		if (!md_job_checkpoint(job, cursor, written, cnt.requests, cnt.retries, progress))
+		{
+			/* canceled meanwhile: write nothing */
+			abort_tx();
+			MemoryContextSwitchTo(old);
+			break;
+		}
+		commit_tx();
+		cnt.requests = cnt.retries = 0;
+		md_slot_set_error(NULL);
+		MemoryContextSwitchTo(old);
+	}
+	MemoryContextDelete(pagectx);
+}
+
+/*
+ * run_one_job claims a job and runs it.  Returns false if there was none.
+ */
+static bool
+run_one_job(void)
+{
+	MdJob		job;
+	bool		claimed;
+
+	begin_tx();
+	claimed = md_job_claim(&job);
+	commit_tx();
+	if (!claimed)
+		return false;
+	current_job = job;
+
+	md_slot_set_job(job.id);
+	md_slot_set_state("working");
+	elog(DEBUG1, "mdfeed backfill worker took job " INT64_FORMAT, job.id);
+
+	if (strcmp(job.kind, "candles") == 0)
+		run_candles_job(&job);
+	else
+	{
+		JobCounters cnt = {0, 0};
+
+		finish_job(&job, "failed", psprintf("job kind \"%s\" is not supported yet", job.kind), &cnt);
+	}
+
+	/* whatever happened, the lock is not ours any more */
+	begin_tx();
+	md_job_release(&job);
+	commit_tx();
+	current_job.id = 0;
+	md_slot_set_job(0);
+	md_slot_set_state("idle");
+	return true;
+}
+
+static void
+backfill_on_exit(int code, Datum arg)
+{
+	md_http_cleanup();
+}
+
+/*
+ * mdfeed_backfill_main is the entry point of a backfill worker.
+ */
+void
+mdfeed_backfill_main(Datum main_arg)
+{
+	MdWorkerArgs args;
+	MemoryContext worker_ctx;
+
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
+	md_slot_attach(args.slot);
+	before_shmem_exit(backfill_on_exit, (Datum) 0);
+	pgstat_report_appname("mdfeed backfill worker");
+	md_slot_set_state("idle");
+
+	worker_ctx = AllocSetContextCreate(TopMemoryContext, "mdfeed backfill", ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		bool		worked = false;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		MemoryContextSwitchTo(worker_ctx);
+		PG_TRY();
+		{
+			worked = run_one_job();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			/*
+			 * Something unexpected (an SPI failure, say).  Report it and fail
+			 * the job with the message, so that a job that always hits the
+			 * same error cannot keep a worker busy forever.  If even that
+			 * fails, the error escapes and the launcher restarts us.
+			 */
+			HOLD_INTERRUPTS();
+			MemoryContextSwitchTo(worker_ctx);
+			edata = CopyErrorData();
+			EmitErrorReport();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			RESUME_INTERRUPTS();
+			md_slot_set_error(edata->message);
+			if (current_job.id != 0)
+			{
+				JobCounters cnt = {0, 0};
+
+				finish_job(&current_job, "failed",
+						   psprintf("internal error: %s", edata->message), &cnt);
+				begin_tx();
+				md_job_release(&current_job);
+				commit_tx();
+			}
+			current_job.id = 0;
+			md_slot_set_job(0);
+			md_slot_set_state("idle");
+		}
+		PG_END_TRY();
+		MemoryContextReset(worker_ctx);
+
+		if (!worked)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 mdfeed_job_poll_ms, MD_WAIT_EVENT);
+			ResetLatch(MyLatch);
+		}
+	}
+}

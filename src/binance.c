@@ -1,0 +1,499 @@
+/*-------------------------------------------------------------------------
+ *
+ * binance.c
+ *	  The Binance USD-M futures adapter: REST paths, page sizes and weights,
+ *	  and the parsing of REST answers and market-stream frames.
+ *
+ * JSON is parsed with json-c, whose objects live in malloc'd memory: every
+ * parser copies what it keeps into palloc'd memory and releases the json-c
+ * tree before returning, and none of them raises an error, so no error path
+ * can leak the tree.  Every value is checked for type and syntax; one bad
+ * field makes the whole answer malformed.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include <json-c/json.h>
+
+#include "lib/stringinfo.h"
+
+#include "mdfeed.h"
+#include "decimal.h"
+#include "exchange.h"
+
+/* klines pages: the largest page Binance serves */
+#define BINANCE_MAX_LIMIT 1500
+
+/* times beyond this (year 6429) are garbage, not timestamps */
+#define MAX_SANE_MS INT64CONST(140737488355327)
+
+static const char *
+binance_rest_base_url(void)
+{
+	return mdfeed_binance_rest_url;
+}
+
+/*
+ * binance_klines_weight is the weight Binance charges for a klines request:
+ * it depends only on the limit asked for.
+ */
+static int
+binance_klines_weight(int limit)
+{
+	if (limit < 100)
+		return 1;
+	if (limit < 500)
+		return 2;
+	if (limit <= 1000)
+		return 5;
+	return 10;
+}
+
+/*
+ * binance_klines_page_limit picks the page size giving the most candles per
+ * unit of weight: 499 rows cost 2 (250 a unit), 1000 cost 5 (200), 1500 cost
+ * 10 (150).  A shorter range asks for just what it needs, which is never
+ * more than 2.
+ */
+static int
+binance_klines_page_limit(int64 rows_wanted)
+{
+	if (rows_wanted < 1)
+		return 1;
+	if (rows_wanted < 499)
+		return (int) rows_wanted;
+	return 499;
+}
+
+static char *
+binance_klines_path(const char *symbol, const MdInterval *iv,
+					int64 start_ms, int64 end_ms, int limit)
+{
+	return psprintf("/fapi/v1/klines?symbol=%s&interval=%s&startTime=" INT64_FORMAT
+					"&endTime=" INT64_FORMAT "&limit=%d",
+					symbol, iv->name, start_ms, end_ms, limit);
+}
+
+/* json helpers: all return false on a missing field or a wrong type */
+
+static bool
+json_get_ms(struct json_object *o, int64 *out)
+{
+	int64		v;
+
+	if (o == NULL || !json_object_is_type(o, json_type_int))
+		return false;
+	errno = 0;
+	v = json_object_get_int64(o);
+	if (errno != 0 || v < 0 || v > MAX_SANE_MS)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool
+json_get_count(struct json_object *o, int64 *out)
+{
+	int64		v;
+
+	if (o == NULL || !json_object_is_type(o, json_type_int))
+		return false;
+	errno = 0;
+	v = json_object_get_int64(o);
+	if (errno != 0 || v < 0 || v == INT64_MAX)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool
+json_get_decimal(struct json_object *o, char **out)
+{
+	const char *s;
+	int			len;
+
+	if (o == NULL || !json_object_is_type(o, json_type_string))
+		return false;
+	s = json_object_get_string(o);
+	len = json_object_get_string_len(o);
+	if (!md_valid_decimal(s, len))
+		return false;
+	*out = pnstrdup(s, len);
+	return true;
+}
+
+/*
+ * parse_json parses exactly len bytes.  A truncated document is an error,
+ * and so is anything after the document.
+ */
+static struct json_object *
+parse_json(const char *body, size_t len, char **err)
+{
+	struct json_tokener *tok;
+	struct json_object *obj;
+	enum json_tokener_error jerr;
+
+	if (len == 0)
+	{
+		*err = pstrdup("empty body");
+		return NULL;
+	}
+	if (len > INT_MAX)
+	{
+		*err = pstrdup("body too large");
+		return NULL;
+	}
+	tok = json_tokener_new();
+	if (tok == NULL)
+	{
+		*err = pstrdup("out of memory");
+		return NULL;
+	}
+	obj = json_tokener_parse_ex(tok, body, (int) len);
+	jerr = json_tokener_get_error(tok);
+	if (obj == NULL || jerr != json_tokener_success)
+	{
+		if (jerr == json_tokener_continue)
+			*err = pstrdup("truncated JSON");
+		else
+			*err = psprintf("invalid JSON: %s", json_tokener_error_desc(jerr));
+		if (obj)
+			json_object_put(obj);
+		json_tokener_free(tok);
+		return NULL;
+	}
+	/* only white space may follow */
+	for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
+	{
+		if (body[i] != ' ' && body[i] != '\n' && body[i] != '\r' && body[i] != '\t')
+		{
+			*err = pstrdup("invalid JSON: trailing garbage");
+			json_object_put(obj);
+			json_tokener_free(tok);
+			return NULL;
+		}
+	}
+	json_tokener_free(tok);
+	return obj;
+}
+
+/* positions of the decimals in a REST kline array */
+static const int rest_decimal_pos[MD_NUM_DECIMALS] = {1, 2, 3, 4, 5, 7, 9, 10};
+
+/*
+ * binance_parse_klines parses a /fapi/v1/klines answer: an array of 12-element
+ * arrays, ascending by open time.
+ */
+static bool
+binance_parse_klines(const char *body, size_t len, MdCandle **rows, int *nrows, char **err)
+{
+	struct json_object *root = parse_json(body, len, err);
+	MdCandle   *out;
+	size_t		n;
+
+	*rows = NULL;
+	*nrows = 0;
+	if (root == NULL)
+		return false;
+	if (!json_object_is_type(root, json_type_array))
+	{
+		*err = pstrdup("klines answer is not an array");
+		json_object_put(root);
+		return false;
+	}
+	n = json_object_array_length(root);
+	if (n > BINANCE_MAX_LIMIT)
+	{
+		*err = psprintf("klines answer has %zu rows, more than %d", n, BINANCE_MAX_LIMIT);
+		json_object_put(root);
+		return false;
+	}
+	out = palloc0(sizeof(MdCandle) * Max(n, 1));
+	for (size_t i = 0; i < n; i++)
+	{
+		struct json_object *row = json_object_array_get_idx(root, i);
+		MdCandle   *c = &out[i];
+		bool		ok;
+
+		ok = row != NULL && json_object_is_type(row, json_type_array) &&
+			json_object_array_length(row) >= 11 &&
+			json_get_ms(json_object_array_get_idx(row, 0), &c->open_ms) &&
+			json_get_ms(json_object_array_get_idx(row, 6), &c->close_ms) &&
+			json_get_count(json_object_array_get_idx(row, 8), &c->trades);
+		for (int f = 0; ok && f < MD_NUM_DECIMALS; f++)
+			ok = json_get_decimal(json_object_array_get_idx(row, rest_decimal_pos[f]), &c->dec[f]);
+		if (!ok)
+		{
+			*err = psprintf("klines row %zu is malformed", i);
+			json_object_put(root);
+			return false;
+		}
+		if (c->close_ms <= c->open_ms)
+		{
+			*err = psprintf("klines row %zu closes before it opens", i);
+			json_object_put(root);
+			return false;
+		}
+		if (i > 0 && c->open_ms <= out[i - 1].open_ms)
+		{
+			*err = psprintf("klines row %zu is out of order", i);
+			json_object_put(root);
+			return false;
+		}
+	}
+	json_object_put(root);
+	*rows = out;
+	*nrows = (int) n;
+	return true;
+}
+
+/*
+ * binance_parse_error recognizes Binance's error body {"code":-1121,"msg":"..."}.
+ */
+static bool
+binance_parse_error(const char *body, size_t len, int *code, char **msg)
+{
+	char	   *err;
+	struct json_object *root = parse_json(body, len, &err);
+	struct json_object *c,
+			   *m;
+	bool		ok = false;
+
+	if (root == NULL)
+		return false;
+	if (json_object_is_type(root, json_type_object) &&
+		json_object_object_get_ex(root, "code", &c) &&
+		json_object_object_get_ex(root, "msg", &m) &&
+		json_object_is_type(c, json_type_int) &&
+		json_object_is_type(m, json_type_string))
+	{
+		*code = json_object_get_int(c);
+		/* the exchange's text goes into job rows and logs: keep it short */
+		*msg = pnstrdup(json_object_get_string(m), Min(json_object_get_string_len(m), 500));
+		ok = true;
+	}
+	json_object_put(root);
+	return ok;
+}
+
+/*
+ * binance_ban_until_ms reads the end of an IP ban from a 418 body, which
+ * says "... banned until 1700000000000 ...".
+ */
+static int64
+binance_ban_until_ms(const char *body, size_t len)
+{
+	const char *key = "banned until ";
+	char	   *text = pnstrdup(body, Min(len, 2000));
+	char	   *p = strstr(text, key);
+	int64		ms = 0;
+
+	if (p != NULL)
+	{
+		p += strlen(key);
+		while (*p >= '0' && *p <= '9' && ms < MAX_SANE_MS)
+			ms = ms * 10 + (*p++ - '0');
+		if (ms >= MAX_SANE_MS)
+			ms = 0;
+	}
+	pfree(text);
+	return ms;
+}
+
+static bool
+binance_parse_server_time(const char *body, size_t len, int64 *ms)
+{
+	char	   *err;
+	struct json_object *root = parse_json(body, len, &err);
+	struct json_object *t;
+	bool		ok = false;
+
+	if (root == NULL)
+		return false;
+	if (json_object_is_type(root, json_type_object) &&
+		json_object_object_get_ex(root, "serverTime", &t))
+		ok = json_get_ms(t, ms);
+	json_object_put(root);
+	return ok;
+}
+
+/*
+ * binance_parse_weight_limit finds the REQUEST_WEIGHT limit in exchangeInfo's
+ * rateLimits, converted to weight per minute.
+ */
+static bool
+binance_parse_weight_limit(const char *body, size_t len, int *limit)
+{
+	char	   *err;
+	struct json_object *root = parse_json(body, len, &err);
+	struct json_object *limits;
+	bool		ok = false;
+
+	if (root == NULL)
+		return false;
+	if (json_object_is_type(root, json_type_object) &&
+		json_object_object_get_ex(root, "rateLimits", &limits) &&
+		json_object_is_type(limits, json_type_array))
+	{
+		size_t		n = json_object_array_length(limits);
+
+		for (size_t i = 0; i < n; i++)
+		{
+			struct json_object *rl = json_object_array_get_idx(limits, i);
+			struct json_object *type,
+					   *unit,
+					   *num,
+					   *lim;
+			int64		per_minute;
+
+			if (!json_object_is_type(rl, json_type_object) ||
+				!json_object_object_get_ex(rl, "rateLimitType", &type) ||
+				!json_object_object_get_ex(rl, "interval", &unit) ||
+				!json_object_object_get_ex(rl, "intervalNum", &num) ||
+				!json_object_object_get_ex(rl, "limit", &lim) ||
+				!json_object_is_type(type, json_type_string) ||
+				!json_object_is_type(unit, json_type_string) ||
+				!json_object_is_type(num, json_type_int) ||
+				!json_object_is_type(lim, json_type_int) ||
+				strcmp(json_object_get_string(type), "REQUEST_WEIGHT") != 0)
+				continue;
+			if (json_object_get_int64(num) <= 0 || json_object_get_int64(lim) <= 0)
+				continue;
+			/* express the limit per minute, rounding down */
+			if (strcmp(json_object_get_string(unit), "MINUTE") == 0)
+				per_minute = json_object_get_int64(lim) / json_object_get_int64(num);
+			else if (strcmp(json_object_get_string(unit), "SECOND") == 0)
+				per_minute = json_object_get_int64(lim) * 60 / json_object_get_int64(num);
+			else
+				continue;
+			if (per_minute > 0 && per_minute < INT_MAX)
+			{
+				*limit = ok ? Min(*limit, (int) per_minute) : (int) per_minute;
+				ok = true;
+			}
+		}
+	}
+	json_object_put(root);
+	return ok;
+}
+
+/* the decimal fields of a stream kline, in MdCandleField order */
+static const char *const ws_decimal_keys[MD_NUM_DECIMALS] = {"o", "h", "l", "c", "v", "q", "V", "Q"};
+
+/*
+ * binance_parse_stream_frame parses one market-stream frame: a combined
+ * stream's {"stream":..,"data":{..}}, a raw event, or a reply to SUBSCRIBE
+ * and friends ({"result":..,"id":..}).
+ */
+static MdFrameKind
+binance_parse_stream_frame(const char *frame, size_t len, MdStreamKline *out, char **err)
+{
+	struct json_object *root = parse_json(frame, len, err);
+	struct json_object *data,
+			   *o,
+			   *k;
+	MdCandle   *c = &out->candle;
+	bool		ok;
+	const char *iv_name;
+	int			f;
+
+	memset(out, 0, sizeof(*out));
+	if (root == NULL)
+		return MD_FRAME_MALFORMED;
+	if (!json_object_is_type(root, json_type_object))
+	{
+		*err = pstrdup("frame is not a JSON object");
+		json_object_put(root);
+		return MD_FRAME_MALFORMED;
+	}
+	if (json_object_object_get_ex(root, "id", NULL) &&
+		(json_object_object_get_ex(root, "result", NULL) ||
+		 json_object_object_get_ex(root, "error", NULL)))
+	{
+		json_object_put(root);
+		return MD_FRAME_REPLY;
+	}
+
+	data = root;
+	if (json_object_object_get_ex(root, "stream", &o))
+	{
+		if (!json_object_is_type(o, json_type_string) ||
+			!json_object_object_get_ex(root, "data", &data) ||
+			!json_object_is_type(data, json_type_object))
+		{
+			*err = pstrdup("combined-stream frame without a data object");
+			json_object_put(root);
+			return MD_FRAME_MALFORMED;
+		}
+		out->stream = pnstrdup(json_object_get_string(o), Min(json_object_get_string_len(o), 200));
+	}
+
+	if (!json_object_object_get_ex(data, "e", &o) || !json_object_is_type(o, json_type_string))
+	{
+		*err = pstrdup("event without an event type");
+		json_object_put(root);
+		return MD_FRAME_MALFORMED;
+	}
+	if (strcmp(json_object_get_string(o), "kline") != 0)
+	{
+		json_object_put(root);
+		return MD_FRAME_OTHER;
+	}
+
+	ok = json_object_object_get_ex(data, "E", &o) && json_get_ms(o, &out->event_ms) &&
+		json_object_object_get_ex(data, "k", &k) && json_object_is_type(k, json_type_object) &&
+		json_object_object_get_ex(k, "t", &o) && json_get_ms(o, &c->open_ms) &&
+		json_object_object_get_ex(k, "T", &o) && json_get_ms(o, &c->close_ms) &&
+		json_object_object_get_ex(k, "n", &o) && json_get_count(o, &c->trades) &&
+		json_object_object_get_ex(k, "x", &o) && json_object_is_type(o, json_type_boolean);
+	if (ok)
+		c->closed = json_object_get_boolean(o);
+	for (f = 0; ok && f < MD_NUM_DECIMALS; f++)
+		ok = json_object_object_get_ex(k, ws_decimal_keys[f], &o) && json_get_decimal(o, &c->dec[f]);
+	if (ok)
+		ok = json_object_object_get_ex(k, "s", &o) && json_object_is_type(o, json_type_string) &&
+			json_object_get_string_len(o) > 0 && json_object_get_string_len(o) <= 40;
+	if (ok)
+	{
+		out->symbol = pstrdup(json_object_get_string(o));
+		ok = md_valid_symbol(out->symbol);
+	}
+	if (ok)
+		ok = json_object_object_get_ex(k, "i", &o) && json_object_is_type(o, json_type_string);
+	if (ok)
+	{
+		iv_name = json_object_get_string(o);
+		out->iv = md_interval_lookup(iv_name);
+		ok = out->iv != NULL;
+	}
+	if (ok && c->close_ms <= c->open_ms)
+		ok = false;
+	json_object_put(root);
+	if (!ok)
+	{
+		*err = pstrdup("kline event with a missing or malformed field");
+		return MD_FRAME_MALFORMED;
+	}
+	return MD_FRAME_KLINE;
+}
+
+const MdExchange md_binance = {
+	.name = "binance",
+	.rest_base_url = binance_rest_base_url,
+	.klines_page_limit = binance_klines_page_limit,
+	.klines_weight = binance_klines_weight,
+	.klines_path = binance_klines_path,
+	.parse_klines = binance_parse_klines,
+	.parse_error = binance_parse_error,
+	.ban_until_ms = binance_ban_until_ms,
+	.time_path = "/fapi/v1/time",
+	.time_weight = 1,
+	.parse_server_time = binance_parse_server_time,
+	.info_path = "/fapi/v1/exchangeInfo",
+	.info_weight = 1,
+	.parse_weight_limit = binance_parse_weight_limit,
+	.parse_stream_frame = binance_parse_stream_frame,
+};

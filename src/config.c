@@ -1,0 +1,327 @@
+/*-------------------------------------------------------------------------
+ *
+ * config.c
+ *	  mdfeed's settings (the mdfeed.* GUCs) and the protection of its secrets.
+ *
+ * The API key and secret are superuser-only settings.  Beyond what the GUC
+ * machinery offers, two things keep them out of sight: a show hook masks the
+ * value for anyone but a superuser (members of pg_read_all_settings included),
+ * and a log hook scrubs them from server log lines such as the "parameter
+ * changed to" message the postmaster writes on reload.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/elog.h"
+#include "utils/guc.h"
+
+#include "mdfeed.h"
+
+char	   *mdfeed_database = NULL;
+int			mdfeed_backfill_workers = 2;
+char	   *mdfeed_binance_rest_url = NULL;
+char	   *mdfeed_binance_ws_url = NULL;
+double		mdfeed_rest_weight_share = 0.8;
+char	   *mdfeed_api_key = NULL;
+char	   *mdfeed_api_secret = NULL;
+int			mdfeed_http_timeout_ms = 30000;
+int			mdfeed_rest_max_retries = 10;
+int			mdfeed_rest_max_response_kb = 65536;
+int			mdfeed_job_poll_ms = 5000;
+
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+/*
+ * check_url accepts only http and https URLs: the workers hand the value to
+ * libcurl and libwebsockets, and nothing else should be reachable through it.
+ */
+static bool
+check_http_url(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL)
+		return true;
+	if (strncmp(*newval, "http://", 7) != 0 && strncmp(*newval, "https://", 8) != 0)
+	{
+		GUC_check_errdetail("The URL must start with http:// or https://.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_ws_url(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL)
+		return true;
+	if (strncmp(*newval, "ws://", 5) != 0 && strncmp(*newval, "wss://", 6) != 0)
+	{
+		GUC_check_errdetail("The URL must start with ws:// or wss://.");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * show_secret masks a secret for everyone but superusers.  GUC_SUPERUSER_ONLY
+ * alone would still show it to members of pg_read_all_settings.
+ */
+static const char *
+show_secret(const char *value)
+{
+	if (value == NULL || value[0] == '\0')
+		return "";
+	if (superuser())
+		return value;
+	return "********";
+}
+
+static const char *
+show_api_key(void)
+{
+	return show_secret(mdfeed_api_key);
+}
+
+static const char *
+show_api_secret(void)
+{
+	return show_secret(mdfeed_api_secret);
+}
+
+/*
+ * redact_after_name blanks the first quoted value that follows each mention
+ * of a secret setting's name in a log message, e.g. the "changed to" message
+ * of a reload or a logged ALTER SYSTEM statement.
+ */
+static char *
+redact_after_name(const char *msg, const char *name)
+{
+	StringInfoData out;
+	const char *p = msg;
+	size_t		namelen = strlen(name);
+	bool		changed = false;
+
+	initStringInfo(&out);
+	for (;;)
+	{
+		const char *hit = strstr(p, name);
+		const char *q;
+		char		quote;
+		const char *end;
+
+		if (hit == NULL)
+			break;
+		q = hit + namelen;
+		/* skip the closing quote of the name itself, if any */
+		if (*q == '"')
+			q++;
+		while (*q && *q != '\'' && *q != '"' && *q != ';' && *q != '\n')
+			q++;
+		if (*q != '\'' && *q != '"')
+		{
+			appendBinaryStringInfo(&out, p, q - p);
+			p = q;
+			continue;
+		}
+		quote = *q;
+		end = strchr(q + 1, quote);
+		appendBinaryStringInfo(&out, p, q + 1 - p);
+		appendStringInfoString(&out, "********");
+		changed = true;
+		if (end == NULL)
+		{
+			p = q + strlen(q);
+			appendStringInfoChar(&out, quote);
+			break;
+		}
+		p = end;
+	}
+	if (!changed)
+	{
+		pfree(out.data);
+		return NULL;
+	}
+	appendStringInfoString(&out, p);
+	return out.data;
+}
+
+/*
+ * redact_secret_values replaces every occurrence of the current secret
+ * values, wherever they appear in a message.
+ */
+static char *
+redact_value(const char *msg, const char *secret)
+{
+	StringInfoData out;
+	const char *p = msg;
+	const char *hit;
+	size_t		len;
+
+	if (secret == NULL || strlen(secret) < 6 || strstr(msg, secret) == NULL)
+		return NULL;
+	len = strlen(secret);
+	initStringInfo(&out);
+	while ((hit = strstr(p, secret)) != NULL)
+	{
+		appendBinaryStringInfo(&out, p, hit - p);
+		appendStringInfoString(&out, "********");
+		p = hit + len;
+	}
+	appendStringInfoString(&out, p);
+	return out.data;
+}
+
+static void
+scrub_field(char **field)
+{
+	char	   *s;
+
+	if (*field == NULL)
+		return;
+	if ((s = redact_after_name(*field, "mdfeed.api_key")) != NULL)
+		*field = s;
+	if ((s = redact_after_name(*field, "mdfeed.api_secret")) != NULL)
+		*field = s;
+	if ((s = redact_value(*field, mdfeed_api_key)) != NULL)
+		*field = s;
+	if ((s = redact_value(*field, mdfeed_api_secret)) != NULL)
+		*field = s;
+}
+
+/*
+ * mdfeed_emit_log_hook scrubs secrets from every message before it reaches
+ * the server log or a client.
+ */
+static void
+mdfeed_emit_log_hook(ErrorData *edata)
+{
+	scrub_field(&edata->message);
+	scrub_field(&edata->detail);
+	scrub_field(&edata->detail_log);
+	scrub_field(&edata->context);
+	scrub_field(&edata->internalquery);
+
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+void
+mdfeed_install_log_redaction(void)
+{
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = mdfeed_emit_log_hook;
+}
+
+/*
+ * mdfeed_define_gucs defines every mdfeed.* setting and reserves the prefix,
+ * so that a misspelt mdfeed.something is reported instead of ignored.
+ */
+void
+mdfeed_define_gucs(void)
+{
+	DefineCustomStringVariable("mdfeed.database",
+							   "Database in which mdfeed's workers run.",
+							   "The extension must be created in this database.",
+							   &mdfeed_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.backfill_workers",
+							"Number of backfill workers.",
+							"They download history over REST; zero disables backfills.",
+							&mdfeed_backfill_workers,
+							2, 0, 32,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("mdfeed.binance_rest_url",
+							   "Base URL of the Binance USD-M futures REST API.",
+							   NULL,
+							   &mdfeed_binance_rest_url,
+							   "https://fapi.binance.com",
+							   PGC_SIGHUP,
+							   0,
+							   check_http_url, NULL, NULL);
+
+	DefineCustomStringVariable("mdfeed.binance_ws_url",
+							   "Base URL of the Binance USD-M futures market streams (the /market route).",
+							   NULL,
+							   &mdfeed_binance_ws_url,
+							   "wss://fstream.binance.com/market",
+							   PGC_SIGHUP,
+							   0,
+							   check_ws_url, NULL, NULL);
+
+	DefineCustomRealVariable("mdfeed.rest_weight_share",
+							 "Fraction of the exchange's REST weight limit mdfeed may use.",
+							 "The limit is per IP address and shared by every mdfeed worker.",
+							 &mdfeed_rest_weight_share,
+							 0.8, 0.05, 1.0,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("mdfeed.api_key",
+							   "Exchange API key (not needed for market data).",
+							   NULL,
+							   &mdfeed_api_key,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, show_api_key);
+
+	DefineCustomStringVariable("mdfeed.api_secret",
+							   "Exchange API secret (not needed for market data).",
+							   NULL,
+							   &mdfeed_api_secret,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, show_api_secret);
+
+	DefineCustomIntVariable("mdfeed.http_timeout",
+							"Timeout of one REST request.",
+							NULL,
+							&mdfeed_http_timeout_ms,
+							30000, 100, 600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.rest_max_retries",
+							"Consecutive failed attempts at one REST request before its job fails.",
+							"Server errors, timeouts, resets and malformed answers are retried "
+							"with capped exponential backoff.",
+							&mdfeed_rest_max_retries,
+							10, 0, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.rest_max_response_size",
+							"Largest REST answer mdfeed accepts.",
+							NULL,
+							&mdfeed_rest_max_response_kb,
+							65536, 64, INT_MAX / 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.job_poll_interval",
+							"How often an idle backfill worker looks for jobs.",
+							"Workers are also woken at once when a job is queued.",
+							&mdfeed_job_poll_ms,
+							5000, 100, 3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("mdfeed");
+}

@@ -1,0 +1,94 @@
+/*-------------------------------------------------------------------------
+ *
+ * exchange.h
+ *	  The exchange adapter interface: everything that differs between
+ *	  exchanges (URLs, page sizes and weights, JSON shapes) sits behind it.
+ *
+ * Workers speak to an MdExchange; a second exchange is a new file filling
+ * in the same struct, not a branch in every worker.  Parsers never raise
+ * errors: the exchange's garbage is reported as false plus a message, and
+ * the caller decides (retry the request, count and skip the frame).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef MDFEED_EXCHANGE_H
+#define MDFEED_EXCHANGE_H
+
+#include "interval.h"
+
+/* the decimal fields of a candle, in this order */
+typedef enum MdCandleField
+{
+	MD_OPEN,
+	MD_HIGH,
+	MD_LOW,
+	MD_CLOSE,
+	MD_VOLUME,
+	MD_QUOTE_VOLUME,
+	MD_TAKER_BUY_BASE,
+	MD_TAKER_BUY_QUOTE,
+	MD_NUM_DECIMALS
+} MdCandleField;
+
+typedef struct MdCandle
+{
+	int64		open_ms;
+	int64		close_ms;
+	char	   *dec[MD_NUM_DECIMALS];	/* exact decimal strings */
+	int64		trades;
+	bool		closed;
+} MdCandle;
+
+/* one kline event from a market stream */
+typedef struct MdStreamKline
+{
+	char	   *stream;			/* combined-stream name, or NULL */
+	int64		event_ms;
+	char	   *symbol;
+	const MdInterval *iv;
+	MdCandle	candle;
+} MdStreamKline;
+
+typedef enum MdFrameKind
+{
+	MD_FRAME_KLINE,				/* a kline event: out is filled in */
+	MD_FRAME_REPLY,				/* an answer to a client request */
+	MD_FRAME_OTHER,				/* some other event, ignored */
+	MD_FRAME_MALFORMED			/* garbage: *err says why */
+} MdFrameKind;
+
+typedef struct MdExchange
+{
+	const char *name;
+
+	/* REST */
+	const char *(*rest_base_url) (void);
+	int			(*klines_page_limit) (int64 rows_wanted);
+	int			(*klines_weight) (int limit);
+	char	   *(*klines_path) (const char *symbol, const MdInterval *iv,
+								int64 start_ms, int64 end_ms, int limit);
+	bool		(*parse_klines) (const char *body, size_t len,
+								 MdCandle **rows, int *nrows, char **err);
+	/* the exchange's error body: code and message, if it is one */
+	bool		(*parse_error) (const char *body, size_t len, int *code, char **msg);
+	/* the end of an IP ban, from a 418 answer's body, or 0 */
+	int64		(*ban_until_ms) (const char *body, size_t len);
+	const char *time_path;
+	int			time_weight;
+	bool		(*parse_server_time) (const char *body, size_t len, int64 *ms);
+	const char *info_path;
+	int			info_weight;
+	/* the REST weight limit per minute announced by exchange info */
+	bool		(*parse_weight_limit) (const char *body, size_t len, int *limit);
+
+	/* market streams */
+	MdFrameKind (*parse_stream_frame) (const char *frame, size_t len,
+									   MdStreamKline *out, char **err);
+} MdExchange;
+
+extern const MdExchange md_binance;
+
+extern const MdExchange *md_exchange_lookup(const char *name);
+extern const char *md_exchange_names(void);
+
+#endif							/* MDFEED_EXCHANGE_H */

@@ -1,0 +1,28 @@
+/*-------------------------------------------------------------------------
+ *
+ * interval.h
+ *	  The candle intervals mdfeed knows, and the calendar arithmetic on them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef MDFEED_INTERVAL_H
+#define MDFEED_INTERVAL_H
+
+typedef struct MdInterval
+{
+	const char *name;			/* as the exchange spells it: "1m", "1M" */
+	const char *table;			/* mdfeed.<table> */
+	const char *pg_interval;	/* the same length as a PostgreSQL interval */
+	int64		ms;				/* fixed length, or 0 for calendar months */
+} MdInterval;
+
+extern const MdInterval md_intervals[];
+extern const int md_num_intervals;
+
+extern const MdInterval *md_interval_lookup(const char *name);
+extern const char *md_interval_names(void);
+extern int64 md_interval_floor(const MdInterval *iv, int64 ms);
+extern int64 md_interval_next(const MdInterval *iv, int64 open_ms);
+extern int64 md_interval_count(const MdInterval *iv, int64 from_ms, int64 to_ms);
+
+#endif							/* MDFEED_INTERVAL_H */

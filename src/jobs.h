@@ -1,0 +1,32 @@
+/*-------------------------------------------------------------------------
+ *
+ * jobs.h
+ *	  The job queue in mdfeed.jobs: claim, checkpoint, finish.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef MDFEED_JOBS_H
+#define MDFEED_JOBS_H
+
+typedef struct MdJob
+{
+	int64		id;
+	char		kind[32];
+	char		exchange[32];
+	char		symbol[64];
+	char		interval[8];
+	int64		from_ms;
+	int64		to_ms;
+	int64		cursor_ms;		/* -1 if the job never checkpointed */
+} MdJob;
+
+/* all of these run in the caller's transaction, with SPI connected */
+extern bool md_job_claim(MdJob *job);
+extern bool md_job_checkpoint(const MdJob *job, int64 cursor_ms, int64 rows,
+							  int requests, int retries, double progress);
+extern void md_job_finish(const MdJob *job, const char *state, const char *error,
+						  int requests, int retries);
+extern char *md_job_state(int64 id);
+extern void md_job_release(const MdJob *job);
+
+#endif

@@ -1,0 +1,62 @@
+/*-------------------------------------------------------------------------
+ *
+ * mdfeed.h
+ *	  Declarations shared by mdfeed's files: settings, shared state, times.
+ *
+ * Each concern has its own header; this one holds the few things nearly
+ * every file needs.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef MDFEED_H
+#define MDFEED_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "utils/wait_event.h"
+
+/* settings (config.c) */
+extern char *mdfeed_database;
+extern int	mdfeed_backfill_workers;
+extern char *mdfeed_binance_rest_url;
+extern char *mdfeed_binance_ws_url;
+extern double mdfeed_rest_weight_share;
+extern char *mdfeed_api_key;
+extern char *mdfeed_api_secret;
+extern int	mdfeed_http_timeout_ms;
+extern int	mdfeed_rest_max_retries;
+extern int	mdfeed_rest_max_response_kb;
+extern int	mdfeed_job_poll_ms;
+
+extern void mdfeed_define_gucs(void);
+extern void mdfeed_install_log_redaction(void);
+
+/* true when the library was loaded by shared_preload_libraries */
+extern bool mdfeed_preloaded;
+
+/* Times: exchanges speak milliseconds since the Unix epoch. */
+#define MD_UNIX_EPOCH_OFFSET_US \
+	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC)
+
+static inline TimestampTz
+md_ms_to_timestamptz(int64 ms)
+{
+	return (TimestampTz) (ms * 1000 - MD_UNIX_EPOCH_OFFSET_US);
+}
+
+static inline int64
+md_timestamptz_to_ms(TimestampTz ts)
+{
+	int64		us = (int64) ts + MD_UNIX_EPOCH_OFFSET_US;
+
+	/* floor division, so that times before 1970 round down too */
+	return us >= 0 ? us / 1000 : -((-us + 999) / 1000);
+}
+
+extern int64 md_now_ms(void);
+
+/* the wait event every mdfeed wait reports */
+#define MD_WAIT_EVENT PG_WAIT_EXTENSION
+
+#endif							/* MDFEED_H */

@@ -1,0 +1,198 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *	  Allocation of mdfeed's shared memory and helpers for worker slots.
+ *
+ * A worker owns one slot: it publishes its pid, latch and status there, and
+ * SQL functions read the slots to wake a worker (a job was queued) or to ask
+ * it to drop a job (a job was canceled).  A spinlock guards the whole area:
+ * every critical section is a handful of stores.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/timestamp.h"
+
+#include "mdfeed.h"
+#include "shmem.h"
+
+MdShared   *md_shared = NULL;
+MdWorkerSlot *md_my_slot = NULL;
+
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+void
+md_shmem_request(void)
+{
+	RequestAddinShmemSpace(MAXALIGN(sizeof(MdShared)));
+}
+
+static void
+md_shmem_startup_hook(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	md_shared = ShmemInitStruct("mdfeed", sizeof(MdShared), &found);
+	if (!found)
+	{
+		memset(md_shared, 0, sizeof(MdShared));
+		SpinLockInit(&md_shared->mutex);
+		ConditionVariableInit(&md_shared->job_cv);
+		/* the documented default, until exchangeInfo says otherwise */
+		md_shared->budget.limit_per_minute = 2400;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+md_shmem_startup(void)
+{
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = md_shmem_startup_hook;
+}
+
+/*
+ * md_require_workers raises an error that says how to fix things when the
+ * library was not preloaded, so there are no workers to do what was asked.
+ */
+void
+md_require_workers(void)
+{
+	if (!mdfeed_preloaded || md_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("mdfeed background workers are not running"),
+				 errhint("Add mdfeed to shared_preload_libraries in postgresql.conf "
+						 "(shared_preload_libraries = 'mdfeed') and restart the server.")));
+}
+
+static void
+md_slot_detach(int code, Datum arg)
+{
+	if (md_my_slot == NULL)
+		return;
+	SpinLockAcquire(&md_shared->mutex);
+	md_my_slot->pid = 0;
+	md_my_slot->latch = NULL;
+	md_my_slot->job = 0;
+	md_my_slot->cancel_job = 0;
+	strlcpy(md_my_slot->state, "stopped", sizeof(md_my_slot->state));
+	SpinLockRelease(&md_shared->mutex);
+	md_my_slot = NULL;
+}
+
+/*
+ * md_slot_attach makes slot slotno this process's own until it exits.
+ */
+void
+md_slot_attach(int slotno)
+{
+	MdWorkerSlot *slot;
+
+	Assert(slotno >= 0 && slotno < MD_MAX_WORKERS);
+	slot = &md_shared->slots[slotno];
+	SpinLockAcquire(&md_shared->mutex);
+	slot->pid = MyProcPid;
+	slot->latch = &MyProc->procLatch;
+	slot->started_at = GetCurrentTimestamp();
+	slot->last_message_at = 0;
+	slot->messages = 0;
+	slot->streams = 0;
+	slot->job = 0;
+	slot->cancel_job = 0;
+	strlcpy(slot->state, "starting", sizeof(slot->state));
+	SpinLockRelease(&md_shared->mutex);
+	md_my_slot = slot;
+	before_shmem_exit(md_slot_detach, (Datum) 0);
+}
+
+void
+md_slot_set_state(const char *state)
+{
+	if (md_my_slot == NULL)
+		return;
+	SpinLockAcquire(&md_shared->mutex);
+	strlcpy(md_my_slot->state, state, sizeof(md_my_slot->state));
+	SpinLockRelease(&md_shared->mutex);
+}
+
+void
+md_slot_set_error(const char *msg)
+{
+	if (md_my_slot == NULL)
+		return;
+	SpinLockAcquire(&md_shared->mutex);
+	strlcpy(md_my_slot->last_error, msg ? msg : "", sizeof(md_my_slot->last_error));
+	SpinLockRelease(&md_shared->mutex);
+}
+
+void
+md_slot_set_job(int64 job)
+{
+	if (md_my_slot == NULL)
+		return;
+	SpinLockAcquire(&md_shared->mutex);
+	md_my_slot->job = job;
+	md_my_slot->cancel_job = 0;
+	if (job != 0)
+		md_my_slot->messages++;
+	SpinLockRelease(&md_shared->mutex);
+}
+
+/*
+ * md_slot_cancel_requested says whether mdfeed_cancel asked this worker to
+ * drop the job it is working on.
+ */
+bool
+md_slot_cancel_requested(void)
+{
+	bool		result;
+
+	if (md_my_slot == NULL)
+		return false;
+	SpinLockAcquire(&md_shared->mutex);
+	result = md_my_slot->job != 0 && md_my_slot->cancel_job == md_my_slot->job;
+	SpinLockRelease(&md_shared->mutex);
+	return result;
+}
+
+/*
+ * md_wake_role sets the latch of every live worker of a role.
+ */
+void
+md_wake_role(MdWorkerRole role)
+{
+	Latch	   *latches[MD_MAX_WORKERS];
+	int			n = 0;
+
+	if (md_shared == NULL)
+		return;
+	SpinLockAcquire(&md_shared->mutex);
+	for (int i = 0; i < MD_MAX_WORKERS; i++)
+	{
+		MdWorkerSlot *slot = &md_shared->slots[i];
+
+		if (slot->role == role && slot->pid != 0 && slot->latch != NULL)
+			latches[n++] = slot->latch;
+	}
+	SpinLockRelease(&md_shared->mutex);
+	/* SetLatch is not for inside a spinlock */
+	for (int i = 0; i < n; i++)
+		SetLatch(latches[i]);
+}
+
+void
+md_broadcast_job_end(void)
+{
+	if (md_shared != NULL)
+		ConditionVariableBroadcast(&md_shared->job_cv);
+}

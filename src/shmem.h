@@ -1,0 +1,91 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.h
+ *	  mdfeed's shared memory: worker status slots, the REST budget, and the
+ *	  condition variable job waiters sleep on.
+ *
+ * Everything here is small, fixed-size and plain data; process-local
+ * handles (curl, lws, sockets) never go into it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef MDFEED_SHMEM_H
+#define MDFEED_SHMEM_H
+
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+
+#define MD_MAX_WORKERS 64
+
+typedef enum MdWorkerRole
+{
+	MD_ROLE_NONE = 0,
+	MD_ROLE_LAUNCHER,
+	MD_ROLE_BACKFILL,
+	MD_ROLE_STREAM,
+	MD_ROLE_WATCH
+} MdWorkerRole;
+
+typedef struct MdWorkerSlot
+{
+	/* set by the launcher when it starts the worker */
+	MdWorkerRole role;
+	int			index;			/* index within its role */
+	/* set by the worker itself */
+	pid_t		pid;
+	Latch	   *latch;
+	TimestampTz started_at;
+	TimestampTz last_message_at;
+	int64		messages;
+	int64		reconnects;
+	int			streams;
+	int64		job;			/* job being worked on, 0 if none */
+	int64		cancel_job;		/* set by mdfeed_cancel: abort this job */
+	char		state[32];
+	char		last_error[256];
+} MdWorkerSlot;
+
+/* The REST weight budget shared by every worker: the limit is per IP. */
+typedef struct MdBudget
+{
+	int			limit_per_minute;	/* from exchangeInfo rateLimits */
+	int64		window_minute;	/* floor(ms / 60000) of the current window */
+	int			used;			/* weight used in the window, ours or the
+								 * exchange's header, whichever is higher */
+	int64		blocked_until_ms;	/* no REST call before this (429, 418) */
+	bool		banned;			/* blocked_until_ms comes from a 418 */
+	int64		requests;
+	int64		throttled;		/* times a caller had to wait for budget */
+	int64		got_429;
+	int64		got_418;
+} MdBudget;
+
+typedef struct MdShared
+{
+	slock_t		mutex;			/* protects everything below */
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+	MdBudget	budget;
+	MdWorkerSlot slots[MD_MAX_WORKERS];
+	ConditionVariable job_cv;	/* broadcast when any job ends */
+} MdShared;
+
+extern MdShared *md_shared;
+
+extern void md_shmem_request(void);
+extern void md_shmem_startup(void);
+extern void md_require_workers(void);
+
+/* worker status helpers (for the worker's own slot) */
+extern MdWorkerSlot *md_my_slot;
+extern void md_slot_attach(int slotno);
+extern void md_slot_set_state(const char *state);
+extern void md_slot_set_error(const char *msg);
+extern void md_slot_set_job(int64 job);
+extern bool md_slot_cancel_requested(void);
+
+extern void md_wake_role(MdWorkerRole role);
+extern void md_broadcast_job_end(void);
+
+#endif							/* MDFEED_SHMEM_H */

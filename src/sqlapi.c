@@ -1,0 +1,630 @@
+/*-------------------------------------------------------------------------
+ *
+ * sqlapi.c
+ *	  The SQL-callable functions: queue, wait for and cancel jobs, show the
+ *	  workers, and run the exchange parsers on text.
+ *
+ * Users are granted EXECUTE on these functions, not rights on mdfeed.jobs:
+ * the functions write the job table as the extension's owner, after
+ * validating everything the caller gave them, and record who asked.
+ * Workers are woken when the transaction that queued a job commits, not
+ * before, so they never look for a row they cannot see yet.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/condition_variable.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/formatting.h"
+#include "utils/timestamp.h"
+
+#include "mdfeed.h"
+#include "exchange.h"
+#include "decimal.h"
+#include "shmem.h"
+#include "store.h"
+
+PG_FUNCTION_INFO_V1(mdfeed_backfill);
+PG_FUNCTION_INFO_V1(mdfeed_wait);
+PG_FUNCTION_INFO_V1(mdfeed_cancel);
+PG_FUNCTION_INFO_V1(mdfeed_workers);
+PG_FUNCTION_INFO_V1(mdfeed_parse_binance_klines);
+PG_FUNCTION_INFO_V1(mdfeed_parse_binance_stream);
+PG_FUNCTION_INFO_V1(mdfeed_ingest_binance_klines);
+
+/* things to do when the current transaction commits */
+static bool wake_backfill_at_commit = false;
+static bool broadcast_at_commit = false;
+static bool xact_callback_registered = false;
+
+static void
+md_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT)
+	{
+		if (wake_backfill_at_commit)
+			md_wake_role(MD_ROLE_BACKFILL);
+		if (broadcast_at_commit)
+			md_broadcast_job_end();
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+		wake_backfill_at_commit = broadcast_at_commit = false;
+}
+
+static void
+at_commit(bool wake_backfill, bool broadcast)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(md_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	wake_backfill_at_commit |= wake_backfill;
+	broadcast_at_commit |= broadcast;
+}
+
+#define REQUIRE_ARG(n, name) \
+	do { \
+		if (PG_ARGISNULL(n)) \
+			ereport(ERROR, \
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), \
+					 errmsg("%s must not be null", (name)))); \
+	} while (0)
+
+/*
+ * md_check_symbol rejects a malformed symbol, suggesting the upper-case
+ * spelling when that would be valid.
+ */
+static void
+md_check_symbol(const char *symbol)
+{
+	char	   *upper;
+
+	if (md_valid_symbol(symbol))
+		return;
+	upper = asc_toupper(symbol, strlen(symbol));
+	if (md_valid_symbol(upper))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid symbol \"%s\"", symbol),
+				 errhint("Symbols are written in upper case, as the exchange lists them: \"%s\".",
+						 upper)));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid symbol \"%s\"", symbol),
+			 errhint("A symbol is 1 to 40 upper-case letters, digits, '_' or '-', such as BTCUSDT.")));
+}
+
+static const MdInterval *
+md_check_interval(const char *name)
+{
+	const MdInterval *iv = md_interval_lookup(name);
+
+	if (iv == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid interval \"%s\"", name),
+				 errhint("Valid intervals are %s (1m is a minute, 1M a month).",
+						 md_interval_names())));
+	return iv;
+}
+
+static const MdExchange *
+md_check_exchange(const char *name)
+{
+	const MdExchange *ex = md_exchange_lookup(name);
+
+	if (ex == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown exchange \"%s\"", name),
+				 errhint("Valid exchanges are: %s.", md_exchange_names())));
+	return ex;
+}
+
+/*
+ * md_check_database makes sure jobs are queued where the workers look.
+ */
+static void
+md_check_database(void)
+{
+	char	   *here = get_database_name(MyDatabaseId);
+
+	if (here == NULL || strcmp(here, mdfeed_database) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("mdfeed's workers run in database \"%s\", not in \"%s\"",
+						mdfeed_database, here ? here : "?"),
+				 errhint("Connect to database \"%s\", or set mdfeed.database = '%s' in postgresql.conf and restart the server.",
+						 mdfeed_database, here ? here : "?")));
+}
+
+/*
+ * Run SPI as the extension's owner, so that callers need no rights on the
+ * job table itself; the caller's identity is recorded explicitly.
+ */
+typedef struct OwnerContext
+{
+	Oid			save_userid;
+	int			save_sec;
+} OwnerContext;
+
+static void
+begin_as_owner(OwnerContext *ctx)
+{
+	bool		isnull;
+	Oid			owner;
+	int			ret;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'mdfeed'",
+					  true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"mdfeed\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION mdfeed.")));
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec);
+	SetUserIdAndSecContext(owner, ctx->save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+}
+
+static void
+end_as_owner(OwnerContext *ctx)
+{
+	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec);
+	SPI_finish();
+}
+
+/*
+ * mdfeed_backfill queues a job that brings candles of one symbol and interval
+ * in [from_time, to_time) into mdfeed.candles_<interval>.
+ */
+Datum
+mdfeed_backfill(PG_FUNCTION_ARGS)
+{
+	char	   *symbol;
+	char	   *interval;
+	char	   *exchange;
+	TimestampTz from,
+				to;
+	OwnerContext ctx;
+	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, NAMEOID};
+	Datum		values[7];
+	bool		isnull;
+	int64		id;
+	int			ret;
+
+	REQUIRE_ARG(0, "symbol");
+	REQUIRE_ARG(1, "interval");
+	REQUIRE_ARG(2, "from_time");
+	REQUIRE_ARG(3, "to_time");
+	REQUIRE_ARG(4, "exchange");
+	symbol = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	interval = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	from = PG_GETARG_TIMESTAMPTZ(2);
+	to = PG_GETARG_TIMESTAMPTZ(3);
+	exchange = text_to_cstring(PG_GETARG_TEXT_PP(4));
+
+	md_check_exchange(exchange);
+	md_check_symbol(symbol);
+	md_check_interval(interval);
+	if (TIMESTAMP_NOT_FINITE(from) || TIMESTAMP_NOT_FINITE(to))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_time and to_time must be finite"),
+				 errhint("Give a range such as now() - interval '30 days' to now().")));
+	if (from >= to)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_time %s is not before to_time %s",
+						timestamptz_to_str(from), timestamptz_to_str(to)),
+				 errhint("The range is [from_time, to_time): from_time must be the earlier.")));
+	if (md_timestamptz_to_ms(from) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_time %s is before 1970", timestamptz_to_str(from)),
+				 errhint("Exchanges count time from 1970-01-01 00:00 UTC.")));
+	md_require_workers();
+	md_check_database();
+	if (mdfeed_backfill_workers == 0)
+		ereport(NOTICE,
+				(errmsg("mdfeed.backfill_workers is 0: the job stays queued until workers are enabled")));
+
+	begin_as_owner(&ctx);
+	values[0] = CStringGetTextDatum(exchange);
+	values[1] = CStringGetTextDatum(symbol);
+	values[2] = CStringGetTextDatum(interval);
+	values[3] = TimestampTzGetDatum(from);
+	values[4] = TimestampTzGetDatum(to);
+	values[5] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(ctx.save_userid, false)));
+	ret = SPI_execute_with_args("INSERT INTO mdfeed.jobs (kind, exchange, symbol, \"interval\", "
+								"from_time, to_time, requested_by) "
+								"VALUES ('candles', $1, $2, $3, $4, $5, $6) RETURNING id",
+								6, types, values, NULL, false, 1);
+	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+		elog(ERROR, "could not queue the job");
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	end_as_owner(&ctx);
+
+	at_commit(true, false);
+	PG_RETURN_INT64(id);
+}
+
+static bool
+state_is_final(const char *state)
+{
+	return strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 ||
+		strcmp(state, "canceled") == 0;
+}
+
+/*
+ * read_job_state returns the job's state, and whether this very transaction
+ * queued it (the workers cannot see it before we commit).
+ */
+static char *
+read_job_state(int64 id, bool *ours)
+{
+	OwnerContext ctx;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+	char	   *state = NULL;
+	bool		isnull;
+	int			ret;
+
+	begin_as_owner(&ctx);
+	ret = SPI_execute_with_args("SELECT state, xmin = pg_catalog.xid(pg_catalog.pg_current_xact_id_if_assigned()) "
+								"FROM mdfeed.jobs WHERE id = $1",
+								1, types, values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read job " INT64_FORMAT, id);
+	if (SPI_processed == 1)
+	{
+		char	   *s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+
+		state = MemoryContextStrdup(TopTransactionContext, s);
+		*ours = !isnull && DatumGetBool(d);
+	}
+	end_as_owner(&ctx);
+	return state;
+}
+
+/*
+ * mdfeed_wait waits until a job ends and returns its final state, or returns
+ * its current state when the timeout passes first.
+ */
+Datum
+mdfeed_wait(PG_FUNCTION_ARGS)
+{
+	int64		id;
+	double		timeout_s;
+	TimestampTz deadline;
+	char	   *state;
+	bool		ours = false;
+
+	REQUIRE_ARG(0, "job");
+	REQUIRE_ARG(1, "timeout");
+	id = PG_GETARG_INT64(0);
+	timeout_s = DatumGetFloat8(DirectFunctionCall2(interval_part,
+												   CStringGetTextDatum("epoch"),
+												   PG_GETARG_DATUM(1)));
+	if (timeout_s < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative"),
+				 errhint("Give an interval such as '10 minutes'.")));
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("mdfeed_wait cannot see job progress in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errhint("Call it in a READ COMMITTED transaction, or outside an explicit transaction.")));
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   (int64) Min(timeout_s * 1000.0, (double) PG_INT32_MAX * 1000.0));
+	for (;;)
+	{
+		long		left;
+
+		state = read_job_state(id, &ours);
+		if (state == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("job " INT64_FORMAT " does not exist", id),
+					 errhint("Job ids are in mdfeed.jobs.")));
+		if (state_is_final(state))
+			break;
+		if (ours)
+			ereport(ERROR,
+					(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+					 errmsg("job " INT64_FORMAT " was queued by this transaction", id),
+					 errhint("Commit the transaction that queued the job before waiting for it.")));
+		left = (long) ((deadline - GetCurrentTimestamp()) / 1000);
+		if (left <= 0)
+			break;
+		if (md_shared != NULL)
+		{
+			/* woken when any job ends; the timeout bounds a missed wakeup */
+			ConditionVariablePrepareToSleep(&md_shared->job_cv);
+			(void) ConditionVariableTimedSleep(&md_shared->job_cv, Min(left, 1000), MD_WAIT_EVENT);
+			ConditionVariableCancelSleep();
+		}
+		else
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Min(left, 200), MD_WAIT_EVENT);
+			ResetLatch(MyLatch);
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+	PG_RETURN_TEXT_P(cstring_to_text(state));
+}
+
+/*
+ * mdfeed_cancel cancels a queued or running job; the worker running it drops
+ * the request in flight.  Returns false if the job had already ended.
+ */
+Datum
+mdfeed_cancel(PG_FUNCTION_ARGS)
+{
+	int64		id;
+	OwnerContext ctx;
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2];
+	char	   *requested_by;
+	char	   *caller;
+	Oid			requester;
+	bool		canceled;
+	int			ret;
+
+	REQUIRE_ARG(0, "job");
+	id = PG_GETARG_INT64(0);
+	caller = GetUserNameFromId(GetUserId(), false);
+
+	begin_as_owner(&ctx);
+	values[0] = Int64GetDatum(id);
+	ret = SPI_execute_with_args("SELECT requested_by FROM mdfeed.jobs WHERE id = $1",
+								1, types, values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read job " INT64_FORMAT, id);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("job " INT64_FORMAT " does not exist", id),
+				 errhint("Job ids are in mdfeed.jobs.")));
+	requested_by = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	requester = get_role_oid(requested_by, true);
+	if (!superuser_arg(ctx.save_userid) &&
+		!(OidIsValid(requester) && has_privs_of_role(ctx.save_userid, requester)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to cancel job " INT64_FORMAT, id),
+				 errdetail("The job was queued by role \"%s\".", requested_by),
+				 errhint("Only members of that role and superusers can cancel it.")));
+
+	values[1] = CStringGetTextDatum(psprintf("canceled by %s", caller));
+	ret = SPI_execute_with_args("UPDATE mdfeed.jobs SET state = 'canceled', error = $2, "
+								"finished_at = pg_catalog.now(), updated_at = pg_catalog.now() "
+								"WHERE id = $1 AND state IN ('queued', 'running')",
+								2, types, values, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not cancel job " INT64_FORMAT, id);
+	canceled = SPI_processed == 1;
+	end_as_owner(&ctx);
+
+	if (canceled && md_shared != NULL)
+	{
+		Latch	   *latches[MD_MAX_WORKERS];
+		int			n = 0;
+
+		/* tell the worker now, so it drops the request in flight */
+		SpinLockAcquire(&md_shared->mutex);
+		for (int i = 0; i < MD_MAX_WORKERS; i++)
+		{
+			MdWorkerSlot *slot = &md_shared->slots[i];
+
+			if (slot->pid != 0 && slot->job == id && slot->latch != NULL)
+			{
+				slot->cancel_job = id;
+				latches[n++] = slot->latch;
+			}
+		}
+		SpinLockRelease(&md_shared->mutex);
+		for (int i = 0; i < n; i++)
+			SetLatch(latches[i]);
+		at_commit(false, true);
+	}
+	PG_RETURN_BOOL(canceled);
+}
+
+static const char *
+role_name(MdWorkerRole role)
+{
+	switch (role)
+	{
+		case MD_ROLE_LAUNCHER:
+			return "launcher";
+		case MD_ROLE_BACKFILL:
+			return "backfill";
+		case MD_ROLE_STREAM:
+			return "stream";
+		case MD_ROLE_WATCH:
+			return "watch";
+		default:
+			return "none";
+	}
+}
+
+/*
+ * mdfeed_workers returns one row per live mdfeed worker (the view
+ * mdfeed.workers).
+ */
+Datum
+mdfeed_workers(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MdWorkerSlot slots[MD_MAX_WORKERS];
+
+	md_require_workers();
+	InitMaterializedSRF(fcinfo, 0);
+
+	SpinLockAcquire(&md_shared->mutex);
+	memcpy(slots, md_shared->slots, sizeof(slots));
+	SpinLockRelease(&md_shared->mutex);
+
+	for (int i = 0; i < MD_MAX_WORKERS; i++)
+	{
+		MdWorkerSlot *s = &slots[i];
+		Datum		values[10];
+		bool		nulls[10] = {0};
+
+		if (s->pid == 0)
+			continue;
+		values[0] = Int32GetDatum(s->pid);
+		values[1] = CStringGetTextDatum(role_name(s->role));
+		values[2] = CStringGetTextDatum(s->state);
+		values[3] = TimestampTzGetDatum(s->started_at);
+		nulls[4] = s->last_message_at == 0;
+		values[4] = TimestampTzGetDatum(s->last_message_at);
+		values[5] = Int64GetDatum(s->messages);
+		values[6] = Int64GetDatum(s->reconnects);
+		values[7] = Int32GetDatum(s->streams);
+		nulls[8] = s->job == 0;
+		values[8] = Int64GetDatum(s->job);
+		nulls[9] = s->last_error[0] == '\0';
+		values[9] = CStringGetTextDatum(s->last_error);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+static Datum
+numeric_datum(const char *s)
+{
+	return DirectFunctionCall3(numeric_in, CStringGetDatum(s),
+							   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+}
+
+static void
+report_malformed(const char *what, const char *err, text *input, const char *hint)
+{
+	char	   *s = text_to_cstring(input);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("malformed %s: %s", what, err),
+			 errdetail("The input begins with: %.80s", s),
+			 errhint("%s", hint)));
+}
+
+/*
+ * mdfeed_parse_binance_klines parses a GET /fapi/v1/klines answer with the
+ * workers' parser.
+ */
+Datum
+mdfeed_parse_binance_klines(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	text	   *body = PG_GETARG_TEXT_PP(0);
+	MdCandle   *rows;
+	int			nrows;
+	char	   *err;
+
+	md_check_interval(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	if (!md_binance.parse_klines(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), &rows, &nrows, &err))
+		report_malformed("Binance klines answer", err, body,
+						 "The text must be the JSON array GET /fapi/v1/klines returns.");
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < nrows; i++)
+	{
+		Datum		values[11];
+		bool		nulls[11] = {0};
+
+		values[0] = TimestampTzGetDatum(md_ms_to_timestamptz(rows[i].open_ms));
+		values[1] = TimestampTzGetDatum(md_ms_to_timestamptz(rows[i].close_ms));
+		for (int f = 0; f < MD_NUM_DECIMALS; f++)
+			values[2 + f] = numeric_datum(rows[i].dec[f]);
+		values[10] = Int64GetDatum(rows[i].trades);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * mdfeed_parse_binance_stream parses one market-stream frame with the
+ * workers' parser: one row for a kline event, none for a reply or another
+ * event, an error for anything malformed.
+ */
+Datum
+mdfeed_parse_binance_stream(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	text	   *frame = PG_GETARG_TEXT_PP(0);
+	MdStreamKline k;
+	char	   *err = NULL;
+	MdFrameKind kind;
+
+	kind = md_binance.parse_stream_frame(VARDATA_ANY(frame), VARSIZE_ANY_EXHDR(frame), &k, &err);
+	if (kind == MD_FRAME_MALFORMED)
+		report_malformed("Binance stream frame", err, frame,
+						 "The text must be one frame of a Binance USD-M market stream.");
+	InitMaterializedSRF(fcinfo, 0);
+	if (kind == MD_FRAME_KLINE)
+	{
+		Datum		values[16];
+		bool		nulls[16] = {0};
+
+		nulls[0] = k.stream == NULL;
+		values[0] = k.stream ? CStringGetTextDatum(k.stream) : (Datum) 0;
+		values[1] = TimestampTzGetDatum(md_ms_to_timestamptz(k.event_ms));
+		values[2] = CStringGetTextDatum(k.symbol);
+		values[3] = CStringGetTextDatum(k.iv->name);
+		values[4] = TimestampTzGetDatum(md_ms_to_timestamptz(k.candle.open_ms));
+		values[5] = TimestampTzGetDatum(md_ms_to_timestamptz(k.candle.close_ms));
+		for (int f = 0; f < MD_NUM_DECIMALS; f++)
+			values[6 + f] = numeric_datum(k.candle.dec[f]);
+		values[14] = Int64GetDatum(k.candle.trades);
+		values[15] = BoolGetDatum(k.candle.closed);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * mdfeed_ingest_binance_klines upserts a klines answer as the workers do;
+ * candles closing before server_time are stored as closed.
+ */
+Datum
+mdfeed_ingest_binance_klines(PG_FUNCTION_ARGS)
+{
+	char	   *symbol = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	const MdInterval *iv = md_check_interval(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	text	   *body = PG_GETARG_TEXT_PP(2);
+	int64		server_ms = md_timestamptz_to_ms(PG_GETARG_TIMESTAMPTZ(3));
+	MdCandle   *rows;
+	int			nrows;
+	char	   *err;
+	int64		written;
+
+	md_check_symbol(symbol);
+	if (!md_binance.parse_klines(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), &rows, &nrows, &err))
+		report_malformed("Binance klines answer", err, body,
+						 "The text must be the JSON array GET /fapi/v1/klines returns.");
+	for (int i = 0; i < nrows; i++)
+		rows[i].closed = rows[i].close_ms < server_ms;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	written = md_store_candles(iv, symbol, rows, nrows);
+	SPI_finish();
+	PG_RETURN_INT64(written);
+}

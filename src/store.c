@@ -1,0 +1,152 @@
+/*-------------------------------------------------------------------------
+ *
+ * store.c
+ *	  Writing candles into mdfeed.candles_<interval>, a batch at a time.
+ *
+ * A batch goes in as one INSERT ... SELECT FROM unnest(arrays) ON CONFLICT
+ * DO UPDATE, prepared once per table and kept for the life of the process.
+ * The upsert is idempotent: a row equal to what is stored is not touched
+ * (no dead tuple, updated_at unchanged), and a closed candle is never
+ * replaced by a forming one, so replaying anything changes nothing.
+ *
+ * The caller runs inside a transaction with SPI connected, and must have
+ * checked every decimal string (numeric_in would raise an error on garbage;
+ * the parsers guarantee it does not get any).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "mdfeed.h"
+#include "store.h"
+
+#define NPARAMS (3 + MD_NUM_DECIMALS + 2)
+
+/* one prepared plan per interval, kept across transactions */
+static SPIPlanPtr upsert_plans[32];
+
+static SPIPlanPtr
+upsert_plan(const MdInterval *iv)
+{
+	int			idx = iv - md_intervals;
+	Oid			types[NPARAMS];
+	char	   *sql;
+	SPIPlanPtr	plan;
+	int			p = 0;
+
+	Assert(idx >= 0 && idx < md_num_intervals);
+	if (upsert_plans[idx] != NULL)
+		return upsert_plans[idx];
+
+	types[p++] = TEXTOID;
+	types[p++] = TIMESTAMPTZARRAYOID;
+	types[p++] = TIMESTAMPTZARRAYOID;
+	for (int i = 0; i < MD_NUM_DECIMALS; i++)
+		types[p++] = NUMERICARRAYOID;
+	types[p++] = INT8ARRAYOID;
+	types[p++] = BOOLARRAYOID;
+
+	sql = psprintf("INSERT INTO mdfeed.%s AS c (symbol, open_time, close_time, open, high, low, close, "
+				   "volume, quote_volume, taker_buy_base_volume, taker_buy_quote_volume, trades, closed) "
+				   "SELECT $1, u.* FROM pg_catalog.unnest($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+				   "AS u(open_time, close_time, open, high, low, close, volume, quote_volume, "
+				   "taker_buy_base_volume, taker_buy_quote_volume, trades, closed) "
+				   "ON CONFLICT (symbol, open_time) DO UPDATE SET "
+				   "close_time = excluded.close_time, open = excluded.open, high = excluded.high, "
+				   "low = excluded.low, close = excluded.close, volume = excluded.volume, "
+				   "quote_volume = excluded.quote_volume, "
+				   "taker_buy_base_volume = excluded.taker_buy_base_volume, "
+				   "taker_buy_quote_volume = excluded.taker_buy_quote_volume, "
+				   "trades = excluded.trades, closed = excluded.closed, updated_at = pg_catalog.now() "
+				   "WHERE (c.closed OPERATOR(pg_catalog.<=) excluded.closed) AND "
+				   "(c.close_time, c.open, c.high, c.low, c.close, c.volume, c.quote_volume, "
+				   "c.taker_buy_base_volume, c.taker_buy_quote_volume, c.trades, c.closed) "
+				   "IS DISTINCT FROM (excluded.close_time, excluded.open, excluded.high, excluded.low, "
+				   "excluded.close, excluded.volume, excluded.quote_volume, "
+				   "excluded.taker_buy_base_volume, excluded.taker_buy_quote_volume, "
+				   "excluded.trades, excluded.closed)",
+				   iv->table);
+	plan = SPI_prepare(sql, NPARAMS, types);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the upsert into mdfeed.%s: %s",
+			 iv->table, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not keep the upsert plan for mdfeed.%s", iv->table);
+	upsert_plans[idx] = plan;
+	pfree(sql);
+	return plan;
+}
+
+/*
+ * md_store_candles upserts rows (unique, ascending open times) and returns
+ * how many rows were inserted or changed.
+ */
+int64
+md_store_candles(const MdInterval *iv, const char *symbol, MdCandle *rows, int nrows)
+{
+	MemoryContext tmp,
+				old;
+	SPIPlanPtr	plan;
+	Datum		values[NPARAMS];
+	char		nulls[NPARAMS];
+	Datum	   *col;
+	int			ret;
+	int64		written;
+
+	if (nrows <= 0)
+		return 0;
+	plan = upsert_plan(iv);
+
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "mdfeed upsert", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(tmp);
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = CStringGetTextDatum(symbol);
+
+	col = palloc(sizeof(Datum) * nrows);
+	for (int i = 0; i < nrows; i++)
+		col[i] = TimestampTzGetDatum(md_ms_to_timestamptz(rows[i].open_ms));
+	values[1] = PointerGetDatum(construct_array(col, nrows, TIMESTAMPTZOID, sizeof(TimestampTz),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	col = palloc(sizeof(Datum) * nrows);
+	for (int i = 0; i < nrows; i++)
+		col[i] = TimestampTzGetDatum(md_ms_to_timestamptz(rows[i].close_ms));
+	values[2] = PointerGetDatum(construct_array(col, nrows, TIMESTAMPTZOID, sizeof(TimestampTz),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	for (int f = 0; f < MD_NUM_DECIMALS; f++)
+	{
+		col = palloc(sizeof(Datum) * nrows);
+		for (int i = 0; i < nrows; i++)
+			col[i] = DirectFunctionCall3(numeric_in, CStringGetDatum(rows[i].dec[f]),
+										 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+		values[3 + f] = PointerGetDatum(construct_array(col, nrows, NUMERICOID, -1, false,
+														TYPALIGN_INT));
+	}
+	col = palloc(sizeof(Datum) * nrows);
+	for (int i = 0; i < nrows; i++)
+		col[i] = Int64GetDatum(rows[i].trades);
+	values[3 + MD_NUM_DECIMALS] = PointerGetDatum(construct_array(col, nrows, INT8OID, sizeof(int64),
+																  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	col = palloc(sizeof(Datum) * nrows);
+	for (int i = 0; i < nrows; i++)
+		col[i] = BoolGetDatum(rows[i].closed);
+	values[4 + MD_NUM_DECIMALS] = PointerGetDatum(construct_array(col, nrows, BOOLOID, 1, true,
+																  TYPALIGN_CHAR));
+
+	ret = SPI_execute_plan(plan, values, nulls, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "upsert into mdfeed.%s failed: %s", iv->table, SPI_result_code_string(ret));
+	written = (int64) SPI_processed;
+
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(tmp);
+	return written;
+}

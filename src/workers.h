@@ -1,0 +1,25 @@
+/*-------------------------------------------------------------------------
+ *
+ * workers.h
+ *	  Entry points of mdfeed's background workers and what they are given.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef MDFEED_WORKERS_H
+#define MDFEED_WORKERS_H
+
+#include "postmaster/bgworker.h"
+
+/* passed in bgw_extra */
+typedef struct MdWorkerArgs
+{
+	Oid			dboid;
+	int			slot;
+} MdWorkerArgs;
+
+extern PGDLLEXPORT void mdfeed_launcher_main(Datum main_arg);
+extern PGDLLEXPORT void mdfeed_backfill_main(Datum main_arg);
+
+extern void md_register_launcher(void);
+
+#endif
