@@ -44,3 +44,7 @@ include $(PGXS)
 # the prove_installcheck target (run it as a non-root user).
 PROVE_TESTS ?= test/t/*.pl
 PROVE_FLAGS += -I test/perl
+
+.PHONY: prove_installcheck
+prove_installcheck:
+	$(prove_installcheck)

@@ -225,11 +225,16 @@ mdfeed_backfill(PG_FUNCTION_ARGS)
 				 errmsg("from_time and to_time must be finite"),
 				 errhint("Give a range such as now() - interval '30 days' to now().")));
 	if (from >= to)
+	{
+		/* timestamptz_to_str returns a static buffer */
+		char	   *from_str = pstrdup(timestamptz_to_str(from));
+
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("from_time %s is not before to_time %s",
-						timestamptz_to_str(from), timestamptz_to_str(to)),
+						from_str, timestamptz_to_str(to)),
 				 errhint("The range is [from_time, to_time): from_time must be the earlier.")));
+	}
 	if (md_timestamptz_to_ms(from) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -56,7 +56,10 @@ upsert_plan(const MdInterval *iv)
 
 	sql = psprintf("INSERT INTO mdfeed.%s AS c (symbol, open_time, close_time, open, high, low, close, "
 				   "volume, quote_volume, taker_buy_base_volume, taker_buy_quote_volume, trades, closed) "
-				   "SELECT $1, u.* FROM pg_catalog.unnest($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+				   "SELECT $1, u.* FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4), "
+				   "pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8), "
+				   "pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11), pg_catalog.unnest($12), "
+				   "pg_catalog.unnest($13)) "
 				   "AS u(open_time, close_time, open, high, low, close, volume, quote_volume, "
 				   "taker_buy_base_volume, taker_buy_quote_volume, trades, closed) "
 				   "ON CONFLICT (symbol, open_time) DO UPDATE SET "

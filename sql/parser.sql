@@ -1,0 +1,72 @@
+--
+-- The exchange parsers, on real frames and on garbage.  Garbage is an ERROR
+-- that names what is wrong, never a crash.
+--
+-- a /fapi/v1/klines answer: the last row is the candle still forming
+SELECT * FROM mdfeed.parse_binance_klines($$[
+ [1700000000000,"37000.10","37100.00","36950.50","37050.20","123.456",1700000059999,"4570000.12345",1500,"60.123","2225000.00000","0"],
+ [1700000060000,"37050.20","37060.00","37000.00","37001.00","0.000",1700000119999,"0.00000",0,"0.000","0.00000","0"]
+]$$, '1m');
+SELECT count(*) FROM mdfeed.parse_binance_klines('[]', '1m');
+
+-- malformed answers
+SELECT * FROM mdfeed.parse_binance_klines('[[1700000000000,"1","2","0.5","1.5","10",1700000059999,"10",5,"1","1","0"]', '1m');
+SELECT * FROM mdfeed.parse_binance_klines('[[1700000000000,"NaN","2","0.5","1.5","10",1700000059999,"10",5,"1","1","0"]]', '1m');
+SELECT * FROM mdfeed.parse_binance_klines('[[1700000000000,1.0,"2","0.5","1.5","10",1700000059999,"10",5,"1","1","0"]]', '1m');
+SELECT * FROM mdfeed.parse_binance_klines('[[1700000000000,"1","2","0.5","1.5","10",1700000059999,"10",-5,"1","1","0"]]', '1m');
+SELECT * FROM mdfeed.parse_binance_klines('[[1700000060000,"1","2","0.5","1.5","10",1700000119999,"10",5,"1","1","0"],[1700000000000,"1","2","0.5","1.5","10",1700000059999,"10",5,"1","1","0"]]', '1m');
+SELECT * FROM mdfeed.parse_binance_klines('[[1700000000000,"1","2"]]', '1m');
+SELECT * FROM mdfeed.parse_binance_klines('{"code":-1121,"msg":"Invalid symbol."}', '1m');
+SELECT * FROM mdfeed.parse_binance_klines('[] trailing', '1m');
+SELECT * FROM mdfeed.parse_binance_klines('<html>502 Bad Gateway</html>', '1m');
+SELECT * FROM mdfeed.parse_binance_klines('', '1m');
+SELECT * FROM mdfeed.parse_binance_klines('[]', '2m');
+SELECT * FROM mdfeed.parse_binance_klines('[[99999999999999999999,"1","2","0.5","1.5","10",1700000059999,"10",5,"1","1","0"]]', '1m');
+
+-- real frames from fstream.binance.com (shared/exchange-data), one forming, one closed
+SELECT * FROM mdfeed.parse_binance_stream('{"stream":"akrousdt@kline_1m","data":{"e":"kline","E":1626992742139,"s":"AKROUSDT","k":{"t":1626992700000,"T":1626992759999,"s":"AKROUSDT","i":"1m","f":27931328,"L":27931348,"o":"0.01731","c":"0.01731","h":"0.01733","l":"0.01731","v":"156058","n":21,"x":false,"q":"2702.20770","V":"68508","Q":"1186.71720","B":"0"}}}');
+SELECT * FROM mdfeed.parse_binance_stream('{"stream":"sushiusdt@kline_1m","data":{"e":"kline","E":1626992760203,"s":"SUSHIUSDT","k":{"t":1626992700000,"T":1626992759999,"s":"SUSHIUSDT","i":"1m","f":126902874,"L":126902986,"o":"7.6080","c":"7.6170","h":"7.6180","l":"7.6070","v":"3005","n":113,"x":true,"q":"22875.8590","V":"1900","Q":"14464.6960","B":"0"}}}');
+-- replies and other events are not klines
+SELECT count(*) FROM mdfeed.parse_binance_stream('{"result":null,"id":1}');
+SELECT count(*) FROM mdfeed.parse_binance_stream('{"stream":"btcusdt@markPrice","data":{"e":"markPriceUpdate","E":1,"s":"BTCUSDT","p":"1"}}');
+-- garbage
+SELECT * FROM mdfeed.parse_binance_stream('{"stream":"sushiusdt@kline_1m","data":{"e":"kline","E":1626992760203,"s":"SUSHIUSDT","k":{"t":1626992700000');
+SELECT * FROM mdfeed.parse_binance_stream('{"stream":"x@kline_1m","data":{"e":"kline","E":1,"s":"X","k":{"t":1,"T":2,"s":"X","i":"7m","o":"1","c":"1","h":"1","l":"1","v":"1","n":1,"x":true,"q":"1","V":"1","Q":"1"}}}');
+SELECT * FROM mdfeed.parse_binance_stream('{"stream":"x@kline_1m","data":{"e":"kline","E":1,"s":"X","k":{"t":1,"T":2,"s":"X","i":"1m","o":"Infinity","c":"1","h":"1","l":"1","v":"1","n":1,"x":true,"q":"1","V":"1","Q":"1"}}}');
+SELECT * FROM mdfeed.parse_binance_stream('{"stream":"x@kline_1m","data":{"e":"kline","E":1,"s":"X","k":{"t":1,"T":2,"s":"X","i":"1m","o":"1","c":"1","h":"1","l":"1","v":"1","n":1,"x":"yes","q":"1","V":"1","Q":"1"}}}');
+SELECT * FROM mdfeed.parse_binance_stream(repeat('[', 100000));
+SELECT * FROM mdfeed.parse_binance_stream('garbage{');
+
+--
+-- Upserts are idempotent, a forming candle is replaced when it closes, and a
+-- closed candle is never replaced by a forming one.
+--
+SELECT mdfeed.ingest_binance_klines('BTCUSDT', '1m', $$[
+ [1700000000000,"37000.10","37100.00","36950.50","37050.20","123.456",1700000059999,"4570000.12345",1500,"60.123","2225000.00000","0"],
+ [1700000060000,"37050.20","37060.00","37000.00","37001.00","1.000",1700000119999,"37001.00000",1,"0.000","0.00000","0"]
+]$$, '2023-11-14 22:14:30+00');
+SELECT symbol, open_time, close, volume, trades, closed FROM mdfeed.candles_1m ORDER BY open_time;
+SELECT xmin AS xmin_before FROM mdfeed.candles_1m WHERE open_time = '2023-11-14 22:13:20+00' \gset
+-- the same answer again changes nothing
+SELECT mdfeed.ingest_binance_klines('BTCUSDT', '1m', $$[
+ [1700000000000,"37000.10","37100.00","36950.50","37050.20","123.456",1700000059999,"4570000.12345",1500,"60.123","2225000.00000","0"],
+ [1700000060000,"37050.20","37060.00","37000.00","37001.00","1.000",1700000119999,"37001.00000",1,"0.000","0.00000","0"]
+]$$, '2023-11-14 22:14:30+00');
+SELECT xmin = :'xmin_before' AS untouched FROM mdfeed.candles_1m WHERE open_time = '2023-11-14 22:13:20+00';
+-- the forming candle closes with other values
+SELECT mdfeed.ingest_binance_klines('BTCUSDT', '1m', $$[
+ [1700000060000,"37050.20","37080.00","36990.00","37070.00","9.500",1700000119999,"351500.00000",42,"4.000","148000.00000","0"]
+]$$, '2023-11-14 22:16:00+00');
+SELECT open_time, close, volume, trades, closed FROM mdfeed.candles_1m ORDER BY open_time;
+-- a late forming update of a closed candle is ignored
+SELECT mdfeed.ingest_binance_klines('BTCUSDT', '1m', $$[
+ [1700000060000,"37050.20","37060.00","37000.00","37001.00","1.000",1700000119999,"37001.00000",1,"0.000","0.00000","0"]
+]$$, '2023-11-14 22:14:30+00');
+SELECT open_time, close, volume, trades, closed FROM mdfeed.candles_1m ORDER BY open_time;
+-- values keep every digit the exchange sent
+SELECT mdfeed.ingest_binance_klines('TINYUSDT', '1m', $$[
+ [1700000000000,"0.000000012345678901234567890","0.000000012345678901234567891","0.000000012345678901234567889","0.000000012345678901234567890","123456789012345678901234567890.123456789",1700000059999,"1.5",1,"0","0","0"]
+]$$, '2024-01-01');
+SELECT open, high, volume FROM mdfeed.candles_1m WHERE symbol = 'TINYUSDT';
+SELECT mdfeed.ingest_binance_klines('btc', '1m', '[]');
+DELETE FROM mdfeed.candles_1m;
