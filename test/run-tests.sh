@@ -52,6 +52,11 @@ chown -R postgres "$work"
 chmod 755 "$work"
 
 status=0
+echo "== fake exchange self-test"
+if ! (cd "$here" && /usr/bin/python3 -m unittest discover -s test/fake_exchange -p 'test_*.py' 2>&1 | tail -5); then
+	status=1
+fi
+
 echo "== pg_regress"
 if ! runuser -u postgres -- make -C "$work/mdfeed" -s installcheck PG_CONFIG="$PG_CONFIG" \
 		${REGRESS:+REGRESS="$REGRESS"}; then

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# bench/ingest.sh: mdfeed's kline ingest against COPY, side by side.
+#
+#   sudo bench/ingest.sh [ROWS] [REPEATS]      (defaults: 200000 rows, 5 repeats)
+#
+# mdfeed's path: /fapi/v1/klines JSON pages (499 rows each, as the workers ask
+# for them, made by the fake exchange) parsed and upserted by
+# mdfeed.ingest_binance_klines, one transaction per page, as a backfill
+# worker does.  COPY's path: the very same rows, as CSV, into the same empty
+# table in one COPY.  Each repeat runs both on an empty table and prints
+# rows/s and the ratio mdfeed/COPY; the summary gives min and median.
+# Needs the extension installed (make install) and runs its own cluster.
+set -euo pipefail
+
+rows=${1:-200000}
+repeats=${2:-5}
+here=$(cd "$(dirname "$0")/.." && pwd)
+pgbin=/usr/lib/postgresql/15/bin
+work=$(mktemp -d /tmp/mdfeed-bench.XXXXXX)
+port=5477
+chown postgres "$work"
+cleanup() {
+	runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/data" -m immediate -w stop >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+runuser -u postgres -- "$pgbin/initdb" -D "$work/data" -A trust >/dev/null
+cat >> "$work/data/postgresql.conf" <<EOF
+listen_addresses = ''
+port = $port
+unix_socket_directories = '$work'
+shared_preload_libraries = 'mdfeed'
+mdfeed.backfill_workers = 0
+shared_buffers = 512MB
+max_wal_size = 4GB
+EOF
+runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/data" -l "$work/log" -w start >/dev/null
+psql_() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h "$work" -p $port -d postgres "$@"; }
+now_ns() { date +%s%N; }
+
+# pages of a range that closed long ago, so every row is final
+start_ms=1672531200000
+pages=$(( (rows + 498) / 499 ))
+/usr/bin/python3 "$here/test/fake_exchange/fake_binance.py" pages BTCUSDT 1m $start_ms "$rows" --limit 499 \
+	> "$work/pages.jsonl"
+chmod 644 "$work/pages.jsonl"
+psql_ <<EOF
+CREATE EXTENSION mdfeed;
+CREATE TABLE bench_pages (n serial, body text);
+COPY bench_pages (body) FROM '$work/pages.jsonl' WITH (FORMAT text, DELIMITER E'\x01');
+CREATE PROCEDURE bench_ingest() LANGUAGE plpgsql AS \$\$
+DECLARE r record;
+BEGIN
+	FOR r IN SELECT body FROM bench_pages ORDER BY n LOOP
+		PERFORM mdfeed.ingest_binance_klines('BTCUSDT', '1m', r.body);
+		COMMIT;
+	END LOOP;
+END \$\$;
+EOF
+echo "rows: $rows in $(psql_ -At -c 'SELECT count(*) FROM bench_pages') pages; repeats: $repeats"
+
+ratios=()
+for i in $(seq "$repeats"); do
+	psql_ -c "TRUNCATE mdfeed.candles_1m" -c "CHECKPOINT"
+	t0=$(now_ns)
+	psql_ -c "CALL bench_ingest()"
+	t1=$(now_ns)
+	n=$(psql_ -At -c "SELECT count(*) FROM mdfeed.candles_1m")
+	psql_ -c "COPY mdfeed.candles_1m TO '$work/rows.csv' CSV"
+	psql_ -c "TRUNCATE mdfeed.candles_1m" -c "CHECKPOINT"
+	t2=$(now_ns)
+	psql_ -c "COPY mdfeed.candles_1m FROM '$work/rows.csv' CSV"
+	t3=$(now_ns)
+	mdfeed_rps=$(( n * 1000000000 / (t1 - t0) ))
+	copy_rps=$(( n * 1000000000 / (t3 - t2) ))
+	ratio=$(awk -v a="$mdfeed_rps" -v b="$copy_rps" 'BEGIN { printf "%.3f", a / b }')
+	ratios+=("$ratio")
+	printf 'run %d: %d rows  mdfeed %d rows/s  COPY %d rows/s  ratio %s\n' "$i" "$n" "$mdfeed_rps" "$copy_rps" "$ratio"
+done
+printf '%s\n' "${ratios[@]}" | sort -n | awk '{ a[NR] = $1 } END {
+	m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2;
+	printf "mdfeed/COPY rows per second: min %.3f  median %.3f  (goal >= 0.5)\n", a[1], m }'

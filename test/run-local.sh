@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# run-local.sh: install, build, and start a local PostgreSQL with mdfeed
+# preloaded, ingesting market data.
+#
+#   sudo test/run-local.sh          # start (or restart) and show data arriving
+#   sudo test/run-local.sh --stop   # stop the cluster and the fake exchange
+#   sudo test/run-local.sh --fake   # use the fake exchange even if Binance answers
+#
+# The cluster lives in /var/tmp/mdfeed-local, runs as the postgres user and
+# listens on port 5488 (socket in the same folder):
+#   sudo -u postgres psql -h /var/tmp/mdfeed-local -p 5488 postgres
+# When fapi.binance.com cannot be reached (no internet), it starts the fake
+# exchange of test/fake_exchange on 127.0.0.1 and points mdfeed at it.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+base=/var/tmp/mdfeed-local
+port=5488
+pgbin=/usr/lib/postgresql/15/bin
+mode=start
+force_fake=0
+for arg in "$@"; do
+	case "$arg" in
+		--stop) mode=stop ;;
+		--fake) force_fake=1 ;;
+		*) echo "unknown argument: $arg" >&2; exit 2 ;;
+	esac
+done
+if [[ $(id -u) -ne 0 ]]; then
+	echo "run-local.sh installs packages: run it as root (sudo)" >&2
+	exit 2
+fi
+
+stop_all() {
+	if [[ -f $base/data/postmaster.pid ]]; then
+		runuser -u postgres -- "$pgbin/pg_ctl" -D "$base/data" -m fast -w stop || true
+	fi
+	if [[ -f $base/fake.pid ]]; then
+		kill "$(cat "$base/fake.pid")" 2>/dev/null || true
+		rm -f "$base/fake.pid"
+	fi
+}
+
+if [[ $mode == stop ]]; then
+	stop_all
+	exit 0
+fi
+
+"$here/test/install-deps.sh"
+make -C "$here" -s PG_CONFIG="$pgbin/pg_config"
+make -C "$here" -s install PG_CONFIG="$pgbin/pg_config" >/dev/null
+
+stop_all
+mkdir -p "$base"
+chown postgres "$base"
+
+rest_url=https://fapi.binance.com
+ws_url=wss://fstream.binance.com/market
+if [[ $force_fake -eq 1 ]] || ! curl -fsS -m 5 -o /dev/null https://fapi.binance.com/fapi/v1/ping; then
+	echo "== Binance is not reachable from here: starting the fake exchange"
+	rm -f "$base/fake.port"
+	runuser -u postgres -- bash -c "nohup /usr/bin/python3 '$here/test/fake_exchange/fake_binance.py' serve \
+		--port 0 --port-file '$base/fake.port' > '$base/fake.log' 2>&1 & echo \$! > '$base/fake.pid'"
+	for _ in $(seq 50); do [[ -s $base/fake.port ]] && break; sleep 0.1; done
+	fport=$(cat "$base/fake.port")
+	rest_url=http://127.0.0.1:$fport
+	ws_url=ws://127.0.0.1:$fport/market
+fi
+
+if [[ ! -d $base/data ]]; then
+	runuser -u postgres -- "$pgbin/initdb" -D "$base/data" -A peer --auth-local=peer >/dev/null
+fi
+cat > "$base/data/mdfeed.conf" <<EOF
+# written by test/run-local.sh
+listen_addresses = ''
+port = $port
+unix_socket_directories = '$base'
+shared_preload_libraries = 'mdfeed'
+mdfeed.database = 'postgres'
+mdfeed.binance_rest_url = '$rest_url'
+mdfeed.binance_ws_url = '$ws_url'
+EOF
+grep -q "include_if_exists = 'mdfeed.conf'" "$base/data/postgresql.conf" ||
+	echo "include_if_exists = 'mdfeed.conf'" >> "$base/data/postgresql.conf"
+runuser -u postgres -- "$pgbin/pg_ctl" -D "$base/data" -l "$base/server.log" -w start >/dev/null
+
+psql_() { runuser -u postgres -- psql -X -q -h "$base" -p "$port" -d postgres "$@"; }
+psql_ -c "CREATE EXTENSION IF NOT EXISTS mdfeed"
+psql_ -At -c "SELECT mdfeed_backfill('BTCUSDT', '1m', now() - interval '1 day'),
+                     mdfeed_backfill('ETHUSDT', '1m', now() - interval '1 day'),
+                     mdfeed_backfill('BTCUSDT', '1h', now() - interval '90 days'),
+                     mdfeed_backfill('BTCUSDT', '1d', '2019-01-01')" >/dev/null
+
+echo "== mdfeed is running: exchange $rest_url"
+for i in 1 2 3 4 5; do
+	sleep 2
+	psql_ -c "SELECT id, symbol, \"interval\", state, rows_written, round(progress::numeric, 2) AS progress, requests
+	          FROM mdfeed.jobs ORDER BY id DESC LIMIT 4"
+done
+psql_ -c "SELECT symbol, count(*) AS candles_1m, max(open_time) AS newest FROM mdfeed.candles_1m GROUP BY symbol"
+psql_ -c "SELECT symbol, open_time, open, high, low, close, volume, closed FROM mdfeed.candles_1m
+          WHERE symbol = 'BTCUSDT' ORDER BY open_time DESC LIMIT 3"
+cat <<EOF
+== connect with:   sudo -u postgres psql -h $base -p $port postgres
+== server log:     $base/server.log
+== stop with:      sudo $here/test/run-local.sh --stop
+EOF
