@@ -1,0 +1,1340 @@
+#!/usr/bin/python3
+"""Fake Binance USD-M futures exchange (REST + market-stream WebSocket) for mdfeed tests.
+
+Run with Debian's /usr/bin/python3 (3.11) and python3-aiohttp (3.8); standard library + aiohttp only.
+
+    fake_binance.py serve  [--host 127.0.0.1] [--port 0] [--port-file F] [--symbols A,B] [--synthetic N]
+                           [--weight-limit 2400] [--ban-after 5] [--ban-seconds 120] [--seed 1] [--faults JSON]
+                           [--ws-interval-ms 250] [--ws-max-streams 200] [--ws-max-lifetime 86400]
+                           [--ws-ping-interval 180] [--ws-pong-timeout 600] [--ws-max-msg-rate 10]
+    fake_binance.py truth  SYMBOL INTERVAL START_MS END_MS [--now MS] [--symbols ...] [--synthetic N]
+    fake_binance.py pages  SYMBOL INTERVAL START_MS COUNT [--limit 499] [--symbols ...] [--synthetic N]
+
+Every candle is a pure function of (symbol, interval, open_time_ms); see PROTOCOL.md for what is
+modelled on the real exchange and what is deliberately simplified.
+"""
+
+import argparse
+import asyncio
+import copy
+import hashlib
+import json
+import math
+import os
+import random
+import signal
+import socket
+import struct
+import sys
+import time
+
+# --------------------------------------------------------------------------------------------
+# Time / interval arithmetic
+# --------------------------------------------------------------------------------------------
+
+MIN = 60_000
+DAY = 86_400_000
+IV_FIXED = {
+    "1m": MIN, "3m": 3 * MIN, "5m": 5 * MIN, "15m": 15 * MIN, "30m": 30 * MIN,
+    "1h": 60 * MIN, "2h": 120 * MIN, "4h": 240 * MIN, "6h": 360 * MIN, "8h": 480 * MIN,
+    "12h": 720 * MIN, "1d": DAY, "3d": 3 * DAY,
+}
+INTERVALS = tuple(IV_FIXED) + ("1w", "1M")
+WEEK = 7 * DAY
+WEEK_OFF = 4 * DAY  # 1970-01-05 00:00 UTC was a Monday
+
+
+def days_from_civil(y, m, d):
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def civil_from_days(z):
+    z += 719468
+    era = (z if z >= 0 else z - 146096) // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + (3 if mp < 10 else -9)
+    return y + (m <= 2), m, d
+
+
+def month_start(y, m):
+    return days_from_civil(y, m, 1) * DAY
+
+
+def floor_open(iv, t):
+    """Open time of the candle of interval iv that contains instant t."""
+    d = IV_FIXED.get(iv)
+    if d is not None:
+        return t - t % d
+    if iv == "1w":
+        return t - (t - WEEK_OFF) % WEEK
+    y, m, _ = civil_from_days(t // DAY)
+    return month_start(y, m)
+
+
+def next_open(iv, o):
+    d = IV_FIXED.get(iv)
+    if d is not None:
+        return o + d
+    if iv == "1w":
+        return o + WEEK
+    y, m, _ = civil_from_days(o // DAY)
+    return month_start(y + (m == 12), 1 if m == 12 else m + 1)
+
+
+def prev_open(iv, o):
+    d = IV_FIXED.get(iv)
+    if d is not None:
+        return o - d
+    if iv == "1w":
+        return o - WEEK
+    y, m, _ = civil_from_days(o // DAY)
+    return month_start(y - (m == 1), 12 if m == 1 else m - 1)
+
+
+def ceil_open(iv, t):
+    o = floor_open(iv, t)
+    return o if o == t else next_open(iv, o)
+
+
+def today_start_ms():
+    t = int(time.time() * 1000)
+    return t - t % DAY
+
+
+# --------------------------------------------------------------------------------------------
+# Symbols
+# --------------------------------------------------------------------------------------------
+
+PERPETUAL_DELIVERY = 4133404800000  # 2100-12-25 08:00 UTC, what Binance puts on perpetuals
+ONBOARD_DEFAULT = days_from_civil(2020, 1, 1) * DAY
+
+# (tickSize, stepSize, minQty-ish, maxQty) tiers seen in the real exchangeInfo capture.
+TIERS = (
+    ("0.01", "0.001", "1000"),
+    ("0.001", "0.01", "10000"),
+    ("0.0001", "0.1", "100000"),
+    ("0.00001", "1", "10000000"),
+    ("0.00100", "1", "1000000"),
+    ("0.0010", "1", "1000000"),
+    ("0.000001", "1", "50000000"),
+    ("0.1", "0.001", "500"),
+)
+
+# Known symbols: tickSize, stepSize, maxQty, price level, USDT notional per minute, typical trade size.
+KNOWN = {
+    "BTCUSDT": ("0.10", "0.001", "1000", 43000.0, 4_000_000.0, 2500.0),
+    "ETHUSDT": ("0.01", "0.001", "10000", 2300.0, 2_000_000.0, 1500.0),
+}
+
+ASSETS = [
+    {"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"},
+    {"asset": "BTC", "marginAvailable": True, "autoAssetExchange": "-0.00100000"},
+    {"asset": "BNB", "marginAvailable": False, "autoAssetExchange": "0"},
+    {"asset": "ETH", "marginAvailable": True, "autoAssetExchange": "-5"},
+    {"asset": "BUSD", "marginAvailable": True, "autoAssetExchange": "-10000"},
+]
+
+
+def _decimals(s):
+    return len(s.split(".")[1]) if "." in s else 0
+
+
+def _units(s, dec):
+    """Decimal string -> integer number of 10**-dec units."""
+    ip, _, fp = s.partition(".")
+    return int(ip + fp.ljust(dec, "0")[:dec]) if dec else int(ip)
+
+
+def fmt(v, d):
+    """Integer number of 10**-d units -> fixed-decimal string (Binance style, trailing zeros kept)."""
+    if d == 0:
+        return str(v)
+    s = str(v)
+    if len(s) <= d:
+        s = "0" * (d + 1 - len(s)) + s
+    return s[:-d] + "." + s[-d:]
+
+
+def _hfloats(key, n=16):
+    h = hashlib.blake2b(key.encode(), digest_size=4 * n).digest()
+    return [x * 2.3283064365386963e-10 for x in struct.unpack("<%dI" % n, h)]
+
+
+class Symbol:
+    def __init__(self, name, onboard, status="TRADING", contract="PERPETUAL", delivery=None,
+                 end_ms=None, pair=None):
+        self.name = name
+        self.lower = name.lower()
+        self.onboard = onboard
+        self.status = status
+        self.contract = contract
+        self.delivery = delivery if delivery is not None else PERPETUAL_DELIVERY
+        self.end_ms = end_ms  # no candle opens at or after this (delisted / delivered)
+        self.pair = pair or name.split("_")[0]
+        base = self.pair[:-4] if self.pair.endswith("USDT") else self.pair
+        self.base_asset = base
+        u = _hfloats("sym|" + self.pair)
+        known = KNOWN.get(self.pair)
+        if known:
+            tick, step, maxqty, price, npm, tsize = known
+        else:
+            tick, step, maxqty = TIERS[int(u[0] * len(TIERS))]
+            td = float(tick)
+            price = td * 10 ** (3.4 + 1.5 * u[1])
+            npm = 10 ** (4.3 + 1.7 * u[2])
+            tsize = 80 + 1500 * u[3]
+        self.tick, self.step, self.maxqty = tick, step, maxqty
+        self.pp = _decimals(tick)
+        self.qp = _decimals(step)
+        self.qd = self.pp + self.qp
+        self.tick_i = _units(tick, self.pp)
+        self.step_i = _units(step, self.qp)
+        self.tick_f = float(tick)
+        self.step_f = float(step)
+        self.price = price
+        self.npm = npm
+        self.tsize = tsize
+        self.ph = (u[4] * 6.283185307179586, u[5] * 6.283185307179586, u[6] * 6.283185307179586)
+        self.amp = (0.18 + 0.15 * u[7], 0.05 + 0.05 * u[8], 0.01 + 0.02 * u[9])
+        self.trade_base = int(u[10] * 1e9)
+
+    def price_ticks(self, t):
+        """Smooth deterministic 'fair price' path, in ticks."""
+        a, b, c = self.amp
+        p, q, r = self.ph
+        x = (a * math.sin(t * 6.98131700797732e-11 + p)       # ~90 day period
+             + b * math.sin(t * 1.03881299e-08 + q)           # ~7 day period
+             + c * math.sin(t * 2.908882086657216e-07 + r))   # ~6 hour period
+        return self.price * math.exp(x) / self.tick_f
+
+    def first_open(self, iv):
+        """First candle: the one containing the listing instant."""
+        return floor_open(iv, self.onboard)
+
+    def last_open(self, iv):
+        return None if self.end_ms is None else floor_open(iv, self.end_ms - 1)
+
+    def exchange_info(self):
+        tick, step = self.tick, self.step
+        min_price = fmt(max(1, int(self.price / self.tick_f / 60)) * self.tick_i, self.pp)
+        return {
+            "symbol": self.name,
+            "pair": self.pair,
+            "contractType": self.contract,
+            "deliveryDate": self.delivery,
+            "onboardDate": self.onboard,
+            "status": self.status,
+            "maintMarginPercent": "2.5000",
+            "requiredMarginPercent": "5.0000",
+            "baseAsset": self.base_asset,
+            "quoteAsset": "USDT",
+            "marginAsset": "USDT",
+            "pricePrecision": self.pp,
+            "quantityPrecision": self.qp,
+            "baseAssetPrecision": 8,
+            "quotePrecision": 8,
+            "underlyingType": "COIN",
+            "underlyingSubType": [],
+            "settlePlan": 0,
+            "triggerProtect": "0.0500",
+            "liquidationFee": "0.012500",
+            "marketTakeBound": "0.05",
+            "maxMoveOrderLimit": 10000,
+            "filters": [
+                {"minPrice": min_price, "maxPrice": "4529764", "filterType": "PRICE_FILTER", "tickSize": tick},
+                {"stepSize": step, "filterType": "LOT_SIZE", "maxQty": self.maxqty, "minQty": step},
+                {"stepSize": step, "filterType": "MARKET_LOT_SIZE", "maxQty": self.maxqty, "minQty": step},
+                {"limit": 200, "filterType": "MAX_NUM_ORDERS"},
+                {"limit": 10, "filterType": "MAX_NUM_ALGO_ORDERS"},
+                {"notional": "5", "filterType": "MIN_NOTIONAL"},
+                {"multiplierDown": "0.9500", "multiplierUp": "1.0500", "multiplierDecimal": "4",
+                 "filterType": "PERCENT_PRICE"},
+            ],
+            "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT",
+                           "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"],
+            "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
+        }
+
+
+def build_symbols(symbols_arg=None, synthetic=0):
+    """The symbol universe; same arguments give the same universe for serve/truth/pages."""
+    today = today_start_ms()
+    out = []
+    if symbols_arg:
+        names = [s.strip() for s in symbols_arg.split(",") if s.strip()]
+    else:
+        names = ["BTCUSDT", "ETHUSDT", "NEWUSDT"]
+    onboard_known = {"BTCUSDT": 1569398400000, "ETHUSDT": 1574812800000, "NEWUSDT": today - 10 * DAY}
+    for n in names:
+        out.append(Symbol(n, onboard_known.get(n, ONBOARD_DEFAULT)))
+    for i in range(synthetic):
+        out.append(Symbol("S%04dUSDT" % i, ONBOARD_DEFAULT))
+    delist = today - 30 * DAY
+    out.append(Symbol("OLDUSDT", ONBOARD_DEFAULT, status="SETTLING", delivery=delist, end_ms=delist))
+    q_onboard = days_from_civil(2026, 6, 26) * DAY + 8 * 3_600_000
+    q_delivery = days_from_civil(2026, 12, 25) * DAY + 8 * 3_600_000
+    out.append(Symbol("BTCUSDT_261225", q_onboard, contract="CURRENT_QUARTER", delivery=q_delivery,
+                      end_ms=q_delivery, pair="BTCUSDT"))
+    seen, uniq = set(), []
+    for s in out:
+        if s.name not in seen:
+            seen.add(s.name)
+            uniq.append(s)
+    return uniq
+
+
+# --------------------------------------------------------------------------------------------
+# Deterministic candles
+# --------------------------------------------------------------------------------------------
+
+ZERO_IVS = ("1m", "3m", "5m")
+
+
+def candle_close(iv, o):
+    return next_open(iv, o) - 1
+
+
+def gen_candle(S, iv, o, c_ms=None):
+    """Final ('truth') values of a candle, as integers.
+
+    Returns [open_ms, close_ms, O, H, L, C, v, q, n, V, Q, th, tl, ph, vsteps, Vsteps, vw]
+    O..C in 10**-pp units, v/V in 10**-qp units, q/Q in 10**-(pp+qp) units.
+    """
+    if c_ms is None:
+        c_ms = candle_close(iv, o)
+    u = _hfloats("%s|%s|%d" % (S.name, iv, o))
+    dmin = (c_ms + 1 - o) / 60000.0
+    sig = min(0.0011 * math.sqrt(dmin), 0.12)
+    p0 = S.price_ticks(o)
+    if iv in ZERO_IVS and u[5] < 0.004:
+        P = max(1, int(round(p0))) * S.tick_i
+        return [o, c_ms, P, P, P, P, 0, 0, 0, 0, 0, 0.5, 0.5, 0.0, 0, 0, P]
+    p1 = S.price_ticks(c_ms + 1)
+    g1 = (u[0] + u[1] + u[2] - 1.5) * 2.0
+    g2 = (u[1] + u[3] + u[4] - 1.5) * 2.0
+    O = max(1, int(round(p0 * (1.0 + sig * 0.12 * g1))))
+    C = max(1, int(round(p1 * (1.0 + sig * 0.45 * g2))))
+    mx, mn = (O, C) if O >= C else (C, O)
+    H = mx + int(mx * sig * 0.5 * u[6])
+    L = max(1, mn - int(mn * sig * 0.5 * u[7]))
+    ti = S.tick_i
+    O, H, L, C = O * ti, H * ti, L * ti, C * ti
+    notional = S.npm * dmin * (0.25 + 1.5 * u[8])
+    vsteps = max(1, int(notional / (O * 10.0 ** -S.pp * S.step_f)))
+    n = max(1, min(vsteps, int(notional / S.tsize * (0.6 + 0.8 * u[9]))))
+    vw = L + int((H - L) * (0.25 + 0.5 * u[10]))
+    Vsteps = int(vsteps * (0.3 + 0.4 * u[11]))
+    si = S.step_i
+    v = vsteps * si
+    V = Vsteps * si
+    return [o, c_ms, O, H, L, C, v, v * vw, n, V, V * vw,
+            0.05 + 0.9 * u[12], 0.05 + 0.9 * u[13], u[14], vsteps, Vsteps, vw]
+
+
+def partial_candle(S, k, f):
+    """The forming candle at elapsed fraction f (0 <= f < 1) of candle k (from gen_candle).
+
+    Prefix-like: volume/trades/taker volumes grow with f, high only rises and low only falls
+    towards the final values, close stays inside [low, high]. At f >= 1 it is the truth."""
+    if f >= 1.0:
+        return k
+    o, c_ms, O, H, L, C, v, q, n, V, Q, th, tl, ph, vsteps, Vsteps, vw = k
+    if f < 0.0:
+        f = 0.0
+    vs = int(vsteps * f)
+    if vs <= 0 or n == 0:
+        return [o, c_ms, O, O, O, O, 0, 0, 0, 0, 0, th, tl, ph, 0, 0, vw]
+    nf = max(1, min(vs, int(n * f)))
+    ti = S.tick_i
+    hf = O + int(((H - O) // ti) * min(1.0, f / th)) * ti
+    lf = O - int(((O - L) // ti) * min(1.0, f / tl)) * ti
+    # the (final) average trade price must lie inside the partial range once anything traded
+    vw_hi = -(-vw // ti) * ti
+    vw_lo = (vw // ti) * ti
+    if hf < vw_hi:
+        hf = vw_hi
+    if lf > vw_lo:
+        lf = vw_lo
+    target = O + (C - O) * f + (H - L) * 0.3 * math.sin(6.283185307179586 * (2.0 * f + ph))
+    cf = int(round(target / ti)) * ti
+    cf = hf if cf > hf else (lf if cf < lf else cf)
+    si = S.step_i
+    vf = vs * si
+    Vf = int(Vsteps * f) * si
+    return [o, c_ms, O, hf, lf, cf, vf, vf * vw, nf, Vf, Vf * vw, th, tl, ph, vs, int(Vsteps * f), vw]
+
+
+def candle_at(S, iv, o, now):
+    """Candle with open time o as the exchange shows it at instant now (forming or final)."""
+    k = gen_candle(S, iv, o)
+    c_ms = k[1]
+    if now <= c_ms:
+        f = (now - o) / float(c_ms + 1 - o)
+        return partial_candle(S, k, f), False
+    return k, True
+
+
+def row_json(S, k):
+    pp, qp, qd = S.pp, S.qp, S.qd
+    return '[%d,"%s","%s","%s","%s","%s",%d,"%s",%d,"%s","%s","0"]' % (
+        k[0], fmt(k[2], pp), fmt(k[3], pp), fmt(k[4], pp), fmt(k[5], pp), fmt(k[6], qp),
+        k[1], fmt(k[7], qd), k[8], fmt(k[9], qp), fmt(k[10], qd))
+
+
+def row_csv(S, k):
+    pp, qp, qd = S.pp, S.qp, S.qd
+    return "%s,%d,%d,%s,%s,%s,%s,%s,%s,%d,%s,%s" % (
+        S.name, k[0], k[1], fmt(k[2], pp), fmt(k[3], pp), fmt(k[4], pp), fmt(k[5], pp),
+        fmt(k[6], qp), fmt(k[7], qd), k[8], fmt(k[9], qp), fmt(k[10], qd))
+
+
+def trade_ids(S, k):
+    """First/last trade id of a candle (simplification: derived from open time, not a global counter)."""
+    if k[8] == 0:
+        return -1, -1
+    first = S.trade_base + k[0] // 10
+    return first, first + k[8] - 1
+
+
+def ws_kline_payload(S, iv, k, closed, event_ms):
+    pp, qp, qd = S.pp, S.qp, S.qd
+    f_id, l_id = trade_ids(S, k)
+    return ('{"e":"kline","E":%d,"s":"%s","k":{"t":%d,"T":%d,"s":"%s","i":"%s","f":%d,"L":%d,'
+            '"o":"%s","c":"%s","h":"%s","l":"%s","v":"%s","n":%d,"x":%s,"q":"%s","V":"%s","Q":"%s",'
+            '"B":"0"}}') % (
+        event_ms, S.name, k[0], k[1], S.name, iv, f_id, l_id,
+        fmt(k[2], pp), fmt(k[5], pp), fmt(k[3], pp), fmt(k[4], pp), fmt(k[6], qp), k[8],
+        "true" if closed else "false", fmt(k[7], qd), fmt(k[9], qp), fmt(k[10], qd))
+
+
+def select_opens(S, iv, start, end, limit, now):
+    """Open times a /fapi/v1/klines request returns (ascending).
+
+    startTime given: candles with openTime >= startTime (a startTime inside a candle skips to the
+    next one), at most `limit`, openTime <= endTime when given. Without startTime: the `limit`
+    most recent candles with openTime <= endTime (or now). Never beyond the forming candle,
+    never before the listing candle, never after delisting."""
+    hi = floor_open(iv, now)
+    last = S.last_open(iv)
+    if last is not None and last < hi:
+        hi = last
+    if end is not None:
+        e = floor_open(iv, end)
+        if e < hi:
+            hi = e
+    first = S.first_open(iv)
+    out = []
+    d = IV_FIXED.get(iv)
+    if start is not None:
+        o = ceil_open(iv, start)
+        if o < first:
+            o = first
+        if d is not None:
+            if o <= hi:
+                cnt = min(limit, (hi - o) // d + 1)
+                out = list(range(o, o + cnt * d, d))
+        else:
+            while o <= hi and len(out) < limit:
+                out.append(o)
+                o = next_open(iv, o)
+    else:
+        if hi < first:
+            return []
+        if d is not None:
+            cnt = min(limit, (hi - first) // d + 1)
+            out = list(range(hi - (cnt - 1) * d, hi + 1, d))
+        else:
+            o = hi
+            while o >= first and len(out) < limit:
+                out.append(o)
+                o = prev_open(iv, o)
+            out.reverse()
+    return out
+
+
+def klines_body(S, iv, opens, now):
+    rows = []
+    for o in opens:
+        k, _closed = candle_at(S, iv, o, now)
+        rows.append(row_json(S, k))
+    return "[" + ",".join(rows) + "]"
+
+
+# --------------------------------------------------------------------------------------------
+# Offline CLIs: truth / pages
+# --------------------------------------------------------------------------------------------
+
+def find_symbol(symbols, name):
+    for s in symbols:
+        if s.name == name:
+            return s
+    return None
+
+
+def cmd_truth(args):
+    symbols = build_symbols(args.symbols, args.synthetic)
+    S = find_symbol(symbols, args.symbol)
+    if S is None or args.interval not in INTERVALS:
+        print("unknown symbol or interval", file=sys.stderr)
+        return 2
+    now = args.now if args.now is not None else int(time.time() * 1000)
+    iv = args.interval
+    o = max(ceil_open(iv, args.start_ms), S.first_open(iv))
+    last = S.last_open(iv)
+    out = []
+    w = out.append
+    end = args.end_ms
+    while o < end:
+        if last is not None and o > last:
+            break
+        c_ms = candle_close(iv, o)
+        if c_ms >= now:
+            break
+        w(row_csv(S, gen_candle(S, iv, o, c_ms)))
+        o = c_ms + 1
+    if out:
+        sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_pages(args):
+    symbols = build_symbols(args.symbols, args.synthetic)
+    S = find_symbol(symbols, args.symbol)
+    if S is None or args.interval not in INTERVALS:
+        print("unknown symbol or interval", file=sys.stderr)
+        return 2
+    iv = args.interval
+    limit = max(1, min(1500, args.limit))
+    o = max(ceil_open(iv, args.start_ms), S.first_open(iv))
+    remaining = args.count
+    buf = []
+    while remaining > 0:
+        rows = []
+        for _ in range(min(limit, remaining)):
+            c_ms = candle_close(iv, o)
+            rows.append(row_json(S, gen_candle(S, iv, o, c_ms)))
+            o = c_ms + 1
+        remaining -= len(rows)
+        buf.append("[" + ",".join(rows) + "]")
+        if len(buf) >= 64:
+            sys.stdout.write("\n".join(buf) + "\n")
+            buf = []
+    if buf:
+        sys.stdout.write("\n".join(buf) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Server state: rate limits, faults, stats
+# --------------------------------------------------------------------------------------------
+
+REST_FAULTS = ("reset", "status_5xx", "status_429", "garbage", "truncate", "truncate_json", "stall", "slow")
+WS_FAULTS = ("ws_drop", "ws_garbage", "ws_duplicate", "ws_stall")
+FAULT_PARAMS = ("slow_ms", "stall_ms", "ws_stall_ms", "seed", "paths", "script")
+
+
+def err_body(code, msg):
+    return json.dumps({"code": code, "msg": msg}, separators=(",", ":"))
+
+
+class Stats:
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.requests = {}
+        self.statuses = {}
+        self.klines_rows = 0
+        self.weight_total = 0
+        self.rate_limited_429 = 0
+        self.injected_429 = 0
+        self.banned_418 = 0
+        self.faults = {k: 0 for k in REST_FAULTS + WS_FAULTS}
+        self.ws_connections_total = 0
+        self.ws_frames_sent = 0
+        self.ws_kline_frames_sent = 0
+        self.ws_messages_in = 0
+        self.ws_rate_drops = 0
+        self.ws_lifetime_closes = 0
+        self.ws_pong_timeouts = 0
+        self.ws_firehose_frames = 0
+
+    def status(self, code):
+        k = str(code)
+        self.statuses[k] = self.statuses.get(k, 0) + 1
+
+
+class Server:
+    def __init__(self, args):
+        self.args = args
+        self.symbols = build_symbols(args.symbols, args.synthetic)
+        self.by_name = {s.name: s for s in self.symbols}
+        self.by_lower = {s.lower: s for s in self.symbols}
+        self.weight_limit = args.weight_limit
+        self.ban_after = args.ban_after
+        self.ban_seconds = args.ban_seconds
+        self.clock_offset_ms = 0
+        self.ws_interval_ms = args.ws_interval_ms
+        self.ws_max_streams = args.ws_max_streams
+        self.ws_max_lifetime = args.ws_max_lifetime
+        self.ws_ping_interval = args.ws_ping_interval
+        self.ws_pong_timeout = args.ws_pong_timeout
+        self.ws_max_msg_rate = args.ws_max_msg_rate
+        self.stats = Stats()
+        self.win_minute = -1
+        self.win_weight = 0
+        self.win_429 = 0
+        self.banned_until = 0
+        self.conns = set()
+        self.set_faults(json.loads(args.faults) if args.faults else {})
+
+    # ---- clock / weight ---------------------------------------------------------------------
+    def now(self):
+        return int(time.time() * 1000) + self.clock_offset_ms
+
+    def roll(self, now):
+        m = now // 60000
+        if m != self.win_minute:
+            self.win_minute = m
+            self.win_weight = 0
+            self.win_429 = 0
+
+    def reset(self):
+        self.stats.reset()
+        self.win_minute = -1
+        self.win_weight = 0
+        self.win_429 = 0
+        self.banned_until = 0
+
+    # ---- faults -----------------------------------------------------------------------------
+    def set_faults(self, f):
+        if not isinstance(f, dict):
+            raise ValueError("faults must be a JSON object")
+        for k, v in f.items():
+            if k in REST_FAULTS or k in WS_FAULTS:
+                if not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                    raise ValueError("fault %s must be a probability in [0,1]" % k)
+            elif k not in FAULT_PARAMS:
+                raise ValueError("unknown fault key %s" % k)
+        self.faults = dict(f)
+        self.script = list(f.get("script") or [])
+        for s in self.script:
+            if s not in REST_FAULTS:
+                raise ValueError("unknown scripted fault %s" % s)
+        self.rng = random.Random(f.get("seed", self.args.seed))
+        self.ws_rng = random.Random((f.get("seed", self.args.seed) or 0) + 7919)
+
+    def draw_faults(self, path):
+        """Which REST faults hit this request. One draw per fault type per request (deterministic)."""
+        draws = {k: self.rng.random() for k in REST_FAULTS}
+        paths = self.faults.get("paths")
+        if paths and path not in paths:
+            return set()
+        hit = set()
+        if self.script:
+            hit.add(self.script.pop(0))
+        for k in REST_FAULTS:
+            p = self.faults.get(k, 0)
+            if p and draws[k] < p:
+                hit.add(k)
+        return hit
+
+    def stats_json(self):
+        st = self.stats
+        return {
+            "requests": st.requests,
+            "responses_by_status": st.statuses,
+            "klines_rows": st.klines_rows,
+            "weight_total": st.weight_total,
+            "weight_current_minute": self.win_weight,
+            "rate_limited_429": st.rate_limited_429,
+            "injected_429": st.injected_429,
+            "banned_418": st.banned_418,
+            "banned_until": self.banned_until,
+            "faults": st.faults,
+            "ws": {
+                "connections_total": st.ws_connections_total,
+                "connections_open": len(self.conns),
+                "subscriptions": sum(len(c.subs) for c in self.conns),
+                "frames_sent": st.ws_frames_sent,
+                "kline_frames_sent": st.ws_kline_frames_sent,
+                "messages_in": st.ws_messages_in,
+                "rate_drops": st.ws_rate_drops,
+                "lifetime_closes": st.ws_lifetime_closes,
+                "pong_timeouts": st.ws_pong_timeouts,
+                "firehose_frames": st.ws_firehose_frames,
+            },
+        }
+
+    def config_json(self):
+        return {
+            "weight_limit": self.weight_limit, "ban_after": self.ban_after,
+            "ban_seconds": self.ban_seconds, "clock_offset_ms": self.clock_offset_ms,
+            "ws_interval_ms": self.ws_interval_ms, "ws_max_streams": self.ws_max_streams,
+            "ws_max_lifetime": self.ws_max_lifetime, "ws_ping_interval": self.ws_ping_interval,
+            "ws_pong_timeout": self.ws_pong_timeout, "ws_max_msg_rate": self.ws_max_msg_rate,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# REST
+# --------------------------------------------------------------------------------------------
+
+def klines_weight(limit):
+    if limit < 100:
+        return 1
+    if limit < 500:
+        return 2
+    if limit <= 1000:
+        return 5
+    return 10
+
+
+DIGITS = "^[0-9]{1,20}$"
+
+
+def parse_klines(srv, q):
+    """Validate /fapi/v1/klines params. Returns (error_body or None, parsed dict)."""
+    for k in q.keys():
+        if len(q.getall(k)) > 1:
+            return err_body(-1101, "Duplicate values for a parameter detected."), None
+    symbol = q.get("symbol", "")
+    interval = q.get("interval", "")
+    if not symbol:
+        return err_body(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."), None
+    if not interval:
+        return err_body(-1102, "Mandatory parameter 'interval' was not sent, was empty/null, or malformed."), None
+    nums = {}
+    for name in ("startTime", "endTime", "limit"):
+        v = q.get(name, "")
+        if v == "":
+            nums[name] = None
+            continue
+        if not v.isdigit() or len(v) > 20 or not v.isascii():
+            return err_body(-1100, "Illegal characters found in parameter '%s'; legal range is '%s'." % (name, DIGITS)), None
+        nums[name] = int(v)
+    if interval not in INTERVALS:
+        return err_body(-1120, "Invalid interval."), None
+    S = srv.by_name.get(symbol)
+    if S is None:
+        return err_body(-1121, "Invalid symbol."), None
+    limit = 500 if nums["limit"] is None else nums["limit"]
+    if limit < 1 or limit > 1500:
+        return err_body(-1130, "Data sent for parameter 'limit' is not valid."), None
+    st, en = nums["startTime"], nums["endTime"]
+    if st is not None and en is not None and st > en:
+        return err_body(-1023, "Start time is greater than end time."), None
+    return None, {"S": S, "iv": interval, "start": st, "end": en, "limit": limit}
+
+
+def _limit_for_weight(q):
+    v = q.get("limit", "")
+    if v.isdigit():
+        return int(v)
+    return 500
+
+
+def route_weight(path, q):
+    if path == "/fapi/v1/klines":
+        return klines_weight(_limit_for_weight(q))
+    return 1
+
+
+GARBAGE = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n",
+    b"\x00\x9f\x92\x96garbage\xff\xfe not json at all",
+    b"{\"code\":0,\"msg\":\"ok\"}}}]]] trailing junk",
+    b"OK",
+)
+
+
+def make_app(srv):
+    from aiohttp import web, WSMsgType
+
+    def headers(extra=None):
+        h = {"X-MBX-USED-WEIGHT-1M": str(srv.win_weight)}
+        if extra:
+            h.update(extra)
+        return h
+
+    def jresp(status, body, extra=None):
+        srv.stats.status(status)
+        b = body.encode() if isinstance(body, str) else body
+        return web.Response(status=status, body=b, content_type="application/json", headers=headers(extra))
+
+    def rst(request):
+        tr = request.transport
+        if tr is not None:
+            sock = tr.get_extra_info("socket")
+            try:
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            tr.abort()
+
+    async def rest(request):
+        path = request.path
+        q = request.query
+        st = srv.stats
+        st.requests[path] = st.requests.get(path, 0) + 1
+        now = srv.now()
+        srv.roll(now)
+        weight = route_weight(path, q)
+        srv.win_weight += weight
+        st.weight_total += weight
+        ip = request.remote or "127.0.0.1"
+
+        # IP ban (418) then weight limit (429)
+        if srv.banned_until > now:
+            st.banned_418 += 1
+            return jresp(418, err_body(-1003, "Way too many requests; IP(%s) banned until %d. Please use the websocket for live updates to avoid bans." % (ip, srv.banned_until)),
+                         {"Retry-After": str(max(1, -(-(srv.banned_until - now) // 1000)))})
+        if srv.win_weight > srv.weight_limit:
+            if srv.win_429 >= srv.ban_after:
+                srv.banned_until = now + srv.ban_seconds * 1000
+                st.banned_418 += 1
+                return jresp(418, err_body(-1003, "Way too many requests; IP(%s) banned until %d. Please use the websocket for live updates to avoid bans." % (ip, srv.banned_until)),
+                             {"Retry-After": str(max(1, srv.ban_seconds))})
+            srv.win_429 += 1
+            st.rate_limited_429 += 1
+            retry = max(1, -(-((srv.win_minute + 1) * 60000 - now) // 1000))
+            return jresp(429, err_body(-1003, "Too many requests; current limit of IP(%s) is %d requests per minute. Please use the websocket for live updates to avoid polling the API." % (ip, srv.weight_limit)),
+                         {"Retry-After": str(retry)})
+
+        faults = srv.draw_faults(path)
+        for k in faults:
+            st.faults[k] += 1
+        if "slow" in faults:
+            await asyncio.sleep(srv.faults.get("slow_ms", 1000) / 1000.0)
+        if "reset" in faults:
+            rst(request)
+            return web.Response(status=500)  # never reaches the client
+        if "status_5xx" in faults:
+            variant = srv.rng.randrange(4)
+            if variant == 0:
+                return jresp(500, err_body(-1000, "An unknown error occured while processing the request."))
+            if variant == 1:
+                srv.stats.status(502)
+                return web.Response(status=502, body=GARBAGE[0], content_type="text/html", headers=headers())
+            if variant == 2:
+                return jresp(503, err_body(-1001, "Internal error; unable to process your request. Please try again."))
+            return jresp(503, err_body(-1001, "Service Unavailable."))
+        if "status_429" in faults:
+            st.injected_429 += 1
+            return jresp(429, err_body(-1003, "Too many requests; current limit of IP(%s) is %d requests per minute. Please use the websocket for live updates to avoid polling the API." % (ip, srv.weight_limit)),
+                         {"Retry-After": "1"})
+        if "garbage" in faults:
+            return jresp(200, GARBAGE[srv.rng.randrange(len(GARBAGE))])
+
+        status, body = route(path, q, now)
+        data = body.encode()
+        if "truncate_json" in faults:
+            return jresp(status, data[:max(1, len(data) // 2)])
+        if "truncate" in faults or "stall" in faults:
+            st.status(status)
+            resp = web.StreamResponse(status=status, headers=headers())
+            resp.content_type = "application/json"
+            resp.content_length = len(data)
+            await resp.prepare(request)
+            if "stall" in faults:
+                await asyncio.sleep(srv.faults.get("stall_ms", 2000) / 1000.0)
+            if "truncate" in faults:
+                await resp.write(data[:len(data) // 2])
+                tr = request.transport
+                if tr is not None:
+                    tr.close()
+                return resp
+            await resp.write(data)
+            await resp.write_eof()
+            return resp
+        return jresp(status, data)
+
+    def route(path, q, now):
+        if path == "/fapi/v1/time":
+            return 200, '{"serverTime":%d}' % now
+        if path == "/fapi/v1/ping":
+            return 200, "{}"
+        if path == "/fapi/v1/exchangeInfo":
+            info = {
+                "timezone": "UTC",
+                "serverTime": now,
+                "futuresType": "U_MARGINED",
+                "rateLimits": [
+                    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": srv.weight_limit},
+                    {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+                    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
+                ],
+                "exchangeFilters": [],
+                "assets": copy.deepcopy(ASSETS),
+                "symbols": [s.exchange_info() for s in srv.symbols],
+            }
+            return 200, json.dumps(info, separators=(",", ":"))
+        if path == "/fapi/v1/klines":
+            err, p = parse_klines(srv, q)
+            if err:
+                return 400, err
+            opens = select_opens(p["S"], p["iv"], p["start"], p["end"], p["limit"], now)
+            srv.stats.klines_rows += len(opens)
+            return 200, klines_body(p["S"], p["iv"], opens, now)
+        # Later phase: /fapi/v1/ticker/24hr, /fapi/v1/fundingRate, /futures/data/openInterestHist
+        # belong here (each with its own weight in route_weight()).
+        return 404, ""
+
+    # ---- control endpoints -------------------------------------------------------------------
+    async def control(request):
+        path = request.path
+        method = request.method
+
+        def ok(obj, status=200):
+            return web.Response(status=status, text=json.dumps(obj, separators=(",", ":")),
+                                content_type="application/json")
+
+        async def body_json():
+            raw = await request.read()
+            if not raw.strip():
+                return {}
+            return json.loads(raw)
+
+        try:
+            if path == "/_fake/faults":
+                if method == "POST":
+                    srv.set_faults(await body_json())
+                return ok(srv.faults)
+            if path == "/_fake/stats":
+                return ok(srv.stats_json())
+            if path == "/_fake/reset" and method == "POST":
+                srv.reset()
+                return ok({"result": "reset"})
+            if path == "/_fake/config":
+                if method == "POST":
+                    cfg = await body_json()
+                    for k, v in cfg.items():
+                        if k not in srv.config_json():
+                            raise ValueError("unknown config key %s" % k)
+                        if not isinstance(v, (int, float)):
+                            raise ValueError("config %s must be a number" % k)
+                        setattr(srv, k, v)
+                return ok(srv.config_json())
+            if path == "/_fake/firehose" and method == "POST":
+                cfg = await body_json()
+                n = await firehose(int(cfg.get("frames", 1000)), cfg.get("stream"), cfg.get("start_ms"))
+                return ok({"connections": n[0], "frames": n[1]})
+            if path == "/_fake/symbols":
+                return ok([{"symbol": s.name, "onboardDate": s.onboard, "status": s.status,
+                            "contractType": s.contract, "endMs": s.end_ms} for s in srv.symbols])
+        except (ValueError, TypeError) as e:
+            return ok({"error": str(e)}, status=400)
+        return ok({"error": "unknown control endpoint"}, status=404)
+
+    # ---- WebSocket ---------------------------------------------------------------------------
+    class Conn:
+        def __init__(self, ws, route_ok, combined):
+            self.ws = ws
+            self.route_ok = route_ok  # /market route: klines delivered
+            self.combined = combined
+            self.subs = []
+            self.state = {}  # stream -> last open time sent
+            self.stalled_until = None
+            self.msg_times = []
+            self.last_pong = time.monotonic()
+            self.opened = time.monotonic()
+            self.closing = False
+            self.lock = asyncio.Lock()
+
+    def parse_stream(name):
+        """'btcusdt@kline_1m' -> (Symbol, '1m') or None (unknown/unsupported: accepted, silent)."""
+        sym, sep, rest = name.partition("@")
+        if not sep or not rest.startswith("kline_") or sym != sym.lower():
+            return None
+        S = srv.by_lower.get(sym)
+        iv = rest[6:]
+        if S is None or iv not in INTERVALS:
+            return None
+        return S, iv
+
+    async def send(c, text, kline=False):
+        if c.closing or c.ws.closed:
+            return
+        await c.ws.send_str(text)
+        srv.stats.ws_frames_sent += 1
+        if kline:
+            srv.stats.ws_kline_frames_sent += 1
+
+    def wrap(c, stream, payload):
+        return '{"stream":"%s","data":%s}' % (stream, payload) if c.combined else payload
+
+    async def drop(c):
+        c.closing = True
+        tr = c.ws._req.transport if c.ws._req is not None else None
+        if tr is not None:
+            tr.abort()
+
+    async def push_loop(c):
+        next_ping = time.monotonic() + srv.ws_ping_interval
+        last_fault_check = time.monotonic()
+        try:
+            while not c.ws.closed and not c.closing:
+                await asyncio.sleep(srv.ws_interval_ms / 1000.0)
+                mono = time.monotonic()
+                if mono - c.opened >= srv.ws_max_lifetime:
+                    srv.stats.ws_lifetime_closes += 1
+                    await c.ws.close()
+                    return
+                if mono - c.last_pong >= srv.ws_pong_timeout:
+                    srv.stats.ws_pong_timeouts += 1
+                    await c.ws.close()
+                    return
+                # WS faults: probabilities per second per connection
+                dt = mono - last_fault_check
+                if dt >= 1.0:
+                    last_fault_check = mono
+                    f = srv.faults
+                    if f.get("ws_drop") and srv.ws_rng.random() < f["ws_drop"]:
+                        srv.stats.faults["ws_drop"] += 1
+                        await drop(c)
+                        return
+                    if f.get("ws_stall") and c.stalled_until is None and srv.ws_rng.random() < f["ws_stall"]:
+                        srv.stats.faults["ws_stall"] += 1
+                        ms = f.get("ws_stall_ms", 0)
+                        c.stalled_until = mono + ms / 1000.0 if ms else float("inf")
+                if c.stalled_until is not None:
+                    if mono < c.stalled_until:
+                        continue
+                    c.stalled_until = None
+                if mono >= next_ping:
+                    next_ping = mono + srv.ws_ping_interval
+                    await c.ws.ping(b"")
+                if not c.route_ok or not c.subs:
+                    continue
+                now = srv.now()
+                async with c.lock:
+                    for stream in list(c.subs):
+                        p = parse_stream(stream)
+                        if p is None:
+                            continue
+                        S, iv = p
+                        o = floor_open(iv, now)
+                        last = S.last_open(iv)
+                        if o < S.first_open(iv) or (last is not None and o > last):
+                            continue
+                        prev = c.state.get(stream)
+                        frames = []
+                        if prev is not None and prev < o:
+                            k = gen_candle(S, iv, prev)
+                            frames.append(wrap(c, stream, ws_kline_payload(S, iv, k, True, now)))
+                        c.state[stream] = o
+                        k, closed = candle_at(S, iv, o, now)
+                        frames.append(wrap(c, stream, ws_kline_payload(S, iv, k, closed, now)))
+                        for fr in frames:
+                            if srv.faults.get("ws_garbage") and srv.ws_rng.random() < srv.faults["ws_garbage"]:
+                                srv.stats.faults["ws_garbage"] += 1
+                                await send(c, '{"stream":"%s","data":{"e":"kline","E":' % stream)
+                            await send(c, fr, True)
+                            if srv.faults.get("ws_duplicate") and srv.ws_rng.random() < srv.faults["ws_duplicate"]:
+                                srv.stats.faults["ws_duplicate"] += 1
+                                await send(c, fr, True)
+        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+            pass
+
+    async def firehose(frames, stream_filter, start_ms):
+        """Send `frames` closed-candle kline frames as fast as possible on every /market connection."""
+        targets = [c for c in list(srv.conns) if c.route_ok and c.subs and not c.closing]
+        total = 0
+        cache = {}
+        for c in targets:
+            streams = [s for s in c.subs if parse_stream(s) and (stream_filter in (None, s))]
+            if not streams:
+                continue
+            per = []
+            for s in streams:
+                key = (s, c.combined, frames, start_ms)
+                if key not in cache:
+                    S, iv = parse_stream(s)
+                    now = srv.now()
+                    o = floor_open(iv, now)
+                    if start_ms is None:
+                        for _ in range(frames):
+                            o = prev_open(iv, o)
+                        o = max(o, S.first_open(iv))
+                    else:
+                        o = max(ceil_open(iv, start_ms), S.first_open(iv))
+                    lst = []
+                    for _ in range(frames):
+                        k = gen_candle(S, iv, o)
+                        lst.append(wrap(c, s, ws_kline_payload(S, iv, k, True, k[1] + 1)))
+                        o = k[1] + 1
+                    cache[key] = lst
+                per.append(cache[key])
+            async with c.lock:
+                sent = 0
+                for i in range(frames):
+                    for lst in per:
+                        if c.ws.closed:
+                            break
+                        await c.ws.send_str(lst[i])
+                        sent += 1
+                    if i % 256 == 255:
+                        await asyncio.sleep(0)
+                srv.stats.ws_frames_sent += sent
+                srv.stats.ws_kline_frames_sent += sent
+                srv.stats.ws_firehose_frames += sent
+                total += sent
+        return len(targets), total
+
+    def ws_error(code, msg, rid=None):
+        d = {"code": code, "msg": msg}
+        if rid is not None:
+            d["id"] = rid
+        return json.dumps(d, separators=(",", ":"))
+
+    async def handle_ws_text(c, text):
+        try:
+            m = json.loads(text)
+        except ValueError:
+            await send(c, ws_error(3, "Invalid JSON: expected value at line 1 column 1"))
+            return
+        if not isinstance(m, dict):
+            await send(c, ws_error(3, "Invalid JSON: expected value at line 1 column 1"))
+            return
+        rid = m.get("id")
+        if "method" not in m:
+            await send(c, ws_error(2, "Invalid request: missing field `method` at line 1 column %d" % len(text)))
+            return
+        if not isinstance(rid, int) or isinstance(rid, bool) or rid < 0:
+            await send(c, ws_error(2, "Invalid request: request ID must be an unsigned integer"))
+            return
+        method = m["method"]
+        params = m.get("params", [])
+        if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+                await send(c, ws_error(2, "Invalid request: invalid type: expected a sequence of strings"))
+                return
+            async with c.lock:
+                if method == "SUBSCRIBE":
+                    new = [p for p in params if p not in c.subs]
+                    if len(c.subs) + len(new) > srv.ws_max_streams:
+                        await send(c, ws_error(-1, "Max streams per connection exceeded (%d)." % srv.ws_max_streams, rid))
+                        await c.ws.close()
+                        return
+                    for p in new:
+                        if p not in c.subs:
+                            c.subs.append(p)
+                else:
+                    for p in params:
+                        if p in c.subs:
+                            c.subs.remove(p)
+                            c.state.pop(p, None)
+            await send(c, '{"result":null,"id":%d}' % rid)
+        elif method == "LIST_SUBSCRIPTIONS":
+            await send(c, json.dumps({"result": list(c.subs), "id": rid}, separators=(",", ":")))
+        elif method == "SET_PROPERTY":
+            if not isinstance(params, list) or len(params) != 2:
+                await send(c, ws_error(2, "Invalid request: too many parameters"))
+            elif not isinstance(params[0], str):
+                await send(c, ws_error(2, "Invalid request: property name must be a string"))
+            elif params[0] != "combined":
+                await send(c, ws_error(0, "Unknown property", rid))
+            elif not isinstance(params[1], bool):
+                await send(c, ws_error(1, "Invalid value type: expected Boolean"))
+            else:
+                c.combined = params[1]
+                await send(c, '{"result":null,"id":%d}' % rid)
+        elif method == "GET_PROPERTY":
+            if not isinstance(params, list) or len(params) != 1:
+                await send(c, ws_error(2, "Invalid request: too many parameters"))
+            elif not isinstance(params[0], str):
+                await send(c, ws_error(2, "Invalid request: property name must be a string"))
+            elif params[0] != "combined":
+                await send(c, ws_error(0, "Unknown property", rid))
+            else:
+                await send(c, '{"result":%s,"id":%d}' % ("true" if c.combined else "false", rid))
+        else:
+            await send(c, ws_error(2, "Invalid request: unknown variant `%s`, expected one of `SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY` at line 1 column 28" % method))
+
+    def ws_route(path):
+        """-> (route_ok, combined, initial streams) or None if not a WS path."""
+        for prefix, ok in (("/market", True), ("/public", False), ("", False)):
+            if prefix and not path.startswith(prefix + "/"):
+                continue
+            rest = path[len(prefix):]
+            if rest == "/stream":
+                return ok, True, None
+            if rest == "/ws" or rest == "/ws/":
+                return ok, False, []
+            if rest.startswith("/ws/"):
+                return ok, False, [s for s in rest[4:].split("/") if s]
+        return None
+
+    async def ws_handler(request, route_info):
+        ok_route, combined, initial = route_info
+        if initial is None:
+            initial = [s for s in request.query.get("streams", "").split("/") if s]
+        ws = web.WebSocketResponse(autoping=False, autoclose=True, compress=False, max_msg_size=1 << 20)
+        if not ws.can_prepare(request).ok:
+            return web.Response(status=400, text="websocket upgrade required")
+        if len(initial) > srv.ws_max_streams:
+            return web.Response(status=400, text="too many streams")
+        await ws.prepare(request)
+        c = Conn(ws, ok_route, combined)
+        c.subs = list(dict.fromkeys(initial))
+        srv.conns.add(c)
+        srv.stats.ws_connections_total += 1
+        pusher = asyncio.ensure_future(push_loop(c))
+        try:
+            async for msg in ws:
+                srv.stats.ws_messages_in += 1
+                mono = time.monotonic()
+                c.msg_times.append(mono)
+                while c.msg_times and mono - c.msg_times[0] > 1.0:
+                    c.msg_times.pop(0)
+                if len(c.msg_times) > srv.ws_max_msg_rate:
+                    srv.stats.ws_rate_drops += 1
+                    await drop(c)
+                    break
+                if msg.type == WSMsgType.TEXT:
+                    if c.stalled_until is None:
+                        await handle_ws_text(c, msg.data)
+                elif msg.type == WSMsgType.PING:
+                    if c.stalled_until is None:
+                        await ws.pong(msg.data)
+                elif msg.type == WSMsgType.PONG:
+                    c.last_pong = time.monotonic()
+                elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                    break
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            c.closing = True
+            pusher.cancel()
+            srv.conns.discard(c)
+        return ws
+
+    async def dispatch(request):
+        path = request.path
+        if path.startswith("/_fake/"):
+            return await control(request)
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            info = ws_route(path)
+            if info is not None:
+                return await ws_handler(request, info)
+        return await rest(request)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    app["srv"] = srv
+    return app
+
+
+async def serve_main(args):
+    from aiohttp import web
+    host = args.host
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print("refusing to bind non-loopback host %s" % host, file=sys.stderr)
+        return 2
+    srv = Server(args)
+    app = make_app(srv)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, args.port, shutdown_timeout=1.0, reuse_address=True)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    if args.port_file:
+        tmp = args.port_file + ".tmp.%d" % os.getpid()
+        with open(tmp, "w") as f:
+            f.write("%d\n" % port)
+        os.replace(tmp, args.port_file)
+    print("fake_binance listening on %s:%d" % (host, port), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    for c in list(srv.conns):
+        c.closing = True
+        try:
+            await asyncio.wait_for(c.ws.close(), 0.5)
+        except Exception:
+            pass
+    await runner.cleanup()
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+def add_symbol_args(p):
+    p.add_argument("--symbols", default=None, help="comma list replacing the TRADING perpetuals")
+    p.add_argument("--synthetic", type=int, default=0, help="add N perpetuals S0000USDT, S0001USDT, ...")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="fake_binance.py", description="Fake Binance USD-M futures exchange")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("serve", help="run the HTTP/WebSocket server")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=0)
+    s.add_argument("--port-file", default=None)
+    add_symbol_args(s)
+    s.add_argument("--weight-limit", type=int, default=2400)
+    s.add_argument("--ban-after", type=int, default=5)
+    s.add_argument("--ban-seconds", type=int, default=120)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--faults", default=None, help="JSON object, see PROTOCOL.md")
+    s.add_argument("--ws-interval-ms", type=int, default=250)
+    s.add_argument("--ws-max-streams", type=int, default=200)
+    s.add_argument("--ws-max-lifetime", type=float, default=86400.0, help="seconds")
+    s.add_argument("--ws-ping-interval", type=float, default=180.0, help="seconds")
+    s.add_argument("--ws-pong-timeout", type=float, default=600.0, help="seconds")
+    s.add_argument("--ws-max-msg-rate", type=int, default=10, help="incoming messages per second")
+
+    t = sub.add_parser("truth", help="CSV of closed candles with open_time in [START_MS, END_MS)")
+    t.add_argument("symbol")
+    t.add_argument("interval")
+    t.add_argument("start_ms", type=int)
+    t.add_argument("end_ms", type=int)
+    t.add_argument("--now", type=int, default=None, help="pretend the current time is MS")
+    add_symbol_args(t)
+
+    p = sub.add_parser("pages", help="klines REST bodies, one JSON array per line")
+    p.add_argument("symbol")
+    p.add_argument("interval")
+    p.add_argument("start_ms", type=int)
+    p.add_argument("count", type=int)
+    p.add_argument("--limit", type=int, default=499)
+    add_symbol_args(p)
+
+    args = ap.parse_args(argv)
+    if args.cmd == "truth":
+        return cmd_truth(args)
+    if args.cmd == "pages":
+        return cmd_pages(args)
+    # A SIGTERM/SIGINT that arrives before the event loop installs its own handlers still
+    # exits cleanly with status 0.
+    def _early_exit(signum, frame):
+        raise SystemExit(0)
+    signal.signal(signal.SIGTERM, _early_exit)
+    signal.signal(signal.SIGINT, _early_exit)
+    try:
+        return asyncio.run(serve_main(args))
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

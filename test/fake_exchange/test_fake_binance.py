@@ -1,0 +1,778 @@
+"""Self-test of the fake Binance USD-M exchange.
+
+Run:  /usr/bin/python3 -m unittest discover -s test/fake_exchange -v
+"""
+
+import asyncio
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FAKE = os.path.join(HERE, "fake_binance.py")
+PY = "/usr/bin/python3"
+sys.path.insert(0, HERE)
+import fake_binance as fb  # noqa: E402
+
+MIN = 60_000
+HOUR = 3_600_000
+DAY = 86_400_000
+
+DEFAULT_CONFIG = {"weight_limit": 100000, "ban_after": 5, "ban_seconds": 120, "clock_offset_ms": 0,
+                  "ws_interval_ms": 250, "ws_max_streams": 200, "ws_max_lifetime": 86400,
+                  "ws_ping_interval": 180, "ws_pong_timeout": 600, "ws_max_msg_rate": 10}
+
+
+def run_cli(*args):
+    r = subprocess.run([PY, FAKE] + list(args), capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise AssertionError("cli %s failed: %s" % (args, r.stderr))
+    return r.stdout
+
+
+class FakeBinanceTest(unittest.TestCase):
+    proc = None
+    port = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        pf = os.path.join(cls.tmp.name, "port")
+        cls.errlog = open(os.path.join(cls.tmp.name, "stderr"), "w+")
+        cls.proc = subprocess.Popen([PY, FAKE, "serve", "--port", "0", "--port-file", pf,
+                                     "--weight-limit", "100000", "--seed", "3"],
+                                    stdout=subprocess.PIPE, stderr=cls.errlog, text=True)
+        deadline = time.time() + 10
+        while not os.path.exists(pf):
+            if time.time() > deadline or cls.proc.poll() is not None:
+                cls.errlog.seek(0)
+                raise RuntimeError("server did not start: %s" % cls.errlog.read())
+            time.sleep(0.02)
+        with open(pf) as f:
+            cls.port = int(f.read())
+        line = cls.proc.stdout.readline()
+        assert line.strip() == "fake_binance listening on 127.0.0.1:%d" % cls.port, line
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.terminate()
+        rc = cls.proc.wait(timeout=10)
+        cls.proc.stdout.close()
+        cls.errlog.seek(0)
+        err = cls.errlog.read()
+        cls.errlog.close()
+        cls.tmp.cleanup()
+        assert rc == 0, "serve exited with %r on SIGTERM" % rc
+        assert "Traceback" not in err, "server logged errors:\n" + err
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def req(self, path, method="GET", body=None, timeout=10):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            c.request(method, path, body=json.dumps(body) if body is not None else None)
+            r = c.getresponse()
+            data = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+        finally:
+            c.close()
+
+    def get_json(self, path):
+        st, h, data = self.req(path)
+        return st, h, json.loads(data) if data else None
+
+    def control(self, path, body=None):
+        st, _, data = self.req(path, "POST" if body is not None else "GET", body)
+        self.assertEqual(st, 200, data)
+        return json.loads(data)
+
+    def setUp(self):
+        self.control("/_fake/faults", {})
+        self.control("/_fake/config", DEFAULT_CONFIG)
+        self.control("/_fake/reset", {})
+
+    def server_time(self):
+        return self.get_json("/fapi/v1/time")[2]["serverTime"]
+
+    def klines(self, **params):
+        q = "&".join("%s=%s" % kv for kv in params.items())
+        st, h, body = self.get_json("/fapi/v1/klines?" + q)
+        self.assertEqual(st, 200, body)
+        return body, h
+
+    def symbol(self, name):
+        return fb.build_symbols(None, 0)[[s.name for s in fb.build_symbols(None, 0)].index(name)]
+
+    @staticmethod
+    def avoid_minute_edge(margin=3.0):
+        s = time.time() % 60
+        if s > 60 - margin:
+            time.sleep(60 - s + 0.05)
+
+    # ---- basic endpoints --------------------------------------------------------------------
+    def test_time_and_headers(self):
+        t0 = int(time.time() * 1000)
+        st, h, body = self.get_json("/fapi/v1/time")
+        self.assertEqual(st, 200)
+        self.assertLess(abs(body["serverTime"] - t0), 2000)
+        self.assertEqual(h["content-type"], "application/json")
+        self.assertEqual(h["x-mbx-used-weight-1m"], "1")
+
+    def test_exchange_info(self):
+        st, h, info = self.get_json("/fapi/v1/exchangeInfo")
+        self.assertEqual(st, 200)
+        for k in ("timezone", "serverTime", "futuresType", "rateLimits", "exchangeFilters", "assets", "symbols"):
+            self.assertIn(k, info)
+        self.assertEqual(info["timezone"], "UTC")
+        self.assertEqual(info["exchangeFilters"], [])
+        rl = {(r["rateLimitType"], r["interval"], r["intervalNum"]): r["limit"] for r in info["rateLimits"]}
+        self.assertEqual(rl, {("REQUEST_WEIGHT", "MINUTE", 1): 100000, ("ORDERS", "MINUTE", 1): 1200,
+                              ("ORDERS", "SECOND", 10): 300})
+        syms = {s["symbol"]: s for s in info["symbols"]}
+        self.assertEqual(set(syms), {"BTCUSDT", "ETHUSDT", "NEWUSDT", "OLDUSDT", "BTCUSDT_261225"})
+        capture = "/work/shared/exchange-data/binance-usdm/exchange-info.json"
+        keys = set()
+        if os.path.exists(capture):
+            with open(capture) as f:
+                keys = set(json.load(f)["symbols"][0])
+        for s in syms.values():
+            self.assertTrue(keys <= set(s), keys - set(s))
+            ft = {f["filterType"]: f for f in s["filters"]}
+            self.assertIn("tickSize", ft["PRICE_FILTER"])
+            self.assertIn("stepSize", ft["LOT_SIZE"])
+        b = syms["BTCUSDT"]
+        self.assertEqual((b["contractType"], b["status"], b["onboardDate"], b["quoteAsset"]),
+                         ("PERPETUAL", "TRADING", 1569398400000, "USDT"))
+        self.assertEqual(b["deliveryDate"], 4133404800000)
+        self.assertEqual(syms["ETHUSDT"]["onboardDate"], 1574812800000)
+        today = int(time.time() * 1000) // DAY * DAY
+        self.assertEqual(syms["NEWUSDT"]["onboardDate"], today - 10 * DAY)
+        self.assertEqual(syms["OLDUSDT"]["status"], "SETTLING")
+        self.assertEqual(syms["BTCUSDT_261225"]["contractType"], "CURRENT_QUARTER")
+        self.assertEqual(h["x-mbx-used-weight-1m"], "1")
+
+    def test_unknown_path_404(self):
+        st, h, data = self.req("/fapi/v1/nothing")
+        self.assertEqual(st, 404)
+        self.assertIn("x-mbx-used-weight-1m", h)
+
+    # ---- klines shape, weights --------------------------------------------------------------
+    def test_klines_weight_by_limit(self):
+        for limit, w in ((1, 1), (99, 1), (100, 2), (499, 2), (500, 5), (1000, 5), (1001, 10), (1500, 10)):
+            self.control("/_fake/reset", {})
+            self.avoid_minute_edge(1)
+            rows, h = self.klines(symbol="BTCUSDT", interval="1m", limit=limit)
+            self.assertEqual(len(rows), limit)
+            self.assertEqual(h["x-mbx-used-weight-1m"], str(w), limit)
+        self.control("/_fake/reset", {})
+        rows, h = self.klines(symbol="BTCUSDT", interval="1m")  # default limit 500
+        self.assertEqual((len(rows), h["x-mbx-used-weight-1m"]), (500, "5"))
+
+    def check_rows(self, rows, iv, S):
+        for i, r in enumerate(rows):
+            self.assertEqual(len(r), 12)
+            o, O, H, L, C, v, c, q, n, V, Q, ign = r
+            self.assertIsInstance(o, int)
+            self.assertIsInstance(c, int)
+            self.assertIsInstance(n, int)
+            self.assertEqual(ign, "0")
+            for p in (O, H, L, C):
+                self.assertEqual(len(p.split(".")[1]) if "." in p else 0, S.pp, p)
+            for x in (v, V):
+                self.assertEqual(len(x.split(".")[1]) if "." in x else 0, S.qp, x)
+            for x in (q, Q):
+                self.assertEqual(len(x.split(".")[1]) if "." in x else 0, S.qd, x)
+            self.assertEqual(c, fb.next_open(iv, o) - 1)
+            self.assertGreaterEqual(float(H), max(float(O), float(C)))
+            self.assertLessEqual(float(L), min(float(O), float(C)))
+            self.assertLessEqual(float(V), float(v))
+            self.assertLessEqual(float(Q), float(q))
+            self.assertGreaterEqual(n, 0)
+            if float(v) == 0:
+                self.assertEqual((O, H, L, n), (C, C, C, 0))
+            elif n:
+                vwap = float(q) / float(v)
+                self.assertTrue(float(L) * (1 - 1e-12) <= vwap <= float(H) * (1 + 1e-12), r)
+            if i:
+                self.assertEqual(o, rows[i - 1][6] + 1)
+
+    def test_klines_shape(self):
+        for sym in ("BTCUSDT", "ETHUSDT", "NEWUSDT"):
+            S = self.symbol(sym)
+            for iv in ("1m", "5m", "1h", "1d", "1w", "1M"):
+                rows, _ = self.klines(symbol=sym, interval=iv, limit=300)
+                self.assertTrue(rows)
+                self.check_rows(rows, iv, S)
+        rows, _ = self.klines(symbol="BTCUSDT", interval="1m", limit=3)
+        self.assertEqual(len(rows[0][1].split(".")[1]), 2)  # "43125.10" style
+
+    def test_zero_volume_candles_exist(self):
+        S = self.symbol("BTCUSDT")
+        t = 1_700_000_000_000 // MIN * MIN
+        zeros = [fb.gen_candle(S, "1m", t + i * MIN) for i in range(3000)]
+        zeros = [k for k in zeros if k[6] == 0]
+        self.assertTrue(zeros)
+        row = json.loads(fb.row_json(S, zeros[0]))
+        self.assertEqual(row[5], "0.000")
+        self.assertEqual(row[8], 0)
+        self.assertEqual(len({row[1], row[2], row[3], row[4]}), 1)
+
+    # ---- alignment --------------------------------------------------------------------------
+    def test_interval_alignment(self):
+        for iv, check in (
+                ("1d", lambda o: o % DAY == 0),
+                ("4h", lambda o: o % (4 * HOUR) == 0),
+                ("3d", lambda o: o % (3 * DAY) == 0),
+                ("1w", lambda o: (o // DAY + 3) % 7 == 0),  # 1970-01-01 was a Thursday -> Monday
+                ("1M", lambda o: fb.civil_from_days(o // DAY)[2] == 1 and o % DAY == 0)):
+            rows, _ = self.klines(symbol="BTCUSDT", interval=iv, limit=60)
+            for r in rows:
+                self.assertTrue(check(r[0]), (iv, r[0]))
+        rows, _ = self.klines(symbol="BTCUSDT", interval="1M", startTime=fb.month_start(2024, 1), limit=14)
+        self.assertEqual(rows[1][0], fb.month_start(2024, 2))
+        self.assertEqual(rows[1][6], fb.month_start(2024, 3) - 1)  # leap February
+        self.assertEqual(rows[12][0], fb.month_start(2025, 1))
+
+    # ---- truth == REST ----------------------------------------------------------------------
+    def truth_rows(self, sym, iv, start, end, now=None):
+        args = ["truth", sym, iv, str(start), str(end)]
+        if now is not None:
+            args += ["--now", str(now)]
+        out = run_cli(*args)
+        return [ln.split(",") for ln in out.splitlines()]
+
+    def test_truth_equals_closed_rest_rows(self):
+        now = self.server_time()
+        cases = (("BTCUSDT", "1m", now - 1000 * MIN, 1000), ("ETHUSDT", "1h", now - 1200 * HOUR, 1500),
+                 ("BTCUSDT", "1w", fb.days_from_civil(2019, 1, 1) * DAY, 500),
+                 ("ETHUSDT", "1M", 0, 500), ("NEWUSDT", "1m", now - 20 * DAY, 1500))
+        for sym, iv, start, limit in cases:
+            rows, _ = self.klines(symbol=sym, interval=iv, startTime=start, limit=limit)
+            st = self.server_time()
+            closed = [r for r in rows if r[6] < st]
+            self.assertGreater(len(closed), 10, (sym, iv))
+            self.assertLessEqual(len(rows) - len(closed), 1)
+            truth = self.truth_rows(sym, iv, start, closed[-1][0] + 1, now=st)
+            self.assertEqual(len(truth), len(closed), (sym, iv))
+            for t, r in zip(truth, closed):
+                self.assertEqual(t[0], sym)
+                self.assertEqual([int(t[1]), int(t[2])], [r[0], r[6]])
+                self.assertEqual(t[3:8] + t[8:9], r[1:6] + [r[7]])
+                self.assertEqual(int(t[9]), r[8])
+                self.assertEqual(t[10:12], r[9:11])
+
+    def test_truth_respects_listing_and_now(self):
+        S = self.symbol("NEWUSDT")
+        now = int(time.time() * 1000)
+        rows = self.truth_rows("NEWUSDT", "1h", S.onboard - 5 * DAY, now + DAY)
+        self.assertEqual(int(rows[0][1]), S.onboard)
+        self.assertLess(int(rows[-1][2]), now)
+        self.assertGreater(int(rows[-1][2]), now - HOUR - 1)
+        self.assertEqual(len(rows), (int(rows[-1][1]) - S.onboard) // HOUR + 1)
+
+    def test_truth_speed(self):
+        end = 1_700_000_000_000 // DAY * DAY
+        t = time.time()
+        out = run_cli("truth", "BTCUSDT", "1m", str(end - 30 * DAY), str(end))
+        dt = time.time() - t
+        self.assertEqual(len(out.splitlines()), 43200)
+        self.assertLess(dt, 2.0)
+
+    def test_pages_cli(self):
+        start = 1_700_000_000_000 // MIN * MIN
+        out = run_cli("pages", "BTCUSDT", "1m", str(start + 30_000), "1000", "--limit", "499")
+        pages = [json.loads(ln) for ln in out.splitlines()]
+        self.assertEqual([len(p) for p in pages], [499, 499, 2])
+        rows = [r for p in pages for r in p]
+        self.assertEqual(rows[0][0], start + MIN)  # startTime inside a candle -> next candle
+        truth = self.truth_rows("BTCUSDT", "1m", start + MIN, start + 1001 * MIN)
+        self.assertEqual([int(t[1]) for t in truth], [r[0] for r in rows])
+        self.assertEqual([t[6] for t in truth], [r[4] for r in rows])
+
+    # ---- paging semantics -------------------------------------------------------------------
+    def test_start_end_limit_semantics(self):
+        now = self.server_time()
+        base = (now - 3 * DAY) // HOUR * HOUR
+        rows, _ = self.klines(symbol="BTCUSDT", interval="1h", startTime=base, limit=5)
+        self.assertEqual([r[0] for r in rows], [base + i * HOUR for i in range(5)])
+        rows, _ = self.klines(symbol="BTCUSDT", interval="1h", startTime=base + 1, limit=5)
+        self.assertEqual(rows[0][0], base + HOUR)  # mid-candle start skips to next open
+        rows, _ = self.klines(symbol="BTCUSDT", interval="1h", startTime=base, endTime=base + 3 * HOUR)
+        self.assertEqual(rows[-1][0], base + 3 * HOUR)  # endTime equal to an open time: included
+        rows, _ = self.klines(symbol="BTCUSDT", interval="1h", startTime=base, endTime=base + 3 * HOUR - 1)
+        self.assertEqual(rows[-1][0], base + 2 * HOUR)  # endTime inside a candle: that candle is last
+        rows, _ = self.klines(symbol="BTCUSDT", interval="1h", startTime=base, endTime=base + 50 * HOUR, limit=10)
+        self.assertEqual([r[0] for r in rows], [base + i * HOUR for i in range(10)])  # limit from start
+        rows, _ = self.klines(symbol="BTCUSDT", interval="1h", endTime=base + 10 * HOUR + 5, limit=4)
+        self.assertEqual([r[0] for r in rows], [base + (7 + i) * HOUR for i in range(4)])  # latest before end
+        rows, _ = self.klines(symbol="BTCUSDT", interval="1h", startTime=now + DAY)
+        self.assertEqual(rows, [])
+        rows, _ = self.klines(symbol="BTCUSDT", interval="1h", startTime=base, endTime=base)
+        self.assertEqual(len(rows), 1)
+        # walking pages forward == one big request
+        base -= 10 * DAY
+        big, _ = self.klines(symbol="ETHUSDT", interval="5m", startTime=base, limit=1200)
+        walked, st = [], base
+        while len(walked) < 1200:
+            page, _ = self.klines(symbol="ETHUSDT", interval="5m", startTime=st, limit=min(499, 1200 - len(walked)))
+            walked += page
+            st = page[-1][0] + 5 * MIN
+        self.assertEqual([r[0] for r in walked], [r[0] for r in big])
+        self.assertEqual(walked, big)
+
+    def test_most_recent_and_forming(self):
+        t0 = self.server_time()
+        rows, _ = self.klines(symbol="BTCUSDT", interval="1h", limit=3)
+        t1 = self.server_time()
+        last = rows[-1]
+        self.assertLessEqual(last[0], t1)
+        self.assertGreater(last[6], t0)  # forming: closeTime > serverTime
+        self.assertLess(rows[-2][6], t0)
+        S = self.symbol("BTCUSDT")
+        truth = fb.gen_candle(S, "1h", last[0])
+        final = json.loads(fb.row_json(S, truth))
+        self.assertNotEqual(last, final)
+        self.assertLessEqual(float(last[2]), float(final[2]))
+        self.assertGreaterEqual(float(last[3]), float(final[3]))
+        self.assertLess(float(last[5]), float(final[5]))
+        self.assertLessEqual(last[8], final[8])
+        self.assertEqual(last[1], final[1])
+        # forming values only grow as time goes on
+        time.sleep(0.3)
+        rows2, _ = self.klines(symbol="BTCUSDT", interval="1h", limit=1)
+        if rows2[0][0] == last[0]:
+            self.assertGreaterEqual(float(rows2[0][5]), float(last[5]))
+            self.assertGreaterEqual(float(rows2[0][2]), float(last[2]))
+
+    def test_partial_candle_properties(self):
+        S = self.symbol("ETHUSDT")
+        o = 1_700_000_000_000 // HOUR * HOUR
+        k = fb.gen_candle(S, "1h", o)
+        prev = None
+        for i in range(0, 101):
+            p = fb.partial_candle(S, k, i / 100.0)
+            self.assertLessEqual(p[3], k[3])
+            self.assertGreaterEqual(p[4], k[4])
+            self.assertTrue(p[4] <= p[5] <= p[3])
+            if prev:
+                for j in (3, 6, 8, 9):
+                    self.assertGreaterEqual(p[j], prev[j])
+                self.assertLessEqual(p[4], prev[4])
+            prev = p
+        self.assertEqual(fb.partial_candle(S, k, 1.0), k)
+        self.assertNotEqual(fb.partial_candle(S, k, 0.99)[6], k[6])
+
+    def test_listing_and_delisting(self):
+        S = self.symbol("NEWUSDT")
+        rows, _ = self.klines(symbol="NEWUSDT", interval="1h", startTime=S.onboard - 3 * DAY, limit=5)
+        self.assertEqual(rows[0][0], S.onboard)
+        rows, _ = self.klines(symbol="NEWUSDT", interval="1h", endTime=S.onboard - 1)
+        self.assertEqual(rows, [])
+        rows, _ = self.klines(symbol="NEWUSDT", interval="1m", startTime=0, limit=3)
+        self.assertEqual(rows[0][0], S.onboard)
+        old = self.symbol("OLDUSDT")
+        rows, _ = self.klines(symbol="OLDUSDT", interval="1d", limit=5)
+        self.assertEqual(rows[-1][6], old.end_ms - 1)
+        self.assertLess(rows[-1][6], self.server_time())
+
+    # ---- errors -----------------------------------------------------------------------------
+    def test_error_bodies(self):
+        cases = (
+            ("symbol=BTCUSDT&interval=1s", -1120, "Invalid interval."),
+            ("symbol=FOOUSDT&interval=1m", -1121, "Invalid symbol."),
+            ("symbol=btcusdt&interval=1m", -1121, "Invalid symbol."),
+            ("interval=1m", -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."),
+            ("symbol=BTCUSDT", -1102, "Mandatory parameter 'interval' was not sent, was empty/null, or malformed."),
+            ("symbol=BTCUSDT&interval=1m&limit=1501", -1130, "Data sent for parameter 'limit' is not valid."),
+            ("symbol=BTCUSDT&interval=1m&limit=0", -1130, "Data sent for parameter 'limit' is not valid."),
+            ("symbol=BTCUSDT&interval=1m&startTime=10&endTime=9", -1023, "Start time is greater than end time."),
+            ("symbol=BTCUSDT&interval=1m&startTime=x1", -1100,
+             "Illegal characters found in parameter 'startTime'; legal range is '^[0-9]{1,20}$'."),
+            ("symbol=BTCUSDT&interval=1m&limit=-5", -1100,
+             "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'."),
+            ("symbol=BTCUSDT&symbol=BTCUSDT&interval=1m", -1101, "Duplicate values for a parameter detected."),
+        )
+        for qs, code, msg in cases:
+            st, h, body = self.get_json("/fapi/v1/klines?" + qs)
+            self.assertEqual(st, 400, qs)
+            self.assertEqual(body, {"code": code, "msg": msg}, qs)
+            self.assertEqual(h["content-type"], "application/json")
+            self.assertIn("x-mbx-used-weight-1m", h)
+
+    # ---- rate limit / ban -------------------------------------------------------------------
+    def test_429_then_418(self):
+        self.avoid_minute_edge(4)
+        self.control("/_fake/config", {"weight_limit": 10, "ban_after": 2, "ban_seconds": 1})
+        self.control("/_fake/reset", {})
+        for i in range(10):
+            st, h, _ = self.req("/fapi/v1/time")
+            self.assertEqual((st, h["x-mbx-used-weight-1m"]), (200, str(i + 1)))
+        st, h, body = self.get_json("/fapi/v1/time")
+        self.assertEqual(st, 429)
+        self.assertEqual(body, {"code": -1003, "msg": "Too many requests; current limit of IP(127.0.0.1) is 10 "
+                                "requests per minute. Please use the websocket for live updates to avoid polling the API."})
+        self.assertEqual(h["x-mbx-used-weight-1m"], "11")
+        self.assertTrue(1 <= int(h["retry-after"]) <= 60)
+        st, _, _ = self.req("/fapi/v1/time")
+        self.assertEqual(st, 429)
+        st, h, body = self.get_json("/fapi/v1/time")
+        self.assertEqual(st, 418)
+        self.assertRegex(body["msg"], r"^Way too many requests; IP\(127\.0\.0\.1\) banned until \d{13}\. "
+                                      r"Please use the websocket for live updates to avoid bans\.$")
+        self.assertEqual(body["code"], -1003)
+        self.assertEqual(h["retry-after"], "1")
+        until = int(body["msg"].split("until ")[1][:13])
+        for _ in range(3):
+            st, h, _ = self.req("/fapi/v1/klines?symbol=BTCUSDT&interval=1m")
+            self.assertEqual(st, 418)
+        stats = self.control("/_fake/stats")
+        self.assertEqual((stats["rate_limited_429"], stats["banned_418"]), (2, 4))
+        self.assertEqual(stats["banned_until"], until)
+        # ban over and limit raised -> served again
+        self.control("/_fake/config", {"weight_limit": 100000})
+        time.sleep(max(0, until - int(time.time() * 1000)) / 1000.0 + 0.05)
+        st, _, _ = self.req("/fapi/v1/time")
+        self.assertEqual(st, 200)
+
+    # ---- faults -----------------------------------------------------------------------------
+    def raw_get(self, path, timeout=5):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        c.request("GET", path)
+        return c, c.getresponse()
+
+    K = "/fapi/v1/klines?symbol=BTCUSDT&interval=1m&limit=100"
+
+    def test_fault_truncate(self):
+        self.control("/_fake/faults", {"script": ["truncate"]})
+        c, r = self.raw_get(self.K)
+        self.assertEqual(r.status, 200)
+        n = int(r.getheader("Content-Length"))
+        with self.assertRaises(http.client.IncompleteRead) as cm:
+            r.read()
+        self.assertEqual(len(cm.exception.partial), n // 2)
+        c.close()
+        self.assertEqual(self.control("/_fake/stats")["faults"]["truncate"], 1)
+        st, _, _ = self.req(self.K)  # next request is healthy
+        self.assertEqual(st, 200)
+
+    def test_fault_truncate_json_and_garbage(self):
+        for f in ("truncate_json", "garbage"):
+            self.control("/_fake/faults", {"script": [f]})
+            c, r = self.raw_get(self.K)
+            data = r.read()
+            c.close()
+            self.assertEqual(r.status, 200)
+            self.assertEqual(int(r.getheader("Content-Length")), len(data))
+            with self.assertRaises(ValueError):
+                json.loads(data)
+
+    def test_fault_reset(self):
+        self.control("/_fake/faults", {"script": ["reset"]})
+        with self.assertRaises((ConnectionError, http.client.RemoteDisconnected)):
+            self.req(self.K)
+        self.assertEqual(self.control("/_fake/stats")["faults"]["reset"], 1)
+
+    def test_fault_5xx_and_429(self):
+        self.control("/_fake/faults", {"status_5xx": 1.0})
+        seen = set()
+        for _ in range(20):
+            st, h, data = self.req("/fapi/v1/time")
+            seen.add(st)
+            if st != 502:
+                self.assertIn(json.loads(data)["code"], (-1000, -1001))
+        self.assertTrue(seen <= {500, 502, 503} and len(seen) >= 2, seen)
+        self.control("/_fake/faults", {"status_429": 1.0})
+        for _ in range(8):  # more than ban_after: injected 429s never lead to a ban
+            st, h, data = self.req("/fapi/v1/time")
+            self.assertEqual((st, h["retry-after"], json.loads(data)["code"]), (429, "1", -1003))
+        stats = self.control("/_fake/stats")
+        self.assertEqual((stats["injected_429"], stats["rate_limited_429"], stats["banned_418"]), (8, 0, 0))
+
+    def test_fault_slow_and_stall(self):
+        self.control("/_fake/faults", {"slow": 1.0, "slow_ms": 300})
+        t = time.time()
+        st, _, _ = self.req("/fapi/v1/time")
+        self.assertEqual(st, 200)
+        self.assertGreaterEqual(time.time() - t, 0.3)
+        self.control("/_fake/faults", {"stall": 1.0, "stall_ms": 400})
+        t = time.time()
+        c, r = self.raw_get(self.K)
+        t_head = time.time() - t
+        data = r.read()
+        t_body = time.time() - t
+        c.close()
+        self.assertLess(t_head, 0.3)
+        self.assertGreaterEqual(t_body, 0.4)
+        self.assertEqual(len(json.loads(data)), 100)
+
+    def test_faults_seeded_paths_and_control(self):
+        f = {"status_5xx": 0.3, "garbage": 0.2, "seed": 42, "paths": ["/fapi/v1/klines"]}
+        seqs = []
+        for _ in range(2):
+            self.control("/_fake/faults", f)
+            seqs.append([self.req(self.K)[0] for _ in range(25)])
+        self.assertEqual(seqs[0], seqs[1])
+        self.assertTrue(set(seqs[0]) - {200})
+        for _ in range(10):
+            self.assertEqual(self.req("/fapi/v1/time")[0], 200)  # path not selected
+        self.assertEqual(self.control("/_fake/faults"), f)
+        st, _, _ = self.req("/_fake/faults", "POST", {"bogus": 1})
+        self.assertEqual(st, 400)
+        self.control("/_fake/faults", {})
+        stats = self.control("/_fake/stats")
+        for k in ("requests", "klines_rows", "weight_total", "responses_by_status", "rate_limited_429",
+                  "injected_429", "banned_418", "faults"):
+            self.assertIn(k, stats)
+        self.assertEqual(stats["requests"]["/fapi/v1/klines"], 50)
+        self.assertGreater(stats["klines_rows"], 0)
+
+    # ---- WebSocket --------------------------------------------------------------------------
+    def ws_run(self, coro_fn, timeout=15):
+        import aiohttp
+
+        async def main():
+            async with aiohttp.ClientSession() as s:
+                return await coro_fn(s, "http://127.0.0.1:%d" % self.port)
+        return asyncio.run(asyncio.wait_for(main(), timeout))
+
+    def test_ws_combined_and_control_messages(self):
+        async def go(s, base):
+            out = {}
+            async with s.ws_connect(base + "/market/stream?streams=btcusdt@kline_1m/ethusdt@kline_1h") as ws:
+                for m in ({"method": "SUBSCRIBE", "params": ["newusdt@kline_5m"], "id": 1},
+                          {"method": "UNSUBSCRIBE", "params": ["ethusdt@kline_1h"], "id": 2},
+                          {"method": "LIST_SUBSCRIPTIONS", "id": 3},
+                          {"method": "GET_PROPERTY", "params": ["combined"], "id": 4},
+                          {"method": "SET_PROPERTY", "params": ["combined", "yes"], "id": 5},
+                          {"method": "SET_PROPERTY", "params": ["nope", True], "id": 6},
+                          {"method": "FOO", "id": 7},
+                          {"method": "SUBSCRIBE", "params": [], "id": "x"}):
+                    await ws.send_str(json.dumps(m))
+                await ws.send_str("{nope")
+                replies, frames = [], []
+                t = time.time()
+                while time.time() - t < 1.2:
+                    d = json.loads((await ws.receive(timeout=2)).data)
+                    (frames if "stream" in d else replies).append(d)
+                out["replies"], out["frames"] = replies, frames
+                # REST forming row right after the last frame
+                async with s.get(base + "/fapi/v1/klines?symbol=BTCUSDT&interval=1m&limit=1") as r:
+                    out["rest"] = (await r.json())[0]
+            return out
+        out = self.ws_run(go)
+        r = out["replies"]
+        self.assertEqual(r[0], {"result": None, "id": 1})
+        self.assertEqual(r[1], {"result": None, "id": 2})
+        self.assertEqual(r[2], {"result": ["btcusdt@kline_1m", "newusdt@kline_5m"], "id": 3})
+        self.assertEqual(r[3], {"result": True, "id": 4})
+        self.assertEqual(r[4], {"code": 1, "msg": "Invalid value type: expected Boolean"})
+        self.assertEqual(r[5], {"code": 0, "msg": "Unknown property", "id": 6})
+        self.assertEqual(r[6]["code"], 2)
+        self.assertIn("unknown variant", r[6]["msg"])
+        self.assertEqual(r[7], {"code": 2, "msg": "Invalid request: request ID must be an unsigned integer"})
+        self.assertEqual(r[8]["code"], 3)
+        streams = {f["stream"] for f in out["frames"]}
+        self.assertTrue({"btcusdt@kline_1m", "newusdt@kline_5m"} <= streams)
+        btc = [f["data"] for f in out["frames"] if f["stream"] == "btcusdt@kline_1m"]
+        self.assertGreaterEqual(len(btc), 3)
+        d = btc[-1]
+        self.assertEqual((d["e"], d["s"], d["k"]["s"], d["k"]["i"], d["k"]["B"]), ("kline", "BTCUSDT", "BTCUSDT", "1m", "0"))
+        self.assertEqual(set(d["k"]), set("tTsifLochlvnxqVQB"))
+        rest = out["rest"]
+        if rest[0] == d["k"]["t"] and not d["k"]["x"]:
+            self.assertEqual(rest[1], d["k"]["o"])
+            self.assertGreaterEqual(float(rest[5]), float(d["k"]["v"]))  # REST asked later: more volume
+            self.assertGreaterEqual(float(rest[2]), float(d["k"]["h"]))
+            self.assertLessEqual(float(d["k"]["h"]), float(fb.row_json(self.symbol("BTCUSDT"), fb.gen_candle(
+                self.symbol("BTCUSDT"), "1m", rest[0])).split(",")[2].strip('"')))
+
+    def test_ws_close_frame_and_raw_routes(self):
+        now = int(time.time() * 1000)
+        nxt = (now // MIN + 1) * MIN
+        self.control("/_fake/config", {"clock_offset_ms": nxt - now - 600})  # a 1m candle closes in ~0.6 s
+
+        async def go(s, base):
+            got = {}
+            async with s.ws_connect(base + "/market/ws/btcusdt@kline_1m") as ws, \
+                    s.ws_connect(base + "/ws/btcusdt@kline_1m") as legacy, \
+                    s.ws_connect(base + "/stream?streams=btcusdt@kline_1m") as legacy2:
+                frames = []
+                t = time.time()
+                while time.time() - t < 1.6:
+                    frames.append(json.loads((await ws.receive(timeout=2)).data))
+                got["frames"] = frames
+                for name, w in (("legacy", legacy), ("legacy2", legacy2)):
+                    try:
+                        m = await w.receive(timeout=0.2)
+                        got[name] = m.data
+                    except asyncio.TimeoutError:
+                        got[name] = None
+            return got
+        try:
+            got = self.ws_run(go)
+        finally:
+            self.control("/_fake/config", {"clock_offset_ms": 0})
+        self.assertIsNone(got["legacy"])
+        self.assertIsNone(got["legacy2"])
+        frames = got["frames"]
+        self.assertNotIn("stream", frames[0])  # raw stream: unwrapped payload
+        closed = [f for f in frames if f["k"]["x"]]
+        self.assertEqual(len(closed), 1)
+        k = closed[0]["k"]
+        self.assertEqual(k["t"], nxt - MIN)
+        self.assertGreater(closed[0]["E"], k["T"])
+        S = self.symbol("BTCUSDT")
+        truth = json.loads(fb.row_json(S, fb.gen_candle(S, "1m", k["t"])))
+        self.assertEqual([k["o"], k["h"], k["l"], k["c"], k["v"], k["n"], k["q"], k["V"], k["Q"]],
+                         [truth[1], truth[2], truth[3], truth[4], truth[5], truth[8], truth[7], truth[9], truth[10]])
+        before = [f for f in frames if f["k"]["t"] == k["t"] and not f["k"]["x"]]
+        self.assertTrue(before)
+        self.assertNotEqual(before[-1]["k"]["v"], k["v"])
+        after = [f for f in frames if f["k"]["t"] == nxt]
+        self.assertTrue(after)
+        self.assertLess(frames.index(closed[0]), frames.index(after[0]))
+
+    def test_ws_limits(self):
+        import aiohttp
+        self.control("/_fake/config", {"ws_max_streams": 3})
+
+        async def go(s, base):
+            res = {}
+            async with s.ws_connect(base + "/market/stream") as ws:  # message rate: 15 msgs at once
+                for i in range(15):
+                    await ws.send_str(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": i}))
+                n = 0
+                while True:
+                    m = await ws.receive(timeout=2)
+                    if m.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    n += 1
+                res["rate_replies"] = n
+            async with s.ws_connect(base + "/market/stream") as ws:  # stream limit
+                await ws.send_str(json.dumps({"method": "SUBSCRIBE", "params": ["a@kline_1m", "b@kline_1m"], "id": 1}))
+                await ws.send_str(json.dumps({"method": "SUBSCRIBE", "params": ["c@kline_1m", "d@kline_1m"], "id": 2}))
+                msgs = []
+                while True:
+                    m = await ws.receive(timeout=2)
+                    if m.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    msgs.append(json.loads(m.data))
+                res["limit_msgs"] = msgs
+            return res
+        res = self.ws_run(go)
+        self.assertLessEqual(res["rate_replies"], 10)
+        self.assertEqual(res["limit_msgs"][0], {"result": None, "id": 1})
+        self.assertEqual(len(res["limit_msgs"]), 2)
+        stats = self.control("/_fake/stats")["ws"]
+        self.assertEqual(stats["rate_drops"], 1)
+
+    def test_ws_ping_pong_lifetime(self):
+        import aiohttp
+        self.control("/_fake/config", {"ws_ping_interval": 0.3, "ws_pong_timeout": 0.9, "ws_interval_ms": 50})
+
+        async def go(s, base):
+            res = {}
+            async with s.ws_connect(base + "/market/ws/btcusdt@kline_1m", autoping=False) as ws:
+                t = time.time()
+                pings = 0
+                while True:
+                    m = await ws.receive(timeout=3)
+                    if m.type == aiohttp.WSMsgType.PING:
+                        pings += 1
+                    elif m.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                        break
+                res["pings"], res["closed_after"] = pings, time.time() - t
+            async with s.ws_connect(base + "/market/ws/btcusdt@kline_1m", autoping=True) as ws:  # answers pings
+                t = time.time()
+                while time.time() - t < 1.3:
+                    m = await ws.receive(timeout=2)
+                    self.assertEqual(m.type, aiohttp.WSMsgType.TEXT)
+            return res
+        res = self.ws_run(go)
+        self.assertGreaterEqual(res["pings"], 2)
+        self.assertTrue(0.8 <= res["closed_after"] <= 2.0, res)
+        self.control("/_fake/config", {"ws_ping_interval": 180, "ws_pong_timeout": 600, "ws_max_lifetime": 0.5})
+
+        async def go2(s, base):
+            async with s.ws_connect(base + "/market/ws/btcusdt@kline_1m") as ws:
+                t = time.time()
+                while True:
+                    m = await ws.receive(timeout=3)
+                    if m.type != aiohttp.WSMsgType.TEXT:
+                        return time.time() - t
+        self.assertLess(self.ws_run(go2), 1.5)
+        stats = self.control("/_fake/stats")["ws"]
+        self.assertEqual((stats["pong_timeouts"], stats["lifetime_closes"]), (1, 1))
+
+    def test_ws_faults(self):
+        import aiohttp
+
+        async def collect(s, base, secs):
+            frames = []
+            async with s.ws_connect(base + "/market/stream?streams=btcusdt@kline_1m") as ws:
+                t = time.time()
+                while time.time() - t < secs:
+                    try:
+                        m = await ws.receive(timeout=secs)
+                    except asyncio.TimeoutError:
+                        break
+                    if m.type != aiohttp.WSMsgType.TEXT:
+                        frames.append(None)
+                        break
+                    frames.append(m.data)
+            return frames
+        self.control("/_fake/config", {"ws_interval_ms": 100})
+        self.control("/_fake/faults", {"ws_duplicate": 1.0})
+        fr = self.ws_run(lambda s, b: collect(s, b, 0.6))
+        self.assertTrue(any(fr[i] == fr[i + 1] for i in range(len(fr) - 1)))
+        self.control("/_fake/faults", {"ws_garbage": 1.0})
+        fr = self.ws_run(lambda s, b: collect(s, b, 0.6))
+        bad = 0
+        for f in fr:
+            try:
+                json.loads(f)
+            except (ValueError, TypeError):
+                bad += 1
+        self.assertGreater(bad, 0)
+        self.control("/_fake/faults", {"ws_drop": 1.0})
+        fr = self.ws_run(lambda s, b: collect(s, b, 3))
+        self.assertIsNone(fr[-1])
+        self.control("/_fake/faults", {"ws_stall": 1.0})
+        fr = self.ws_run(lambda s, b: collect(s, b, 2.5))
+        self.assertTrue(fr and fr[-1] is not None)  # socket stayed open
+        self.assertLess(len(fr), 13)  # ~10 frames in the first second, then silence
+        stats = self.control("/_fake/stats")["faults"]
+        for k in ("ws_duplicate", "ws_garbage", "ws_drop", "ws_stall"):
+            self.assertGreater(stats[k], 0, k)
+
+    def test_ws_firehose(self):
+        start = (int(time.time() * 1000) - 10 * DAY) // MIN * MIN
+
+        async def go(s, base):
+            async with s.ws_connect(base + "/market/stream?streams=ethusdt@kline_1m") as ws:
+                await asyncio.sleep(0.05)
+                async with s.post(base + "/_fake/firehose", json={"frames": 3000, "start_ms": start}) as r:
+                    res = await r.json()
+                frames = []
+                while len(frames) < 3000:
+                    d = json.loads((await ws.receive(timeout=5)).data)
+                    if d["data"]["k"]["x"] and d["data"]["k"]["t"] < start + 5 * DAY:
+                        frames.append(d["data"]["k"])
+                return res, frames
+        t = time.time()
+        res, frames = self.ws_run(go)
+        self.assertLess(time.time() - t, 10)
+        self.assertEqual(res, {"connections": 1, "frames": 3000})
+        ts = [k["t"] for k in frames]
+        self.assertEqual(ts, list(range(start, start + 3000 * MIN, MIN)))
+        S = self.symbol("ETHUSDT")
+        truth = json.loads(fb.row_json(S, fb.gen_candle(S, "1m", ts[5])))
+        self.assertEqual(frames[5]["c"], truth[4])
+
+
+if __name__ == "__main__":
+    unittest.main()
