@@ -18,7 +18,11 @@ OBJS = \
 	src/store.o \
 	src/gaps.o \
 	src/jobs.o \
+	src/rest.o \
+	src/instruments.o \
 	src/backfill.o \
+	src/watch.o \
+	src/stream.o \
 	src/launcher.o \
 	src/sqlapi.o
 

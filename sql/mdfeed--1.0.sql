@@ -97,6 +97,8 @@ CREATE TABLE mdfeed.jobs (
 	cursor_time timestamptz,
 	error text,
 	detail text,
+	origin text NOT NULL DEFAULT 'user'
+		CHECK (origin IN ('user', 'sync', 'repair', 'stream')),
 	requested_by name NOT NULL DEFAULT current_user,
 	worker_pid integer,
 	created_at timestamptz NOT NULL DEFAULT now(),
@@ -109,6 +111,186 @@ CREATE INDEX jobs_pending_idx ON mdfeed.jobs (id) WHERE state IN ('queued', 'run
 COMMENT ON TABLE mdfeed.jobs IS 'mdfeed work requests: backfills and repairs, with progress';
 SELECT pg_catalog.pg_extension_config_dump('mdfeed.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('mdfeed.jobs_id_seq', '');
+
+/*
+ * What the exchange lists, refreshed from exchangeInfo by the watch worker
+ * (and on demand when a symbol is whitelisted).
+ */
+CREATE TABLE mdfeed.instruments (
+	exchange text NOT NULL,
+	symbol text NOT NULL,
+	status text NOT NULL,
+	contract_type text,
+	base_asset text,
+	quote_asset text,
+	onboard_date timestamptz,
+	tick_size numeric,
+	step_size numeric,
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (exchange, symbol)
+);
+COMMENT ON TABLE mdfeed.instruments IS 'instruments the exchanges list, from their exchange info';
+SELECT pg_catalog.pg_extension_config_dump('mdfeed.instruments', '');
+
+/* The user's lists: what to track, and what never to track. */
+CREATE TABLE mdfeed.symbol_lists (
+	exchange text NOT NULL DEFAULT 'binance',
+	symbol text NOT NULL,
+	list text NOT NULL CHECK (list IN ('whitelist', 'blacklist')),
+	added_at timestamptz NOT NULL DEFAULT now(),
+	added_by name NOT NULL DEFAULT session_user,
+	PRIMARY KEY (exchange, symbol, list)
+);
+SELECT pg_catalog.pg_extension_config_dump('mdfeed.symbol_lists', '');
+
+/*
+ * The effective set: whitelisted, not blacklisted, and listed by the
+ * exchange as a trading perpetual.  The stream and watch workers follow it.
+ */
+CREATE VIEW mdfeed.tracked AS
+	SELECT w.exchange, w.symbol, 'whitelist'::text AS source, w.added_at
+	FROM mdfeed.symbol_lists w
+	JOIN mdfeed.instruments i ON i.exchange = w.exchange AND i.symbol = w.symbol
+	WHERE w.list = 'whitelist'
+	  AND i.status = 'TRADING' AND i.contract_type = 'PERPETUAL'
+	  AND NOT EXISTS (SELECT 1 FROM mdfeed.symbol_lists b
+					  WHERE b.exchange = w.exchange AND b.symbol = w.symbol AND b.list = 'blacklist');
+
+/*
+ * Ranges the exchange confirmed it has no candles for (before a listing,
+ * maintenance): the gap watchdog does not try to repair them again.
+ */
+CREATE TABLE mdfeed.exchange_gaps (
+	exchange text NOT NULL,
+	symbol text NOT NULL,
+	"interval" text NOT NULL,
+	from_time timestamptz NOT NULL,
+	to_time timestamptz NOT NULL,
+	confirmed_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (exchange, symbol, "interval", from_time),
+	CHECK (from_time < to_time)
+);
+SELECT pg_catalog.pg_extension_config_dump('mdfeed.exchange_gaps', '');
+
+/* Interval arithmetic, as the workers do it. */
+CREATE FUNCTION mdfeed.interval_table("interval" text) RETURNS text
+AS 'MODULE_PATHNAME', 'mdfeed_interval_table' LANGUAGE C IMMUTABLE STRICT;
+CREATE FUNCTION mdfeed.interval_step("interval" text) RETURNS interval
+AS 'MODULE_PATHNAME', 'mdfeed_interval_step' LANGUAGE C IMMUTABLE STRICT;
+CREATE FUNCTION mdfeed.interval_floor("interval" text, ts timestamptz) RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'mdfeed_interval_floor' LANGUAGE C IMMUTABLE STRICT;
+CREATE FUNCTION mdfeed.check_symbol(symbol text) RETURNS text
+AS 'MODULE_PATHNAME', 'mdfeed_check_symbol' LANGUAGE C IMMUTABLE;
+
+/*
+ * mdfeed_gaps lists the ranges of candles missing from a stored range: every
+ * candle whose open time is in [from_time, to_time) and that has closed by
+ * now must be stored with closed = true.  exchange_has_none marks ranges the
+ * exchange confirmed it has nothing for.
+ */
+CREATE FUNCTION mdfeed_gaps(symbol text, "interval" text, from_time timestamptz,
+							to_time timestamptz DEFAULT now(), exchange text DEFAULT 'binance')
+RETURNS TABLE (gap_start timestamptz, gap_end timestamptz, missing bigint, exchange_has_none boolean)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	v_tab text := mdfeed.interval_table("interval");
+	v_step interval := mdfeed.interval_step("interval");
+	v_from timestamptz;
+	v_to timestamptz;
+BEGIN
+	PERFORM mdfeed.check_symbol(symbol);
+	IF from_time IS NULL OR to_time IS NULL THEN
+		RAISE EXCEPTION 'from_time and to_time must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	v_from := mdfeed.interval_floor("interval", from_time);
+	-- only candles that have closed can be missing: stop at the one forming now
+	v_to := least(to_time, mdfeed.interval_floor("interval", now()));
+	IF v_from >= v_to THEN
+		RETURN;
+	END IF;
+	RETURN QUERY EXECUTE format($q$
+		WITH pts AS (
+			SELECT open_time FROM mdfeed.%I
+			WHERE symbol = $1 AND closed AND open_time >= $2 AND open_time < $3
+			UNION ALL SELECT $3
+		), g AS (
+			SELECT coalesce(((lag(open_time) OVER w AT TIME ZONE 'UTC') + $4) AT TIME ZONE 'UTC', $2) AS gs,
+				   open_time AS ge
+			FROM pts WINDOW w AS (ORDER BY open_time)
+		)
+		SELECT gs, ge,
+			   CASE WHEN $4 = interval '1 month'
+					THEN ((extract(year FROM ge AT TIME ZONE 'UTC') - extract(year FROM gs AT TIME ZONE 'UTC')) * 12
+						  + extract(month FROM ge AT TIME ZONE 'UTC') - extract(month FROM gs AT TIME ZONE 'UTC'))::bigint
+					ELSE ceil(extract(epoch FROM ge - gs) / extract(epoch FROM $4))::bigint END,
+			   EXISTS (SELECT 1 FROM mdfeed.exchange_gaps k
+					   WHERE k.exchange = $5 AND k.symbol = $1 AND k."interval" = $6
+						 AND k.from_time <= gs AND k.to_time >= ge)
+		FROM g WHERE ge > gs ORDER BY gs$q$, v_tab)
+	USING symbol, v_from, v_to, v_step, exchange, "interval";
+END
+$fn$;
+COMMENT ON FUNCTION mdfeed_gaps(text, text, timestamptz, timestamptz, text)
+IS 'ranges of closed candles missing from mdfeed.candles_<interval>';
+
+/*
+ * mdfeed.queue_sync queues a candles job for the workers' own purposes
+ * (startup sync, gap repair, stream reconnects), unless a queued or running
+ * job of the same pair already covers the range.
+ */
+CREATE FUNCTION mdfeed.queue_sync(p_exchange text, p_symbol text, p_interval text,
+								  p_from timestamptz, p_to timestamptz, p_origin text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	v_id bigint;
+BEGIN
+	SELECT id INTO v_id FROM mdfeed.jobs
+	WHERE state IN ('queued', 'running') AND kind = 'candles' AND exchange = p_exchange
+	  AND symbol = p_symbol AND "interval" = p_interval
+	  AND from_time <= p_from AND to_time >= p_to
+	LIMIT 1;
+	IF FOUND THEN
+		RETURN v_id;
+	END IF;
+	INSERT INTO mdfeed.jobs (kind, exchange, symbol, "interval", from_time, to_time, origin, requested_by)
+	VALUES ('candles', p_exchange, p_symbol, p_interval, p_from, p_to, p_origin, current_user)
+	RETURNING id INTO v_id;
+	RETURN v_id;
+END
+$fn$;
+
+/*
+ * mdfeed.sync_pair brings one tracked pair up to date: from its newest closed
+ * candle, or mdfeed.sync_lookback back when it has none, to the present.
+ */
+CREATE FUNCTION mdfeed.sync_pair(p_exchange text, p_symbol text, p_interval text,
+								 p_lookback interval, p_origin text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	v_last timestamptz;
+	v_step interval := mdfeed.interval_step(p_interval);
+	v_from timestamptz;
+	v_to timestamptz := ((mdfeed.interval_floor(p_interval, now()) AT TIME ZONE 'UTC') + v_step) AT TIME ZONE 'UTC';
+BEGIN
+	EXECUTE format('SELECT max(open_time) FROM mdfeed.%I WHERE symbol = $1 AND closed',
+				   mdfeed.interval_table(p_interval))
+		INTO v_last USING p_symbol;
+	IF v_last IS NULL OR v_last < now() - p_lookback THEN
+		v_from := mdfeed.interval_floor(p_interval, now() - p_lookback);
+	ELSE
+		v_from := v_last;
+	END IF;
+	RETURN mdfeed.queue_sync(p_exchange, p_symbol, p_interval, v_from, v_to, p_origin);
+END
+$fn$;
 
 /* The functions users call. */
 
@@ -139,7 +321,8 @@ IS 'cancel a queued or running job; false if it had already ended';
 CREATE FUNCTION mdfeed_workers(OUT pid integer, OUT role text, OUT state text,
 							   OUT started_at timestamptz, OUT last_message_at timestamptz,
 							   OUT messages bigint, OUT reconnects bigint, OUT streams integer,
-							   OUT job bigint, OUT last_error text)
+							   OUT job bigint, OUT last_error text, OUT connections integer,
+							   OUT malformed bigint, OUT latency_p50_ms bigint, OUT latency_p99_ms bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'mdfeed_workers'
 LANGUAGE C VOLATILE STRICT;
@@ -179,6 +362,124 @@ LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION mdfeed.ingest_binance_klines(text, text, text, timestamptz)
 IS 'upsert a /fapi/v1/klines answer, as the backfill workers do; returns rows written';
 
+/*
+ * The symbol lists.  They write mdfeed.symbol_lists for the caller, after
+ * checking every symbol: a whitelisted symbol must be listed by the
+ * exchange (its exchange info is fetched again when a symbol is unknown).
+ */
+CREATE FUNCTION mdfeed.refresh_instruments(exchange text DEFAULT 'binance')
+RETURNS integer
+AS 'MODULE_PATHNAME', 'mdfeed_refresh_instruments'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION mdfeed.wake_workers()
+RETURNS void
+AS 'MODULE_PATHNAME', 'mdfeed_wake_workers'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION mdfeed_whitelist(symbols text[], exchange text DEFAULT 'binance')
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	v_unknown text[];
+	v_added integer;
+	v_blocked text[];
+	v_inactive text[];
+BEGIN
+	IF symbols IS NULL OR exchange IS NULL THEN
+		RAISE EXCEPTION 'symbols and exchange must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM mdfeed.check_symbol(s) FROM unnest(symbols) s;
+	IF exchange <> 'binance' THEN
+		RAISE EXCEPTION 'unknown exchange "%"', exchange
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Valid exchanges are: binance.';
+	END IF;
+	v_unknown := ARRAY(SELECT DISTINCT s FROM unnest(symbols) s
+					   WHERE NOT EXISTS (SELECT 1 FROM mdfeed.instruments i
+										 WHERE i.exchange = $2 AND i.symbol = s) ORDER BY 1);
+	IF cardinality(v_unknown) > 0 THEN
+		PERFORM mdfeed.refresh_instruments(exchange);
+		v_unknown := ARRAY(SELECT DISTINCT s FROM unnest(symbols) s
+						   WHERE NOT EXISTS (SELECT 1 FROM mdfeed.instruments i
+											 WHERE i.exchange = $2 AND i.symbol = s) ORDER BY 1);
+		IF cardinality(v_unknown) > 0 THEN
+			RAISE EXCEPTION '% does not list %', exchange, array_to_string(v_unknown, ', ')
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'mdfeed.instruments shows what the exchange lists; symbols are written as it writes them, e.g. BTCUSDT.';
+		END IF;
+	END IF;
+	WITH ins AS (
+		INSERT INTO mdfeed.symbol_lists (exchange, symbol, list)
+		SELECT DISTINCT exchange, s, 'whitelist' FROM unnest(symbols) s
+		ON CONFLICT DO NOTHING RETURNING 1)
+	SELECT count(*) INTO v_added FROM ins;
+	v_blocked := ARRAY(SELECT b.symbol FROM mdfeed.symbol_lists b
+					   WHERE b.exchange = $2 AND b.list = 'blacklist' AND b.symbol = ANY (symbols) ORDER BY 1);
+	IF cardinality(v_blocked) > 0 THEN
+		RAISE NOTICE '% stays untracked: blacklisted', array_to_string(v_blocked, ', ')
+			USING HINT = 'mdfeed_unlist() removes a symbol from both lists.';
+	END IF;
+	v_inactive := ARRAY(SELECT i.symbol FROM mdfeed.instruments i
+						WHERE i.exchange = $2 AND i.symbol = ANY (symbols)
+						  AND (i.status <> 'TRADING' OR i.contract_type IS DISTINCT FROM 'PERPETUAL') ORDER BY 1);
+	IF cardinality(v_inactive) > 0 THEN
+		RAISE NOTICE '% is not a trading perpetual now, and is tracked only when it is', array_to_string(v_inactive, ', ');
+	END IF;
+	PERFORM mdfeed.wake_workers();
+	RETURN v_added;
+END
+$fn$;
+COMMENT ON FUNCTION mdfeed_whitelist(text[], text)
+IS 'track these symbols: stream their candles and keep their history complete';
+
+CREATE FUNCTION mdfeed_blacklist(symbols text[], exchange text DEFAULT 'binance')
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	v_added integer;
+BEGIN
+	IF symbols IS NULL OR exchange IS NULL THEN
+		RAISE EXCEPTION 'symbols and exchange must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM mdfeed.check_symbol(s) FROM unnest(symbols) s;
+	WITH ins AS (
+		INSERT INTO mdfeed.symbol_lists (exchange, symbol, list)
+		SELECT DISTINCT exchange, s, 'blacklist' FROM unnest(symbols) s
+		ON CONFLICT DO NOTHING RETURNING 1)
+	SELECT count(*) INTO v_added FROM ins;
+	PERFORM mdfeed.wake_workers();
+	RETURN v_added;
+END
+$fn$;
+COMMENT ON FUNCTION mdfeed_blacklist(text[], text)
+IS 'never track these symbols, whatever else says so; their data is kept';
+
+CREATE FUNCTION mdfeed_unlist(symbols text[], exchange text DEFAULT 'binance')
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	v_removed integer;
+BEGIN
+	IF symbols IS NULL OR exchange IS NULL THEN
+		RAISE EXCEPTION 'symbols and exchange must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM mdfeed.check_symbol(s) FROM unnest(symbols) s;
+	WITH del AS (
+		DELETE FROM mdfeed.symbol_lists l WHERE l.exchange = $2 AND l.symbol = ANY (symbols) RETURNING 1)
+	SELECT count(*) INTO v_removed FROM del;
+	PERFORM mdfeed.wake_workers();
+	RETURN v_removed;
+END
+$fn$;
+COMMENT ON FUNCTION mdfeed_unlist(text[], text)
+IS 'remove symbols from both lists; their data is kept';
+
 /* Nothing here is for PUBLIC: the README shows the grants to give. */
 REVOKE ALL ON FUNCTION mdfeed_backfill(text, text, timestamptz, timestamptz, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed_wait(bigint, interval) FROM PUBLIC;
@@ -187,3 +488,11 @@ REVOKE ALL ON FUNCTION mdfeed_workers() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed.parse_binance_klines(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed.parse_binance_stream(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed.ingest_binance_klines(text, text, text, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdfeed_gaps(text, text, timestamptz, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdfeed.queue_sync(text, text, text, timestamptz, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdfeed.sync_pair(text, text, text, interval, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdfeed.refresh_instruments(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdfeed.wake_workers() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdfeed_whitelist(text[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdfeed_blacklist(text[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdfeed_unlist(text[], text) FROM PUBLIC;

@@ -21,6 +21,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -30,6 +31,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -41,6 +43,7 @@
 #include "gaps.h"
 #include "http.h"
 #include "jobs.h"
+#include "rest.h"
 #include "shmem.h"
 #include "store.h"
 #include "workers.h"
@@ -142,31 +145,17 @@ backoff_ms(int attempt)
 }
 
 /*
- * rest_get makes one budgeted request and tells the budget what the answer
- * said about the rate limit.  Returns false if the job was canceled.
+ * rest_get makes one budgeted request for a job.  Returns false if the job
+ * was canceled.
  */
 static bool
 rest_get(const MdExchange *ex, const char *path, int weight, MdHttpResponse *resp,
 		 JobCounters *cnt)
 {
-	char	   *url = psprintf("%s%s", ex->rest_base_url(), path);
-
-	if (!md_budget_acquire(weight, cancel_requested))
+	if (!md_rest_get(ex, path, weight, resp, cancel_requested))
 		return false;
-	md_http_get(url, resp, cancel_requested);
 	if (cnt)
 		cnt->requests++;
-	pfree(url);
-	if (resp->outcome == MD_HTTP_ABORTED)
-		return false;
-	md_budget_report(resp->status, resp->used_weight, resp->retry_after_s,
-					 resp->status == 418 ? ex->ban_until_ms(resp->body.data, resp->body.len) : 0);
-	if (md_my_slot)
-	{
-		SpinLockAcquire(&md_shared->mutex);
-		md_my_slot->last_message_at = GetCurrentTimestamp();
-		SpinLockRelease(&md_shared->mutex);
-	}
 	return true;
 }
 
@@ -321,6 +310,32 @@ finish_job(const MdJob *job, const char *state, const char *error, JobCounters *
 }
 
 /*
+ * record_exchange_gap notes that the exchange has no candles in [from, to).
+ */
+static void
+record_exchange_gap(const MdExchange *ex, const MdJob *job, int64 from_ms, int64 to_ms)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[5];
+	int			ret;
+
+	if (from_ms >= to_ms)
+		return;
+	values[0] = CStringGetTextDatum(ex->name);
+	values[1] = CStringGetTextDatum(job->symbol);
+	values[2] = CStringGetTextDatum(job->interval);
+	values[3] = TimestampTzGetDatum(md_ms_to_timestamptz(from_ms));
+	values[4] = TimestampTzGetDatum(md_ms_to_timestamptz(to_ms));
+	ret = SPI_execute_with_args("INSERT INTO mdfeed.exchange_gaps (exchange, symbol, \"interval\", from_time, to_time) "
+								"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (exchange, symbol, \"interval\", from_time) "
+								"DO UPDATE SET to_time = pg_catalog.greatest(mdfeed.exchange_gaps.to_time, excluded.to_time), "
+								"confirmed_at = pg_catalog.now()",
+								5, types, values, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not record an exchange gap");
+}
+
+/*
  * run_candles_job brings the job's range of candles into the table.
  */
 static void
@@ -422,7 +437,35 @@ run_candles_job(const MdJob *job)
 		progress = (double) (Min(cursor, job->to_ms) - from) / (double) (job->to_ms - from);
 
 		begin_tx();
-		written = md_store_candles(iv, job->symbol, rows + first, last - first);
+		for (int i = first; i < last; i++)
+			rows[i].symbol = job->symbol;
+		written = md_store_candles(iv, rows + first, last - first);
+		for (int i = last - 1; i >= first; i--)
+		{
+			if (rows[i].closed)
+			{
+				/* one notification a page: the newest closed candle */
+				md_notify_candle(ex->name, job->symbol, iv, rows[i].open_ms);
+				break;
+			}
+		}
+
+		/*
+		 * Ranges the exchange answered with nothing, though their candles
+		 * would have closed, are remembered so that gap repair does not ask
+		 * for them again: before the first row, and after the last row of a
+		 * short page.
+		 */
+		{
+			int64		closed_before = md_interval_floor(iv, server_now);
+			int64		head_end = last > first ? rows[first].open_ms : gap_end;
+
+			if (head_end > gap_start)
+				record_exchange_gap(ex, job, gap_start, Min(head_end, closed_before));
+			if ((nrows < limit || last == first) && last > first)
+				record_exchange_gap(ex, job, md_interval_next(iv, rows[last - 1].open_ms),
+									Min(gap_end, closed_before));
+		}
 		if (!md_job_checkpoint(job, cursor, written, cnt.requests, cnt.retries, progress))
 		{
 			/* canceled meanwhile: write nothing */

@@ -480,6 +480,152 @@ binance_parse_stream_frame(const char *frame, size_t len, MdStreamKline *out, ch
 	return MD_FRAME_KLINE;
 }
 
+static char *
+json_dup_string(struct json_object *parent, const char *key, int maxlen)
+{
+	struct json_object *o;
+
+	if (!json_object_object_get_ex(parent, key, &o) || !json_object_is_type(o, json_type_string))
+		return NULL;
+	if (json_object_get_string_len(o) > maxlen)
+		return NULL;
+	return pstrdup(json_object_get_string(o));
+}
+
+/*
+ * filter_value finds filters[filterType == type][key], a decimal string.
+ */
+static char *
+filter_value(struct json_object *sym, const char *type, const char *key)
+{
+	struct json_object *filters;
+	size_t		n;
+
+	if (!json_object_object_get_ex(sym, "filters", &filters) ||
+		!json_object_is_type(filters, json_type_array))
+		return NULL;
+	n = json_object_array_length(filters);
+	for (size_t i = 0; i < n; i++)
+	{
+		struct json_object *f = json_object_array_get_idx(filters, i);
+		char	   *ft = json_object_is_type(f, json_type_object) ? json_dup_string(f, "filterType", 64) : NULL;
+		char	   *v;
+
+		if (ft == NULL || strcmp(ft, type) != 0)
+			continue;
+		v = json_dup_string(f, key, 64);
+		if (v != NULL && md_valid_decimal(v, strlen(v)))
+			return v;
+		return NULL;
+	}
+	return NULL;
+}
+
+/*
+ * binance_parse_instruments reads the symbols of exchangeInfo.  A symbol
+ * with a malformed name or status is skipped; a body without a symbols
+ * array is malformed.
+ */
+static bool
+binance_parse_instruments(const char *body, size_t len, MdInstrument **out, int *n, char **err)
+{
+	struct json_object *root = parse_json(body, len, err);
+	struct json_object *symbols;
+	MdInstrument *res;
+	size_t		count;
+	int			k = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (root == NULL)
+		return false;
+	if (!json_object_is_type(root, json_type_object) ||
+		!json_object_object_get_ex(root, "symbols", &symbols) ||
+		!json_object_is_type(symbols, json_type_array))
+	{
+		*err = pstrdup("exchange info without a symbols array");
+		json_object_put(root);
+		return false;
+	}
+	count = json_object_array_length(symbols);
+	if (count > 100000)
+	{
+		*err = pstrdup("exchange info lists too many symbols");
+		json_object_put(root);
+		return false;
+	}
+	res = palloc0(sizeof(MdInstrument) * Max(count, 1));
+	for (size_t i = 0; i < count; i++)
+	{
+		struct json_object *sym = json_object_array_get_idx(symbols, i);
+		struct json_object *o;
+		MdInstrument *ins = &res[k];
+
+		if (!json_object_is_type(sym, json_type_object))
+			continue;
+		ins->symbol = json_dup_string(sym, "symbol", 40);
+		ins->status = json_dup_string(sym, "status", 40);
+		if (ins->symbol == NULL || !md_valid_symbol(ins->symbol) || ins->status == NULL)
+			continue;
+		ins->contract_type = json_dup_string(sym, "contractType", 40);
+		ins->base_asset = json_dup_string(sym, "baseAsset", 40);
+		ins->quote_asset = json_dup_string(sym, "quoteAsset", 40);
+		if (!json_object_object_get_ex(sym, "onboardDate", &o) || !json_get_ms(o, &ins->onboard_ms))
+			ins->onboard_ms = 0;
+		ins->tick_size = filter_value(sym, "PRICE_FILTER", "tickSize");
+		ins->step_size = filter_value(sym, "LOT_SIZE", "stepSize");
+		k++;
+	}
+	json_object_put(root);
+	*out = res;
+	*n = k;
+	return true;
+}
+
+static const char *
+binance_ws_base_url(void)
+{
+	return mdfeed_binance_ws_url;
+}
+
+static char *
+binance_stream_name(const char *symbol, const MdInterval *iv)
+{
+	char	   *lower = pstrdup(symbol);
+
+	for (char *p = lower; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p += 'a' - 'A';
+	return psprintf("%s@kline_%s", lower, iv->name);
+}
+
+/*
+ * binance_stream_url is the combined-stream URL under the /market route,
+ * e.g. wss://fstream.binance.com/market/stream?streams=btcusdt@kline_1m.
+ */
+static char *
+binance_stream_url(const char *base, const char *first_stream)
+{
+	size_t		len = strlen(base);
+
+	while (len > 0 && base[len - 1] == '/')
+		len--;
+	return psprintf("%.*s/stream?streams=%s", (int) len, base, first_stream);
+}
+
+static char *
+binance_subscribe_message(bool subscribe, char **streams, int n, int64 id)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"method\":\"%s\",\"params\":[", subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE");
+	for (int i = 0; i < n; i++)
+		appendStringInfo(&buf, "%s\"%s\"", i ? "," : "", streams[i]);
+	appendStringInfo(&buf, "],\"id\":" INT64_FORMAT "}", id);
+	return buf.data;
+}
+
 const MdExchange md_binance = {
 	.name = "binance",
 	.rest_base_url = binance_rest_base_url,
@@ -495,5 +641,10 @@ const MdExchange md_binance = {
 	.info_path = "/fapi/v1/exchangeInfo",
 	.info_weight = 1,
 	.parse_weight_limit = binance_parse_weight_limit,
+	.parse_instruments = binance_parse_instruments,
+	.ws_base_url = binance_ws_base_url,
+	.stream_url = binance_stream_url,
+	.stream_name = binance_stream_name,
+	.subscribe_message = binance_subscribe_message,
 	.parse_stream_frame = binance_parse_stream_frame,
 };

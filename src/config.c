@@ -21,6 +21,7 @@
 #include "utils/guc.h"
 
 #include "mdfeed.h"
+#include "interval.h"
 
 char	   *mdfeed_database = NULL;
 int			mdfeed_backfill_workers = 2;
@@ -33,6 +34,16 @@ int			mdfeed_http_timeout_ms = 30000;
 int			mdfeed_rest_max_retries = 10;
 int			mdfeed_rest_max_response_kb = 65536;
 int			mdfeed_job_poll_ms = 5000;
+char	   *mdfeed_intervals = NULL;
+int			mdfeed_sync_lookback_min = 7 * 24 * 60;
+int			mdfeed_gap_check_interval_s = 60;
+int			mdfeed_gap_lookback_min = 24 * 60;
+bool		mdfeed_stream_enabled = true;
+int			mdfeed_stream_flush_ms = 500;
+int			mdfeed_streams_per_connection = 200;
+int			mdfeed_stream_silence_s = 60;
+int			mdfeed_stream_max_age_s = 23 * 60 * 60;
+int			mdfeed_instruments_refresh_s = 600;
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
@@ -64,6 +75,66 @@ check_ws_url(char **newval, void **extra, GucSource source)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * parse_intervals splits a comma-separated list of interval names.  Returns
+ * the number found, or -1 (with *bad set) at the first unknown name.
+ */
+static int
+parse_intervals(const char *list, const MdInterval **out, int max, char **bad)
+{
+	char	   *copy = pstrdup(list);
+	char	   *tok;
+	char	   *save = NULL;
+	int			n = 0;
+
+	for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save))
+	{
+		const MdInterval *iv = md_interval_lookup(tok);
+		bool		dup = false;
+
+		if (iv == NULL)
+		{
+			*bad = pstrdup(tok);
+			pfree(copy);
+			return -1;
+		}
+		for (int i = 0; i < n; i++)
+			dup |= out[i] == iv;
+		if (!dup && n < max)
+			out[n++] = iv;
+	}
+	pfree(copy);
+	return n;
+}
+
+static bool
+check_intervals(char **newval, void **extra, GucSource source)
+{
+	const MdInterval *ivs[32];
+	char	   *bad = NULL;
+
+	if (*newval == NULL)
+		return true;
+	if (parse_intervals(*newval, ivs, lengthof(ivs), &bad) < 0)
+	{
+		GUC_check_errdetail("\"%s\" is not an interval; valid ones are %s.", bad, md_interval_names());
+		return false;
+	}
+	return true;
+}
+
+/*
+ * md_tracked_intervals returns the intervals of mdfeed.intervals.
+ */
+int
+md_tracked_intervals(const MdInterval **out, int max)
+{
+	char	   *bad;
+	int			n = parse_intervals(mdfeed_intervals ? mdfeed_intervals : "", out, max, &bad);
+
+	return n < 0 ? 0 : n;
 }
 
 /*
@@ -321,6 +392,96 @@ mdfeed_define_gucs(void)
 							5000, 100, 3600000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("mdfeed.intervals",
+							   "Candle intervals streamed and kept complete for tracked symbols.",
+							   "A comma-separated list such as 1m,15m,1h.",
+							   &mdfeed_intervals,
+							   "1m,15m,1h",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   check_intervals, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.sync_lookback",
+							"How far back a newly tracked pair without data is filled.",
+							NULL,
+							&mdfeed_sync_lookback_min,
+							7 * 24 * 60, 1, INT_MAX / 60,
+							PGC_SIGHUP,
+							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.gap_check_interval",
+							"How often the watchdog looks for missing candles.",
+							NULL,
+							&mdfeed_gap_check_interval_s,
+							60, 1, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.gap_lookback",
+							"How far back the watchdog looks for missing candles.",
+							NULL,
+							&mdfeed_gap_lookback_min,
+							24 * 60, 1, INT_MAX / 60,
+							PGC_SIGHUP,
+							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("mdfeed.stream_enabled",
+							 "Whether tracked symbols are streamed live.",
+							 NULL,
+							 &mdfeed_stream_enabled,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.stream_flush_interval",
+							"How long stream updates are coalesced before they are written.",
+							NULL,
+							&mdfeed_stream_flush_ms,
+							500, 10, 60000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.streams_per_connection",
+							"Most streams on one WebSocket connection.",
+							"Binance USD-M allows 200.",
+							&mdfeed_streams_per_connection,
+							200, 1, 1024,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.stream_silence_timeout",
+							"A connection silent this long is taken for dead and replaced.",
+							NULL,
+							&mdfeed_stream_silence_s,
+							60, 1, 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.stream_max_connection_age",
+							"A connection is replaced, without a gap, when it gets this old.",
+							"Binance closes connections after 24 hours.",
+							&mdfeed_stream_max_age_s,
+							23 * 60 * 60, 10, 24 * 60 * 60,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.instruments_refresh_interval",
+							"How often the exchange's list of instruments is fetched again.",
+							NULL,
+							&mdfeed_instruments_refresh_s,
+							600, 10, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("mdfeed");

@@ -32,12 +32,26 @@ typedef enum MdCandleField
 
 typedef struct MdCandle
 {
+	const char *symbol;			/* set by the caller before storing */
 	int64		open_ms;
 	int64		close_ms;
 	char	   *dec[MD_NUM_DECIMALS];	/* exact decimal strings */
 	int64		trades;
 	bool		closed;
 } MdCandle;
+
+/* what an exchange says of one instrument */
+typedef struct MdInstrument
+{
+	char	   *symbol;
+	char	   *status;
+	char	   *contract_type;
+	char	   *base_asset;
+	char	   *quote_asset;
+	int64		onboard_ms;		/* 0 if unknown */
+	char	   *tick_size;		/* decimal strings, or NULL */
+	char	   *step_size;
+} MdInstrument;
 
 /* one kline event from a market stream */
 typedef struct MdStreamKline
@@ -80,6 +94,16 @@ typedef struct MdExchange
 	int			info_weight;
 	/* the REST weight limit per minute announced by exchange info */
 	bool		(*parse_weight_limit) (const char *body, size_t len, int *limit);
+	/* the instruments exchange info lists */
+	bool		(*parse_instruments) (const char *body, size_t len,
+									  struct MdInstrument **out, int *n, char **err);
+
+	/* market streams: base URL, the URL of a combined stream, a stream's name */
+	const char *(*ws_base_url) (void);
+	char	   *(*stream_url) (const char *base, const char *first_stream);
+	char	   *(*stream_name) (const char *symbol, const MdInterval *iv);
+	/* a subscribe (or unsubscribe) message for n streams */
+	char	   *(*subscribe_message) (bool subscribe, char **streams, int n, int64 id);
 
 	/* market streams */
 	MdFrameKind (*parse_stream_frame) (const char *frame, size_t len,

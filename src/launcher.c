@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * launcher.c
- *	  The launcher: one background worker that starts and watches the others.
+ *	  The launcher: one background worker that starts and watches the others:
+ *	  the backfill workers, the watch worker and the stream worker.
  *
  * The postmaster starts the launcher (and restarts it if it dies).  The
  * launcher connects to mdfeed.database, waits until the extension exists
@@ -162,6 +163,9 @@ check_worker(ManagedWorker *w, bool wanted)
 		ereport(LOG,
 				(errmsg("%s %d exited; restarting it in %lld ms",
 						w->type, w->slot, (long long) w->backoff_ms)));
+		SpinLockAcquire(&md_shared->mutex);
+		md_shared->slots[w->slot].reconnects++;
+		SpinLockRelease(&md_shared->mutex);
 		return;
 	}
 	if (wanted && now >= w->next_start_ms)
@@ -200,6 +204,25 @@ plan_workers(void)
 		w->slot = nmanaged;
 		w->function = "mdfeed_backfill_main";
 		w->type = "mdfeed backfill worker";
+		w->backoff_ms = RESTART_BACKOFF_MIN_MS;
+	}
+	if (nmanaged + 3 <= MD_MAX_WORKERS)
+	{
+		ManagedWorker *w = &managed[nmanaged++];
+
+		memset(w, 0, sizeof(*w));
+		w->role = MD_ROLE_WATCH;
+		w->slot = nmanaged;
+		w->function = "mdfeed_watch_main";
+		w->type = "mdfeed watch worker";
+		w->backoff_ms = RESTART_BACKOFF_MIN_MS;
+
+		w = &managed[nmanaged++];
+		memset(w, 0, sizeof(*w));
+		w->role = MD_ROLE_STREAM;
+		w->slot = nmanaged;
+		w->function = "mdfeed_stream_main";
+		w->type = "mdfeed stream worker";
 		w->backoff_ms = RESTART_BACKOFF_MIN_MS;
 	}
 }
@@ -252,12 +275,13 @@ mdfeed_launcher_main(Datum main_arg)
 							mdfeed_database)));
 			md_slot_set_state("waiting for extension");
 		}
-		else if (exists && waiting_logged)
+		else if (exists)
 			md_slot_set_state("running");
 		waiting_logged = !exists;
 
 		for (int i = 0; i < nmanaged; i++)
-			check_worker(&managed[i], exists);
+			check_worker(&managed[i],
+						 exists && (managed[i].role != MD_ROLE_STREAM || mdfeed_stream_enabled));
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 1000, MD_WAIT_EVENT);

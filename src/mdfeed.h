@@ -28,8 +28,20 @@ extern int	mdfeed_http_timeout_ms;
 extern int	mdfeed_rest_max_retries;
 extern int	mdfeed_rest_max_response_kb;
 extern int	mdfeed_job_poll_ms;
+extern char *mdfeed_intervals;
+extern int	mdfeed_sync_lookback_min;
+extern int	mdfeed_gap_check_interval_s;
+extern int	mdfeed_gap_lookback_min;
+extern bool mdfeed_stream_enabled;
+extern int	mdfeed_stream_flush_ms;
+extern int	mdfeed_streams_per_connection;
+extern int	mdfeed_stream_silence_s;
+extern int	mdfeed_stream_max_age_s;
+extern int	mdfeed_instruments_refresh_s;
 
 extern void mdfeed_define_gucs(void);
+struct MdInterval;
+extern int	md_tracked_intervals(const struct MdInterval **out, int max);
 extern void mdfeed_install_log_redaction(void);
 
 /* true when the library was loaded by shared_preload_libraries */

@@ -107,6 +107,9 @@ md_slot_attach(int slotno)
 	slot->last_message_at = 0;
 	slot->messages = 0;
 	slot->streams = 0;
+	slot->connections = 0;
+	slot->malformed = 0;
+	slot->latency_p50_ms = slot->latency_p99_ms = -1;
 	slot->job = 0;
 	slot->cancel_job = 0;
 	strlcpy(slot->state, "starting", sizeof(slot->state));

@@ -40,6 +40,10 @@ typedef struct MdWorkerSlot
 	int64		messages;
 	int64		reconnects;
 	int			streams;
+	int			connections;
+	int64		malformed;
+	int64		latency_p50_ms;	/* event to commit, -1 if unknown */
+	int64		latency_p99_ms;
 	int64		job;			/* job being worked on, 0 if none */
 	int64		cancel_job;		/* set by mdfeed_cancel: abort this job */
 	char		state[32];
@@ -69,6 +73,7 @@ typedef struct MdShared
 	MdBudget	budget;
 	MdWorkerSlot slots[MD_MAX_WORKERS];
 	ConditionVariable job_cv;	/* broadcast when any job ends */
+	int64		stream_starts;	/* how often a stream worker started */
 } MdShared;
 
 extern MdShared *md_shared;

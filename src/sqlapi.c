@@ -31,6 +31,7 @@
 #include "decimal.h"
 #include "shmem.h"
 #include "store.h"
+#include "instruments.h"
 
 PG_FUNCTION_INFO_V1(mdfeed_backfill);
 PG_FUNCTION_INFO_V1(mdfeed_wait);
@@ -39,10 +40,18 @@ PG_FUNCTION_INFO_V1(mdfeed_workers);
 PG_FUNCTION_INFO_V1(mdfeed_parse_binance_klines);
 PG_FUNCTION_INFO_V1(mdfeed_parse_binance_stream);
 PG_FUNCTION_INFO_V1(mdfeed_ingest_binance_klines);
+PG_FUNCTION_INFO_V1(mdfeed_interval_table);
+PG_FUNCTION_INFO_V1(mdfeed_interval_step);
+PG_FUNCTION_INFO_V1(mdfeed_interval_floor);
+PG_FUNCTION_INFO_V1(mdfeed_check_symbol);
+PG_FUNCTION_INFO_V1(mdfeed_refresh_instruments);
+PG_FUNCTION_INFO_V1(mdfeed_wake_workers);
 
 /* things to do when the current transaction commits */
-static bool wake_backfill_at_commit = false;
-static bool broadcast_at_commit = false;
+#define WAKE_BACKFILL	0x01
+#define WAKE_LISTS		0x02	/* the stream and watch workers */
+#define BROADCAST_JOBS	0x04
+static int	at_commit_flags = 0;
 static bool xact_callback_registered = false;
 
 static void
@@ -50,26 +59,30 @@ md_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_COMMIT)
 	{
-		if (wake_backfill_at_commit)
+		if (at_commit_flags & WAKE_BACKFILL)
 			md_wake_role(MD_ROLE_BACKFILL);
-		if (broadcast_at_commit)
+		if (at_commit_flags & WAKE_LISTS)
+		{
+			md_wake_role(MD_ROLE_STREAM);
+			md_wake_role(MD_ROLE_WATCH);
+		}
+		if (at_commit_flags & BROADCAST_JOBS)
 			md_broadcast_job_end();
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
-		wake_backfill_at_commit = broadcast_at_commit = false;
+		at_commit_flags = 0;
 }
 
 static void
-at_commit(bool wake_backfill, bool broadcast)
+at_commit(int flags)
 {
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(md_xact_callback, NULL);
 		xact_callback_registered = true;
 	}
-	wake_backfill_at_commit |= wake_backfill;
-	broadcast_at_commit |= broadcast;
+	at_commit_flags |= flags;
 }
 
 #define REQUIRE_ARG(n, name) \
@@ -262,7 +275,7 @@ mdfeed_backfill(PG_FUNCTION_ARGS)
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	end_as_owner(&ctx);
 
-	at_commit(true, false);
+	at_commit(WAKE_BACKFILL);
 	PG_RETURN_INT64(id);
 }
 
@@ -447,7 +460,7 @@ mdfeed_cancel(PG_FUNCTION_ARGS)
 		SpinLockRelease(&md_shared->mutex);
 		for (int i = 0; i < n; i++)
 			SetLatch(latches[i]);
-		at_commit(false, true);
+		at_commit(BROADCAST_JOBS);
 	}
 	PG_RETURN_BOOL(canceled);
 }
@@ -490,8 +503,8 @@ mdfeed_workers(PG_FUNCTION_ARGS)
 	for (int i = 0; i < MD_MAX_WORKERS; i++)
 	{
 		MdWorkerSlot *s = &slots[i];
-		Datum		values[10];
-		bool		nulls[10] = {0};
+		Datum		values[14];
+		bool		nulls[14] = {0};
 
 		if (s->pid == 0)
 			continue;
@@ -508,6 +521,12 @@ mdfeed_workers(PG_FUNCTION_ARGS)
 		values[8] = Int64GetDatum(s->job);
 		nulls[9] = s->last_error[0] == '\0';
 		values[9] = CStringGetTextDatum(s->last_error);
+		values[10] = Int32GetDatum(s->connections);
+		values[11] = Int64GetDatum(s->malformed);
+		nulls[12] = s->latency_p50_ms < 0;
+		values[12] = Int64GetDatum(s->latency_p50_ms);
+		nulls[13] = s->latency_p99_ms < 0;
+		values[13] = Int64GetDatum(s->latency_p99_ms);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
@@ -626,10 +645,100 @@ mdfeed_ingest_binance_klines(PG_FUNCTION_ARGS)
 		report_malformed("Binance klines answer", err, body,
 						 "The text must be the JSON array GET /fapi/v1/klines returns.");
 	for (int i = 0; i < nrows; i++)
+	{
+		rows[i].symbol = symbol;
 		rows[i].closed = rows[i].close_ms < server_ms;
+	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	written = md_store_candles(iv, symbol, rows, nrows);
+	written = md_store_candles(iv, rows, nrows);
 	SPI_finish();
 	PG_RETURN_INT64(written);
+}
+
+Datum
+mdfeed_interval_table(PG_FUNCTION_ARGS)
+{
+	const MdInterval *iv = md_check_interval(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+
+	PG_RETURN_TEXT_P(cstring_to_text(iv->table));
+}
+
+Datum
+mdfeed_interval_step(PG_FUNCTION_ARGS)
+{
+	const MdInterval *iv = md_check_interval(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+
+	return DirectFunctionCall3(interval_in, CStringGetDatum(iv->pg_interval),
+							   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+}
+
+/*
+ * mdfeed_interval_floor returns the open time of the candle containing ts.
+ */
+Datum
+mdfeed_interval_floor(PG_FUNCTION_ARGS)
+{
+	const MdInterval *iv = md_check_interval(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	TimestampTz ts = PG_GETARG_TIMESTAMPTZ(1);
+
+	if (TIMESTAMP_NOT_FINITE(ts))
+		PG_RETURN_TIMESTAMPTZ(ts);
+	PG_RETURN_TIMESTAMPTZ(md_ms_to_timestamptz(md_interval_floor(iv, md_timestamptz_to_ms(ts))));
+}
+
+/*
+ * mdfeed_check_symbol raises the error of a malformed symbol, or returns it.
+ */
+Datum
+mdfeed_check_symbol(PG_FUNCTION_ARGS)
+{
+	text	   *t;
+
+	REQUIRE_ARG(0, "symbol");
+	t = PG_GETARG_TEXT_PP(0);
+	md_check_symbol(text_to_cstring(t));
+	PG_RETURN_TEXT_P(t);
+}
+
+/*
+ * mdfeed_refresh_instruments fetches the exchange's info now and stores its
+ * instruments; returns how many it lists.
+ */
+Datum
+mdfeed_refresh_instruments(PG_FUNCTION_ARGS)
+{
+	const MdExchange *ex = md_check_exchange(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	char	   *err = NULL;
+	char	   *body;
+	int			n;
+
+	md_require_workers();
+	body = md_fetch_exchange_info(ex, &err);
+	if (body == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not fetch the instruments of %s: %s", ex->name, err),
+				 errhint("Check mdfeed.binance_rest_url and the server's network access.")));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	n = md_store_instruments(ex, body, &err);
+	SPI_finish();
+	if (n < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("malformed exchange info from %s: %s", ex->name, err),
+				 errhint("Try again; if it persists, the exchange changed its format.")));
+	PG_RETURN_INT32(n);
+}
+
+/*
+ * mdfeed_wake_workers wakes the stream and watch workers when the calling
+ * transaction commits, so list changes take effect at once.
+ */
+Datum
+mdfeed_wake_workers(PG_FUNCTION_ARGS)
+{
+	at_commit(WAKE_LISTS | WAKE_BACKFILL);
+	PG_RETURN_VOID();
 }

@@ -17,7 +17,10 @@
  */
 #include "postgres.h"
 
+#include <time.h>
+
 #include "catalog/pg_type.h"
+#include "commands/async.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -46,7 +49,7 @@ upsert_plan(const MdInterval *iv)
 	if (upsert_plans[idx] != NULL)
 		return upsert_plans[idx];
 
-	types[p++] = TEXTOID;
+	types[p++] = TEXTARRAYOID;
 	types[p++] = TIMESTAMPTZARRAYOID;
 	types[p++] = TIMESTAMPTZARRAYOID;
 	for (int i = 0; i < MD_NUM_DECIMALS; i++)
@@ -56,11 +59,11 @@ upsert_plan(const MdInterval *iv)
 
 	sql = psprintf("INSERT INTO mdfeed.%s AS c (symbol, open_time, close_time, open, high, low, close, "
 				   "volume, quote_volume, taker_buy_base_volume, taker_buy_quote_volume, trades, closed) "
-				   "SELECT $1, u.* FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4), "
+				   "SELECT u.* FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4), "
 				   "pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8), "
 				   "pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11), pg_catalog.unnest($12), "
 				   "pg_catalog.unnest($13)) "
-				   "AS u(open_time, close_time, open, high, low, close, volume, quote_volume, "
+				   "AS u(symbol, open_time, close_time, open, high, low, close, volume, quote_volume, "
 				   "taker_buy_base_volume, taker_buy_quote_volume, trades, closed) "
 				   "ON CONFLICT (symbol, open_time) DO UPDATE SET "
 				   "close_time = excluded.close_time, open = excluded.open, high = excluded.high, "
@@ -89,11 +92,11 @@ upsert_plan(const MdInterval *iv)
 }
 
 /*
- * md_store_candles upserts rows (unique, ascending open times) and returns
- * how many rows were inserted or changed.
+ * md_store_candles upserts rows (no two with the same symbol and open time)
+ * and returns how many rows were inserted or changed.
  */
 int64
-md_store_candles(const MdInterval *iv, const char *symbol, MdCandle *rows, int nrows)
+md_store_candles(const MdInterval *iv, MdCandle *rows, int nrows)
 {
 	MemoryContext tmp,
 				old;
@@ -112,7 +115,10 @@ md_store_candles(const MdInterval *iv, const char *symbol, MdCandle *rows, int n
 	old = MemoryContextSwitchTo(tmp);
 
 	memset(nulls, ' ', sizeof(nulls));
-	values[0] = CStringGetTextDatum(symbol);
+	col = palloc(sizeof(Datum) * nrows);
+	for (int i = 0; i < nrows; i++)
+		col[i] = CStringGetTextDatum(rows[i].symbol);
+	values[0] = PointerGetDatum(construct_array(col, nrows, TEXTOID, -1, false, TYPALIGN_INT));
 
 	col = palloc(sizeof(Datum) * nrows);
 	for (int i = 0; i < nrows; i++)
@@ -152,4 +158,25 @@ md_store_candles(const MdInterval *iv, const char *symbol, MdCandle *rows, int n
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(tmp);
 	return written;
+}
+
+/*
+ * md_notify_candle sends NOTIFY mdfeed_candles for a closed candle; it is
+ * delivered when the caller's transaction commits, with the candle.
+ */
+void
+md_notify_candle(const char *exchange, const char *symbol, const MdInterval *iv, int64 open_ms)
+{
+	char		payload[256];
+	char		when[32];
+	time_t		secs = (time_t) (open_ms / 1000);
+	struct tm	tm;
+
+	/* ISO 8601 in UTC, whatever the worker's TimeZone */
+	gmtime_r(&secs, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	snprintf(payload, sizeof(payload),
+			 "{\"exchange\":\"%s\",\"symbol\":\"%s\",\"interval\":\"%s\",\"open_time\":\"%s\"}",
+			 exchange, symbol, iv->name, when);
+	Async_Notify("mdfeed_candles", payload);
 }

@@ -10,7 +10,8 @@
 
 #include "exchange.h"
 
-extern int64 md_store_candles(const MdInterval *iv, const char *symbol,
-							  MdCandle *rows, int nrows);
+extern int64 md_store_candles(const MdInterval *iv, MdCandle *rows, int nrows);
+extern void md_notify_candle(const char *exchange, const char *symbol,
+							 const MdInterval *iv, int64 open_ms);
 
 #endif

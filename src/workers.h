@@ -19,6 +19,8 @@ typedef struct MdWorkerArgs
 
 extern PGDLLEXPORT void mdfeed_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void mdfeed_backfill_main(Datum main_arg);
+extern PGDLLEXPORT void mdfeed_stream_main(Datum main_arg);
+extern PGDLLEXPORT void mdfeed_watch_main(Datum main_arg);
 
 extern void md_register_launcher(void);
 

@@ -1,0 +1,51 @@
+/*-------------------------------------------------------------------------
+ *
+ * rest.c
+ *	  One REST call to an exchange, paid for from the shared budget.
+ *
+ * Every REST request of every mdfeed process goes through here, so none can
+ * forget the budget: weight is taken before the request, and what the
+ * answer says about the limit (the used-weight header, 429, 418) is
+ * reported back before anyone looks at the body.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/timestamp.h"
+
+#include "mdfeed.h"
+#include "budget.h"
+#include "rest.h"
+#include "shmem.h"
+
+/*
+ * md_rest_get fills resp with the answer to GET <base><path>.  It returns
+ * false, with nothing to look at, if abort_check asked to stop.
+ */
+bool
+md_rest_get(const MdExchange *ex, const char *path, int weight, MdHttpResponse *resp,
+			MdHttpAbortCheck abort_check)
+{
+	char	   *url = psprintf("%s%s", ex->rest_base_url(), path);
+
+	md_require_workers();
+	if (!md_budget_acquire(weight, abort_check))
+	{
+		pfree(url);
+		return false;
+	}
+	md_http_get(url, resp, abort_check);
+	pfree(url);
+	if (resp->outcome == MD_HTTP_ABORTED)
+		return false;
+	md_budget_report(resp->status, resp->used_weight, resp->retry_after_s,
+					 resp->status == 418 ? ex->ban_until_ms(resp->body.data, resp->body.len) : 0);
+	if (md_my_slot)
+	{
+		SpinLockAcquire(&md_shared->mutex);
+		md_my_slot->last_message_at = GetCurrentTimestamp();
+		SpinLockRelease(&md_shared->mutex);
+	}
+	return true;
+}

@@ -1,0 +1,344 @@
+/*-------------------------------------------------------------------------
+ *
+ * watch.c
+ *	  The watch worker: the periodic work that keeps tracked data complete.
+ *
+ * Every action it takes is a job for the backfill workers:
+ *   - exchange info: refreshes mdfeed.instruments, so that listings,
+ *     delistings and the weight limit are followed;
+ *   - startup sync: every tracked (symbol, interval) it has not synced
+ *     since it started (all of them at server start, a symbol just
+ *     whitelisted, an interval just added to mdfeed.intervals) is brought up
+ *     to date from its newest closed candle, while the stream runs;
+ *   - gap watchdog: every mdfeed.gap_check_interval it looks for missing
+ *     closed candles in the last mdfeed.gap_lookback, the tail included,
+ *     and queues repairs, except for ranges the exchange confirmed empty.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "mdfeed.h"
+#include "exchange.h"
+#include "http.h"
+#include "instruments.h"
+#include "shmem.h"
+#include "workers.h"
+
+/* candles that closed less than this ago may still be on their way */
+#define TAIL_GRACE "15 seconds"
+
+typedef struct SyncedPair
+{
+	char		key[64];		/* symbol|interval */
+	bool		seen;
+} SyncedPair;
+
+static HTAB *synced = NULL;
+
+static void
+begin_tx(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+commit_tx(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+}
+
+/*
+ * refresh_instruments fetches exchange info with no transaction open, then
+ * stores it in a short one.
+ */
+static void
+refresh_instruments(const MdExchange *ex)
+{
+	char	   *err = NULL;
+	char	   *body = md_fetch_exchange_info(ex, &err);
+	int			n;
+
+	if (body == NULL)
+	{
+		md_slot_set_error(err);
+		ereport(LOG, (errmsg("mdfeed watch worker: %s", err)));
+		return;
+	}
+	begin_tx();
+	n = md_store_instruments(ex, body, &err);
+	commit_tx();
+	if (n < 0)
+	{
+		md_slot_set_error(err);
+		ereport(LOG, (errmsg("mdfeed watch worker: malformed exchange info: %s", err)));
+	}
+	else
+		elog(DEBUG1, "mdfeed watch worker: %s lists %d instruments", ex->name, n);
+}
+
+/*
+ * tracked_pairs returns the tracked symbols of an exchange (in the current
+ * transaction), as a palloc'd array.
+ */
+static char **
+tracked_symbols(const MdExchange *ex, int *n)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(ex->name)};
+	char	  **out;
+	int			ret;
+
+	ret = SPI_execute_with_args("SELECT symbol FROM mdfeed.tracked WHERE exchange = $1 ORDER BY symbol",
+								1, types, values, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read mdfeed.tracked");
+	*n = (int) SPI_processed;
+	out = palloc(sizeof(char *) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+		out[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+	return out;
+}
+
+static int64
+queue(const char *sql, int nargs, Oid *types, Datum *values)
+{
+	bool		isnull;
+	int			ret = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 1);
+
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not queue a job");
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * sync_new_pairs queues a sync job for every tracked pair not synced since
+ * this worker started.  Returns the number queued.
+ */
+static int
+sync_new_pairs(const MdExchange *ex)
+{
+	const MdInterval *ivs[32];
+	int			niv = md_tracked_intervals(ivs, lengthof(ivs));
+	int			nsym;
+	char	  **syms;
+	int			queued = 0;
+	HASH_SEQ_STATUS seq;
+	SyncedPair *p;
+
+	begin_tx();
+	syms = tracked_symbols(ex, &nsym);
+
+	hash_seq_init(&seq, synced);
+	while ((p = hash_seq_search(&seq)) != NULL)
+		p->seen = false;
+
+	for (int i = 0; i < nsym; i++)
+	{
+		for (int j = 0; j < niv; j++)
+		{
+			char		key[64];
+			bool		found;
+
+			snprintf(key, sizeof(key), "%s|%s", syms[i], ivs[j]->name);
+			p = hash_search(synced, key, HASH_ENTER, &found);
+			p->seen = true;
+			if (!found)
+			{
+				Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, INTERVALOID, TEXTOID};
+				Datum		values[5];
+
+				values[0] = CStringGetTextDatum(ex->name);
+				values[1] = CStringGetTextDatum(syms[i]);
+				values[2] = CStringGetTextDatum(ivs[j]->name);
+				values[3] = DirectFunctionCall3(interval_in,
+												CStringGetDatum(psprintf("%d minutes", mdfeed_sync_lookback_min)),
+												ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+				values[4] = CStringGetTextDatum("sync");
+				queue("SELECT mdfeed.sync_pair($1, $2, $3, $4, $5)", 5, types, values);
+				queued++;
+			}
+		}
+	}
+
+	/* forget pairs no longer tracked, so tracking them again syncs them */
+	hash_seq_init(&seq, synced);
+	while ((p = hash_seq_search(&seq)) != NULL)
+		if (!p->seen)
+			hash_search(synced, p->key, HASH_REMOVE, NULL);
+	commit_tx();
+	return queued;
+}
+
+/*
+ * check_gaps queues a repair for every range of missing closed candles of
+ * tracked pairs in the last mdfeed.gap_lookback.  Returns the number of
+ * gaps found.
+ */
+static int
+check_gaps(const MdExchange *ex)
+{
+	const MdInterval *ivs[32];
+	int			niv = md_tracked_intervals(ivs, lengthof(ivs));
+	int			nsym;
+	char	  **syms;
+	int			gaps = 0;
+
+	begin_tx();
+	syms = tracked_symbols(ex, &nsym);
+	for (int i = 0; i < nsym; i++)
+	{
+		for (int j = 0; j < niv; j++)
+		{
+			Oid			types[4] = {TEXTOID, TEXTOID, INT4OID, TEXTOID};
+			Datum		values[4];
+			int			ret;
+
+			values[0] = CStringGetTextDatum(syms[i]);
+			values[1] = CStringGetTextDatum(ivs[j]->name);
+			values[2] = Int32GetDatum(mdfeed_gap_lookback_min);
+			values[3] = CStringGetTextDatum(ex->name);
+			ret = SPI_execute_with_args(
+				"SELECT count(mdfeed.queue_sync($4, $1, $2, g.gap_start, g.gap_end, 'repair')) "
+				"FROM mdfeed_gaps($1, $2, pg_catalog.now() - pg_catalog.make_interval(mins => $3), "
+				"pg_catalog.now() - interval '" TAIL_GRACE "', $4) g "
+				"WHERE NOT g.exchange_has_none",
+				4, types, values, NULL, false, 1);
+			if (ret != SPI_OK_SELECT)
+				elog(ERROR, "gap check failed");
+			{
+				bool		isnull;
+
+				gaps += (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			}
+		}
+	}
+	commit_tx();
+	if (gaps > 0)
+		ereport(LOG, (errmsg("mdfeed gap watchdog queued repairs of %d gaps", gaps)));
+	return gaps;
+}
+
+static void
+watch_on_exit(int code, Datum arg)
+{
+	md_http_cleanup();
+}
+
+/*
+ * mdfeed_watch_main is the entry point of the watch worker.
+ */
+void
+mdfeed_watch_main(Datum main_arg)
+{
+	MdWorkerArgs args;
+	MemoryContext ctx;
+	const MdExchange *ex = &md_binance;
+	HASHCTL		hctl;
+	volatile int64 next_info = 0;
+	volatile int64 next_gaps;
+
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
+	md_slot_attach(args.slot);
+	before_shmem_exit(watch_on_exit, (Datum) 0);
+	pgstat_report_appname("mdfeed watch worker");
+	md_slot_set_state("running");
+
+	memset(&hctl, 0, sizeof(hctl));
+	hctl.keysize = 64;
+	hctl.entrysize = sizeof(SyncedPair);
+	synced = hash_create("mdfeed synced pairs", 1024, &hctl, HASH_ELEM | HASH_STRINGS);
+
+	ctx = AllocSetContextCreate(TopMemoryContext, "mdfeed watch", ALLOCSET_DEFAULT_SIZES);
+	/* let the startup sync run before the first gap check */
+	next_gaps = md_now_ms() + 5000;
+
+	for (;;)
+	{
+		int64		now;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextSwitchTo(ctx);
+		now = md_now_ms();
+
+		PG_TRY();
+		{
+			int			queued = 0;
+
+			if (now >= next_info)
+			{
+				md_slot_set_state("refreshing instruments");
+				refresh_instruments(ex);
+				next_info = now + mdfeed_instruments_refresh_s * INT64CONST(1000);
+			}
+			md_slot_set_state("syncing");
+			queued += sync_new_pairs(ex);
+			if (now >= next_gaps)
+			{
+				md_slot_set_state("checking gaps");
+				queued += check_gaps(ex);
+				next_gaps = md_now_ms() + mdfeed_gap_check_interval_s * INT64CONST(1000);
+			}
+			if (queued > 0)
+				md_wake_role(MD_ROLE_BACKFILL);
+			md_slot_set_state("idle");
+			md_slot_set_error(NULL);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			HOLD_INTERRUPTS();
+			MemoryContextSwitchTo(ctx);
+			edata = CopyErrorData();
+			EmitErrorReport();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			RESUME_INTERRUPTS();
+			md_slot_set_error(edata->message);
+			md_slot_set_state("idle after error");
+			/* forget what was synced: the failed pass may not have queued it */
+			hash_destroy(synced);
+			synced = hash_create("mdfeed synced pairs", 1024, &hctl, HASH_ELEM | HASH_STRINGS);
+		}
+		PG_END_TRY();
+		MemoryContextReset(ctx);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000, MD_WAIT_EVENT);
+		ResetLatch(MyLatch);
+	}
+}
