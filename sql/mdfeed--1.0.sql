@@ -205,8 +205,11 @@ BEGIN
 		RAISE EXCEPTION 'from_time and to_time must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	v_from := mdfeed.interval_floor("interval", from_time);
-	-- only candles that have closed can be missing: stop at the one forming now
-	v_to := least(to_time, mdfeed.interval_floor("interval", now()));
+	-- every candle opening before to_time counts, but only closed ones can be
+	-- missing: stop at the one forming now
+	v_to := least(((mdfeed.interval_floor("interval", to_time - interval '1 microsecond')
+					AT TIME ZONE 'UTC') + v_step) AT TIME ZONE 'UTC',
+				  mdfeed.interval_floor("interval", now()));
 	IF v_from >= v_to THEN
 		RETURN;
 	END IF;

@@ -1,0 +1,66 @@
+--
+-- Symbol lists, interval arithmetic and gap finding, without an exchange.
+--
+-- interval arithmetic, as the workers do it (in UTC, whatever TimeZone says)
+SET TimeZone = 'Asia/Kolkata';
+SELECT iv, mdfeed.interval_table(iv) AS tab, mdfeed.interval_step(iv) AS step,
+	   mdfeed.interval_floor(iv, '2024-02-29 23:59:59.999+00') AT TIME ZONE 'UTC' AS floor_utc
+FROM unnest(ARRAY['1m', '3m', '5m', '15m', '30m', '1h', '2h', '4h', '6h', '8h', '12h', '1d', '3d', '1w', '1M']) iv;
+RESET TimeZone;
+SELECT mdfeed.interval_table('1s');
+
+-- the lists refuse malformed symbols before anything else
+SELECT mdfeed_whitelist(ARRAY['btcusdt']);
+SELECT mdfeed_whitelist(ARRAY['BTC USDT']);
+SELECT mdfeed_whitelist(NULL);
+SELECT mdfeed_blacklist(ARRAY['BTCUSDT', 'bad!']);
+SELECT mdfeed_whitelist(ARRAY['BTCUSDT'], 'kraken');
+-- an unknown symbol makes mdfeed ask the exchange (unreachable here)
+DO $$
+BEGIN
+	PERFORM mdfeed_whitelist(ARRAY['BTCUSDT']);
+EXCEPTION WHEN connection_failure THEN
+	RAISE NOTICE 'connection_failure: %', left(SQLERRM, 44);
+END $$;
+
+-- with instruments known, the lists and the tracked view
+INSERT INTO mdfeed.instruments (exchange, symbol, status, contract_type, quote_asset) VALUES
+	('binance', 'BTCUSDT', 'TRADING', 'PERPETUAL', 'USDT'),
+	('binance', 'ETHUSDT', 'TRADING', 'PERPETUAL', 'USDT'),
+	('binance', 'OLDUSDT', 'SETTLING', 'PERPETUAL', 'USDT'),
+	('binance', 'BTCUSDT_261225', 'TRADING', 'CURRENT_QUARTER', 'USDT');
+SELECT mdfeed_whitelist(ARRAY['BTCUSDT', 'ETHUSDT', 'OLDUSDT', 'BTCUSDT_261225']);
+SELECT mdfeed_whitelist(ARRAY['BTCUSDT']);
+SELECT symbol, source FROM mdfeed.tracked ORDER BY symbol;
+SELECT mdfeed_blacklist(ARRAY['ETHUSDT', 'XRPUSDT']);
+SELECT symbol FROM mdfeed.tracked ORDER BY symbol;
+SELECT mdfeed_whitelist(ARRAY['ETHUSDT']);
+SELECT symbol, list FROM mdfeed.symbol_lists ORDER BY symbol, list;
+SELECT mdfeed_unlist(ARRAY['ETHUSDT']);
+SELECT symbol FROM mdfeed.tracked ORDER BY symbol;
+SELECT mdfeed_unlist(ARRAY['BTCUSDT', 'OLDUSDT', 'BTCUSDT_261225', 'XRPUSDT']);
+SELECT count(*) FROM mdfeed.tracked;
+
+-- gaps: candles of 2024-01-01 00:00 to 00:10, with 00:03, 00:04 and 00:08 missing
+-- and 00:09 still forming
+SELECT mdfeed.ingest_binance_klines('BTCUSDT', '1m', '[' || string_agg(format(
+	'[%s,"1.0","1.0","1.0","1.0","1.0",%s,"1.0",1,"1.0","1.0","0"]',
+	t, t + 59999), ',' ORDER BY t) || ']', '2024-01-01 00:09:30+00')
+FROM generate_series(1704067200000::bigint, 1704067740000, 60000) t
+WHERE t NOT IN (1704067380000, 1704067440000, 1704067680000);
+SELECT * FROM mdfeed_gaps('BTCUSDT', '1m', '2024-01-01 00:00+00', '2024-01-01 00:10+00');
+-- the range starts mid-candle: the candle containing from_time counts
+SELECT * FROM mdfeed_gaps('BTCUSDT', '1m', '2024-01-01 00:02:30+00', '2024-01-01 00:05+00');
+-- nothing stored at all
+SELECT * FROM mdfeed_gaps('ETHUSDT', '1h', '2024-01-01 00:00+00', '2024-01-02 00:00+00');
+-- a range the exchange confirmed empty is marked so
+INSERT INTO mdfeed.exchange_gaps (exchange, symbol, "interval", from_time, to_time)
+VALUES ('binance', 'BTCUSDT', '1m', '2024-01-01 00:03+00', '2024-01-01 00:05+00');
+SELECT * FROM mdfeed_gaps('BTCUSDT', '1m', '2024-01-01 00:00+00', '2024-01-01 00:10+00');
+-- months and weeks
+SELECT * FROM mdfeed_gaps('BTCUSDT', '1M', '2023-01-01', '2024-01-01');
+SELECT * FROM mdfeed_gaps('BTCUSDT', '2m', '2023-01-01', '2024-01-01');
+SELECT * FROM mdfeed_gaps('btcusdt', '1m', '2023-01-01', '2024-01-01');
+DELETE FROM mdfeed.candles_1m;
+DELETE FROM mdfeed.exchange_gaps;
+DELETE FROM mdfeed.instruments;
