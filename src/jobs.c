@@ -26,6 +26,9 @@
 /* first key of mdfeed's advisory locks: 'mdfd' */
 #define MD_LOCK_KEY1 0x6d646664
 
+/* the job whose lock this process holds, 0 if none */
+static int64 locked_job = 0;
+
 static void
 copy_text(HeapTuple tup, TupleDesc desc, int col, char *dst, size_t size)
 {
@@ -99,6 +102,7 @@ md_job_claim(MdJob *job)
 			try_lock(job->id, true);
 			continue;
 		}
+		locked_job = job->id;
 		copy_text(tup, desc, 2, job->kind, sizeof(job->kind));
 		copy_text(tup, desc, 3, job->exchange, sizeof(job->exchange));
 		copy_text(tup, desc, 4, job->symbol, sizeof(job->symbol));
@@ -197,5 +201,8 @@ md_job_state(int64 id)
 void
 md_job_release(const MdJob *job)
 {
+	if (locked_job != job->id)
+		return;
 	try_lock(job->id, true);
+	locked_job = 0;
 }

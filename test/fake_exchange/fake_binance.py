@@ -7,10 +7,16 @@ Run with Debian's /usr/bin/python3 (3.11) and python3-aiohttp (3.8); standard li
                            [--weight-limit 2400] [--ban-after 5] [--ban-seconds 120] [--seed 1] [--faults JSON]
                            [--ws-interval-ms 250] [--ws-max-streams 200] [--ws-max-lifetime 86400]
                            [--ws-ping-interval 180] [--ws-pong-timeout 600] [--ws-max-msg-rate 10]
+                           [--board-epoch 0] [--funding-limit 500] [--oi-limit 1000]
     fake_binance.py truth  SYMBOL INTERVAL START_MS END_MS [--now MS] [--symbols ...] [--synthetic N]
     fake_binance.py pages  SYMBOL INTERVAL START_MS COUNT [--limit 499] [--symbols ...] [--synthetic N]
+    fake_binance.py ticker [--symbols ...] [--synthetic N] [--board-epoch N]
+    fake_binance.py funding SYMBOL START_MS END_MS [--now MS] [--symbols ...] [--synthetic N]
+    fake_binance.py oi     SYMBOL PERIOD START_MS END_MS [--now MS] [--symbols ...] [--synthetic N]
 
-Every candle is a pure function of (symbol, interval, open_time_ms); see PROTOCOL.md for what is
+Every candle is a pure function of (symbol, interval, open_time_ms), every funding row of
+(symbol, boundary), every open-interest row of (symbol, timestamp), every ticker quoteVolume of
+(symbol, board epoch) unless pinned; see PROTOCOL.md for what is
 modelled on the real exchange and what is deliberately simplified.
 """
 
@@ -22,6 +28,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import socket
 import struct
@@ -33,6 +40,7 @@ import time
 # --------------------------------------------------------------------------------------------
 
 MIN = 60_000
+HOUR = 3_600_000
 DAY = 86_400_000
 IV_FIXED = {
     "1m": MIN, "3m": 3 * MIN, "5m": 5 * MIN, "15m": 15 * MIN, "30m": 30 * MIN,
@@ -118,6 +126,7 @@ def today_start_ms():
 
 PERPETUAL_DELIVERY = 4133404800000  # 2100-12-25 08:00 UTC, what Binance puts on perpetuals
 ONBOARD_DEFAULT = days_from_civil(2020, 1, 1) * DAY
+ETH_FUNDING_4H_SINCE = days_from_civil(2025, 1, 1) * DAY  # fake's choice: ETHUSDT moved from 8 h to 4 h
 
 # (tickSize, stepSize, minQty-ish, maxQty) tiers seen in the real exchangeInfo capture.
 TIERS = (
@@ -208,6 +217,8 @@ class Symbol:
         self.ph = (u[4] * 6.283185307179586, u[5] * 6.283185307179586, u[6] * 6.283185307179586)
         self.amp = (0.18 + 0.15 * u[7], 0.05 + 0.05 * u[8], 0.01 + 0.02 * u[9])
         self.trade_base = int(u[10] * 1e9)
+        # Funding schedule: [(from_ms, step_ms), ...]; None = no funding (delivery contracts).
+        self.funding_sched = [(0, 8 * HOUR)] if contract == "PERPETUAL" else None
 
     def price_ticks(self, t):
         """Smooth deterministic 'fair price' path, in ticks."""
@@ -280,6 +291,13 @@ def build_symbols(symbols_arg=None, synthetic=0):
         out.append(Symbol(n, onboard_known.get(n, ONBOARD_DEFAULT)))
     for i in range(synthetic):
         out.append(Symbol("S%04dUSDT" % i, ONBOARD_DEFAULT))
+        if i % 4 == 1:  # synthetic rule: every fourth synthetic perpetual funds every 4 h
+            out[-1].funding_sched = [(0, 4 * HOUR)]
+    for S in out:
+        if S.name == "ETHUSDT":  # 8 h until ETH_FUNDING_4H_SINCE, 4 h from then on
+            S.funding_sched = [(0, 8 * HOUR), (ETH_FUNDING_4H_SINCE, 4 * HOUR)]
+        elif S.name == "NEWUSDT":  # 4 h from listing
+            S.funding_sched = [(0, 4 * HOUR)]
     delist = today - 30 * DAY
     out.append(Symbol("OLDUSDT", ONBOARD_DEFAULT, status="SETTLING", delivery=delist, end_ms=delist))
     q_onboard = days_from_civil(2026, 6, 26) * DAY + 8 * 3_600_000
@@ -472,7 +490,273 @@ def klines_body(S, iv, opens, now):
 
 
 # --------------------------------------------------------------------------------------------
-# Offline CLIs: truth / pages
+# 24 h ticker, funding history, open-interest history
+# --------------------------------------------------------------------------------------------
+
+def sfmt(v, d):
+    """Signed fixed-decimal string."""
+    return "-" + fmt(-v, d) if v < 0 else fmt(v, d)
+
+
+def _hint(key, mod):
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") % mod
+
+
+def ticker_symbols(symbols):
+    """What GET /fapi/v1/ticker/24hr lists: TRADING symbols (perpetuals and delivery contracts)."""
+    return [S for S in symbols if S.status == "TRADING"]
+
+
+def ticker_quote_volume(S, epoch):
+    """24 h quoteVolume in cents: a pure function of (symbol, board epoch)."""
+    u = _hfloats("qv|%s|%d" % (S.name, epoch), 2)
+    return max(1, int(S.npm * 1440.0 * 10.0 ** (2.4 * (u[0] - 0.5)) * 100.0))
+
+
+def ticker_quote_volume_str(S, epoch, pins=None):
+    if pins and S.name in pins:
+        return pins[S.name]
+    return fmt(ticker_quote_volume(S, epoch), 2)
+
+
+def ticker_json(S, epoch, pins, now):
+    """One /fapi/v1/ticker/24hr object. quoteVolume depends on (symbol, epoch) or the pin only;
+    the price fields follow the symbol's price path at `now`."""
+    qv_str = ticker_quote_volume_str(S, epoch, pins)
+    qv = float(qv_str)
+    u = _hfloats("tk|%s|%d" % (S.name, now // 1000), 3)
+    close_t = now - int(u[0] * 700)
+    open_t = close_t - close_t % MIN - DAY
+    ti = S.tick_i
+    samples = [max(1, int(round(S.price_ticks(open_t + i * 900_000)))) for i in range(97)]
+    o = max(1, int(round(S.price_ticks(open_t))))
+    c = max(1, int(round(S.price_ticks(close_t))))
+    hi = max(samples + [o, c])
+    lo = min(samples + [o, c])
+    hi += int(hi * 0.003 * u[1])
+    lo = max(1, lo - int(lo * 0.003 * u[2]))
+    avg = sum(samples) / len(samples)
+    px = avg * S.tick_f
+    vol_steps = max(1, int(qv / px / S.step_f)) if qv > 0 else 0
+    if vol_steps:
+        w = int(round(qv / (vol_steps * S.step_f) / S.tick_f))
+        w = min(hi, max(lo, w))
+    else:
+        w = c
+    count = max(1, int(qv / S.tsize)) if qv > 0 else 0
+    last_id = S.trade_base + close_t // 10
+    first_id = last_id - count + 1 if count else -1
+    lq = max(1, int(S.tsize * (0.2 + u[1]) / px / S.step_f))
+    pct = (c - o) * 100.0 / o
+    return ('{"symbol":"%s","priceChange":"%s","priceChangePercent":"%.3f","weightedAvgPrice":"%s",'
+            '"lastPrice":"%s","lastQty":"%s","openPrice":"%s","highPrice":"%s","lowPrice":"%s",'
+            '"volume":"%s","quoteVolume":"%s","openTime":%d,"closeTime":%d,"firstId":%d,"lastId":%d,'
+            '"count":%d}') % (
+        S.name, sfmt((c - o) * ti, S.pp), pct, fmt(w * ti, S.pp),
+        fmt(c * ti, S.pp), fmt(lq * S.step_i, S.qp), fmt(o * ti, S.pp), fmt(hi * ti, S.pp),
+        fmt(lo * ti, S.pp), fmt(vol_steps * S.step_i, S.qp), qv_str, open_t, close_t,
+        first_id, last_id if count else -1, count)
+
+
+# ---- funding ---------------------------------------------------------------------------------
+
+FUNDING_JITTER_MAX = 30          # fundingTime = boundary + 0..30 ms (same for every symbol at a boundary)
+FUNDING_NOWINDOW_CAP = 500       # no startTime/endTime: at most 500 rows whatever limit says
+MARK_PRICE_SINCE = days_from_civil(2023, 11, 1) * DAY  # older funding rows carry markPrice ""
+
+
+def funding_jitter(b):
+    return _hint("fj|%d" % b, FUNDING_JITTER_MAX + 1)
+
+
+def funding_step_at(S, b):
+    step = None
+    for frm, st in S.funding_sched:
+        if b >= frm:
+            step = st
+    return step
+
+
+def funding_boundaries(S, lo, hi):
+    """Funding instants b (exact boundaries, before jitter) with lo <= b <= hi, ascending.
+    None before/at onboardDate, none at/after delisting."""
+    sched = S.funding_sched
+    if not sched:
+        return []
+    lo = max(lo, S.onboard + 1)
+    if S.end_ms is not None:
+        hi = min(hi, S.end_ms - 1)
+    out = []
+    for i, (frm, step) in enumerate(sched):
+        to = sched[i + 1][0] - 1 if i + 1 < len(sched) else hi
+        a, b = max(lo, frm), min(hi, to)
+        if a > b:
+            continue
+        first = -(-a // step) * step
+        out.extend(range(first, b + 1, step))
+    return out
+
+
+def funding_row(S, b):
+    """(fundingTime, rate in 1e-8 units, markPrice string) of the event at boundary b."""
+    step = funding_step_at(S, b)
+    base = 10000 * step // (8 * HOUR)  # 0.01 % per 8 h interest baseline, pro rata
+    u = _hfloats("fr|%s|%d" % (S.name, b), 3)
+    if u[0] < 0.55:
+        rate = base
+    else:
+        rate = base + int((u[1] - 0.35) * 8.0 * base * (1.0 + 4.0 * u[2] ** 4))
+    rate = max(-300000, min(300000, rate))
+    if b < MARK_PRICE_SINCE:
+        mark = ""
+    else:
+        mark = fmt(max(1, int(round(S.price_ticks(b) * S.tick_f * 1e8))), 8)
+    return b + funding_jitter(b), rate, mark
+
+
+def funding_rows(S, lo_ft, hi_ft):
+    """All funding rows of S with lo_ft <= fundingTime <= hi_ft."""
+    out = []
+    for b in funding_boundaries(S, lo_ft - FUNDING_JITTER_MAX, hi_ft):
+        r = funding_row(S, b)
+        if lo_ft <= r[0] <= hi_ft:
+            out.append(r)
+    return out
+
+
+def select_funding(S, start, end, limit, now):
+    """Rows GET /fapi/v1/fundingRate returns for one symbol (ascending, fundingTime <= now).
+    start/end inclusive on the served fundingTime. More than `limit` between them: `limit`
+    rows counting from startTime. Only endTime: the `limit` rows up to it. Neither: the most
+    recent min(limit, FUNDING_NOWINDOW_CAP)."""
+    if not S.funding_sched:
+        return []
+    hi = now if end is None else min(end, now)
+    if start is not None:
+        out = []
+        lo = max(start, S.onboard + 1)
+        span = limit * 8 * HOUR
+        while lo <= hi and len(out) < limit:
+            chunk = min(hi, lo + span)
+            out.extend(funding_rows(S, lo, chunk))
+            lo = chunk + 1
+        return out[:limit]
+    if end is None:
+        limit = min(limit, FUNDING_NOWINDOW_CAP)
+    rows = funding_rows(S, hi - (limit + 1) * 8 * HOUR, hi)
+    return rows[-limit:]
+
+
+def select_funding_all(symbols, start, end, limit, now):
+    """GET /fapi/v1/fundingRate without symbol: every perpetual's rows merged, ordered by
+    (fundingTime, symbol), then the same start/end/limit rule as for one symbol. Walks the
+    time axis in chunks so that a wide window over many symbols stays cheap."""
+    perps = [S for S in symbols if S.funding_sched]
+    if not perps:
+        return []
+    hi = now if end is None else min(end, now)
+    if start is None and end is None:
+        limit = min(limit, FUNDING_NOWINDOW_CAP)
+    span = max(8 * HOUR, (limit // len(perps) + 2) * 8 * HOUR)
+    first = min(S.onboard for S in perps) + 1
+    rows = []
+    if start is not None:
+        lo = max(start, first)
+        while lo <= hi and len(rows) < limit:
+            chunk = min(hi, lo + span)
+            rows.extend((r[0], S.name, S, r) for S in perps for r in funding_rows(S, lo, chunk))
+            lo = chunk + 1
+        rows.sort(key=lambda x: x[:2])
+        rows = rows[:limit]
+    else:
+        top = hi
+        while top >= first and len(rows) < limit:
+            chunk = max(first, top - span)
+            rows.extend((r[0], S.name, S, r) for S in perps for r in funding_rows(S, chunk, top))
+            top = chunk - 1
+        rows.sort(key=lambda x: x[:2])
+        rows = rows[-limit:]
+    return [(x[2], x[3]) for x in rows]
+
+
+def funding_row_json(S, r):
+    return '{"symbol":"%s","fundingTime":%d,"fundingRate":"%s","markPrice":"%s"}' % (
+        S.name, r[0], sfmt(r[1], 8), r[2])
+
+
+def funding_row_csv(S, r):
+    return "%s,%d,%s,%s" % (S.name, r[0], sfmt(r[1], 8), r[2])
+
+
+# ---- open interest ----------------------------------------------------------------------------
+
+OI_PERIODS = {"5m": 5 * MIN, "15m": 15 * MIN, "30m": 30 * MIN, "1h": HOUR, "2h": 2 * HOUR,
+              "4h": 4 * HOUR, "6h": 6 * HOUR, "12h": 12 * HOUR, "1d": DAY}
+OI_WINDOW = 30 * DAY
+KNOWN_SUPPLY = {"BTCUSDT": 19_950_000.0, "ETHUSDT": 120_700_000.0}
+
+
+def oi_window(S, p, now):
+    """(first, last) timestamp openInterestHist can serve now for period length p (may be empty)."""
+    lo = -(-(now - OI_WINDOW) // p) * p
+    first_row = -(-S.onboard // p) * p
+    lo = max(lo, first_row)
+    hi = now - now % p
+    if S.end_ms is not None:
+        e = S.end_ms - 1
+        hi = min(hi, e - e % p)
+    return lo, hi
+
+
+def oi_start_too_old(start, now):
+    """startTime older than the start of the UTC day 30 days back: -1130 (some slack, like live)."""
+    t = now - OI_WINDOW
+    return start < t - t % DAY
+
+
+def oi_point(S, T):
+    """(sumOpenInterest, sumOpenInterestValue, CMCCirculatingSupply) strings at instant T.
+    A function of (symbol, T) only: every period that has a row at T shows the same snapshot."""
+    u = _hfloats("oi|%s|%d" % (S.name, T), 1)
+    price = S.price_ticks(T) * S.tick_f
+    a, b, _ = S.ph
+    x = 0.25 * math.sin(T * 2.3e-9 + a) + 0.08 * math.sin(T * 4.1e-8 + b) + 0.004 * (u[0] - 0.5)
+    notional = S.npm * 1440.0 * 0.6 * math.exp(x)
+    steps = max(1, int(notional / price / S.step_f))
+    oi8 = steps * S.step_i * 10 ** (8 - S.qp)
+    mark8 = max(1, int(round(price * 1e8)))
+    val8 = oi8 * mark8 // 10 ** 8
+    supply = KNOWN_SUPPLY.get(S.pair) or 10 ** (6.0 + 3.0 * _hfloats("cmc|" + S.pair, 1)[0])
+    sup3 = int(supply * 1000) + T // 600_000  # grows by 0.001 every 10 minutes
+    return fmt(oi8, 8), fmt(val8, 8), fmt(sup3, 3)
+
+
+def select_oi(S, p, start, end, limit, now):
+    """Timestamps GET /futures/data/openInterestHist returns (ascending), within the 30-day window."""
+    lo, hi = oi_window(S, p, now)
+    if end is not None:
+        hi = min(hi, end - end % p)
+    if start is not None:
+        a = max(lo, -(-start // p) * p)
+        if a > hi:
+            return []
+        cnt = min(limit, (hi - a) // p + 1)
+        return list(range(a, a + cnt * p, p))
+    if hi < lo:
+        return []
+    cnt = min(limit, (hi - lo) // p + 1)
+    return list(range(hi - (cnt - 1) * p, hi + 1, p))
+
+
+def oi_row_json(S, T, ts_string=False):
+    oi, val, sup = oi_point(S, T)
+    ts = '"%d"' % T if ts_string else "%d" % T
+    return ('{"symbol":"%s","sumOpenInterest":"%s","sumOpenInterestValue":"%s",'
+            '"CMCCirculatingSupply":"%s","timestamp":%s}') % (S.name, oi, val, sup, ts)
+
+
+# --------------------------------------------------------------------------------------------
+# Offline CLIs: truth / pages / ticker / funding / oi
 # --------------------------------------------------------------------------------------------
 
 def find_symbol(symbols, name):
@@ -537,9 +821,65 @@ def cmd_pages(args):
     return 0
 
 
+def cmd_ticker(args):
+    """CSV symbol,quoteVolume of GET /fapi/v1/ticker/24hr (no symbol), in the endpoint's order."""
+    symbols = build_symbols(args.symbols, args.synthetic)
+    out = ["%s,%s" % (S.name, ticker_quote_volume_str(S, args.board_epoch))
+           for S in ticker_symbols(symbols)]
+    if out:
+        sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_funding(args):
+    """CSV symbol,funding_time_ms,funding_rate,mark_price: every row /fapi/v1/fundingRate serves
+    with START_MS <= fundingTime <= END_MS (both inclusive) and fundingTime <= now."""
+    symbols = build_symbols(args.symbols, args.synthetic)
+    S = find_symbol(symbols, args.symbol)
+    if S is None:
+        print("unknown symbol", file=sys.stderr)
+        return 2
+    now = args.now if args.now is not None else int(time.time() * 1000)
+    rows = funding_rows(S, args.start_ms, min(args.end_ms, now)) if S.funding_sched else []
+    if rows:
+        sys.stdout.write("\n".join(funding_row_csv(S, r) for r in rows) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_oi(args):
+    """CSV symbol,timestamp_ms,sum_open_interest,sum_open_interest_value: every row
+    /futures/data/openInterestHist can serve now with START_MS <= timestamp <= END_MS."""
+    symbols = build_symbols(args.symbols, args.synthetic)
+    S = find_symbol(symbols, args.symbol)
+    p = OI_PERIODS.get(args.period)
+    if S is None or p is None:
+        print("unknown symbol or period", file=sys.stderr)
+        return 2
+    now = args.now if args.now is not None else int(time.time() * 1000)
+    lo, hi = oi_window(S, p, now)
+    a = max(lo, -(-args.start_ms // p) * p)
+    b = min(hi, args.end_ms - args.end_ms % p)
+    out = []
+    for T in range(a, b + 1, p):
+        oi, val, _ = oi_point(S, T)
+        out.append("%s,%d,%s,%s" % (S.name, T, oi, val))
+    if out:
+        sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 # Server state: rate limits, faults, stats
 # --------------------------------------------------------------------------------------------
+
+# Per-endpoint IP request limits, separate from the weight budget: path -> (name, window ms).
+ENDPOINT_LIMITS = {"funding": ("/fapi/v1/fundingRate", 300_000, "funding_limit"),
+                   "oi": ("/futures/data/openInterestHist", 300_000, "oi_limit")}
+ENDPOINT_BY_PATH = {v[0]: k for k, v in ENDPOINT_LIMITS.items()}
+SERVER_CONFIG_INTS = ("board_epoch", "funding_limit", "oi_limit", "oi_timestamp_as_string", "oi_weight_header")
 
 REST_FAULTS = ("reset", "status_5xx", "status_429", "garbage", "truncate", "truncate_json", "stall", "slow")
 WS_FAULTS = ("ws_drop", "ws_garbage", "ws_duplicate", "ws_stall")
@@ -548,6 +888,14 @@ FAULT_PARAMS = ("slow_ms", "stall_ms", "ws_stall_ms", "seed", "paths", "script")
 
 def err_body(code, msg):
     return json.dumps({"code": code, "msg": msg}, separators=(",", ":"))
+
+
+def err_body_data(code, msg):
+    """/futures/data/* errors: live captures show "msg" before "code"."""
+    return json.dumps({"msg": msg, "code": code}, separators=(",", ":"))
+
+
+QV_RE = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,8})?$")
 
 
 class Stats:
@@ -571,6 +919,10 @@ class Stats:
         self.ws_lifetime_closes = 0
         self.ws_pong_timeouts = 0
         self.ws_firehose_frames = 0
+        self.ticker_rows = 0
+        self.funding_rows = 0
+        self.oi_rows = 0
+        self.endpoint_limited_429 = {k: 0 for k in ENDPOINT_LIMITS}
 
     def status(self, code):
         k = str(code)
@@ -593,6 +945,13 @@ class Server:
         self.ws_ping_interval = args.ws_ping_interval
         self.ws_pong_timeout = args.ws_pong_timeout
         self.ws_max_msg_rate = args.ws_max_msg_rate
+        self.board_epoch = args.board_epoch
+        self.quote_volumes = {}
+        self.funding_limit = args.funding_limit
+        self.oi_limit = args.oi_limit
+        self.oi_timestamp_as_string = 0
+        self.oi_weight_header = 1
+        self.ep_win = {k: [-1, 0] for k in ENDPOINT_LIMITS}  # name -> [window id, requests]
         self.stats = Stats()
         self.win_minute = -1
         self.win_weight = 0
@@ -618,6 +977,17 @@ class Server:
         self.win_weight = 0
         self.win_429 = 0
         self.banned_until = 0
+        self.ep_win = {k: [-1, 0] for k in ENDPOINT_LIMITS}
+
+    def endpoint_count(self, name, now):
+        """Count one request against an endpoint's own IP limit. -> (count in window, window end ms)."""
+        _path, length, _attr = ENDPOINT_LIMITS[name]
+        w = self.ep_win[name]
+        wid = now // length
+        if w[0] != wid:
+            w[0], w[1] = wid, 0
+        w[1] += 1
+        return w[1], (wid + 1) * length
 
     # ---- faults -----------------------------------------------------------------------------
     def set_faults(self, f):
@@ -677,6 +1047,11 @@ class Server:
                 "pong_timeouts": st.ws_pong_timeouts,
                 "firehose_frames": st.ws_firehose_frames,
             },
+            "ticker_rows": st.ticker_rows,
+            "funding_rows": st.funding_rows,
+            "oi_rows": st.oi_rows,
+            "endpoint_limited_429": dict(st.endpoint_limited_429),
+            "endpoint_window_requests": {k: v[1] for k, v in self.ep_win.items()},
         }
 
     def config_json(self):
@@ -686,7 +1061,36 @@ class Server:
             "ws_interval_ms": self.ws_interval_ms, "ws_max_streams": self.ws_max_streams,
             "ws_max_lifetime": self.ws_max_lifetime, "ws_ping_interval": self.ws_ping_interval,
             "ws_pong_timeout": self.ws_pong_timeout, "ws_max_msg_rate": self.ws_max_msg_rate,
+            "board_epoch": self.board_epoch, "quote_volumes": dict(self.quote_volumes),
+            "funding_limit": self.funding_limit, "oi_limit": self.oi_limit,
+            "oi_timestamp_as_string": self.oi_timestamp_as_string,
+            "oi_weight_header": self.oi_weight_header,
         }
+
+    def set_config(self, cfg):
+        if not isinstance(cfg, dict):
+            raise ValueError("config must be a JSON object")
+        known = self.config_json()
+        for k, v in cfg.items():
+            if k not in known:
+                raise ValueError("unknown config key %s" % k)
+            if k == "quote_volumes":
+                if not isinstance(v, dict):
+                    raise ValueError("quote_volumes must be an object {symbol: \"decimal\"}")
+                for sym, qv in v.items():
+                    if sym not in self.by_name:
+                        raise ValueError("quote_volumes: unknown symbol %s" % sym)
+                    if not isinstance(qv, str) or not QV_RE.match(qv):
+                        raise ValueError("quote_volumes: %s must be a decimal string" % sym)
+            elif not isinstance(v, (int, float)) or isinstance(v, bool):
+                raise ValueError("config %s must be a number" % k)
+            elif k in SERVER_CONFIG_INTS and v != int(v):
+                raise ValueError("config %s must be an integer" % k)
+        for k, v in cfg.items():
+            if k == "quote_volumes":
+                self.quote_volumes = dict(v)
+            else:
+                setattr(self, k, int(v) if k in SERVER_CONFIG_INTS else v)
 
 
 # --------------------------------------------------------------------------------------------
@@ -747,9 +1151,90 @@ def _limit_for_weight(q):
     return 500
 
 
+def parse_nums(q, names):
+    """Shared checks: duplicate parameters (-1101), digits-only numbers (-1100).
+    Returns (error_body or None, {name: int or None})."""
+    for k in q.keys():
+        if len(q.getall(k)) > 1:
+            return err_body(-1101, "Duplicate values for a parameter detected."), None
+    nums = {}
+    for name in names:
+        v = q.get(name, "")
+        if v == "":
+            nums[name] = None
+            continue
+        if not v.isdigit() or len(v) > 20 or not v.isascii():
+            return err_body(-1100, "Illegal characters found in parameter '%s'; legal range is '%s'." % (name, DIGITS)), None
+        nums[name] = int(v)
+    return None, nums
+
+
+def parse_ticker(srv, q):
+    err, _ = parse_nums(q, ())
+    if err:
+        return err, None
+    sym = q.get("symbol", "")
+    if not sym:
+        return None, None
+    S = srv.by_name.get(sym)
+    if S is None or S.status != "TRADING":
+        return err_body(-1121, "Invalid symbol."), None
+    return None, S
+
+
+def parse_funding(srv, q):
+    err, nums = parse_nums(q, ("startTime", "endTime", "limit"))
+    if err:
+        return err, None
+    sym = q.get("symbol", "")
+    S = None
+    if sym:
+        S = srv.by_name.get(sym)
+        if S is None:
+            return err_body(-1121, "Invalid symbol."), None
+    limit = 100 if nums["limit"] is None else nums["limit"]
+    if limit < 1 or limit > 1000:
+        return err_body(-1130, "Data sent for parameter 'limit' is not valid."), None
+    st, en = nums["startTime"], nums["endTime"]
+    if st is not None and en is not None and st > en:
+        return err_body(-1023, "Start time is greater than end time."), None
+    return None, {"S": S, "start": st, "end": en, "limit": limit}
+
+
+def parse_oi(srv, q, now):
+    err, nums = parse_nums(q, ("startTime", "endTime", "limit"))
+    if err:
+        return json.dumps(dict(reversed(list(json.loads(err).items()))), separators=(",", ":")), None
+    sym = q.get("symbol", "")
+    period = q.get("period", "")
+    if not sym:
+        return err_body_data(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."), None
+    if not period:
+        return err_body_data(-1102, "Mandatory parameter 'period' was not sent, was empty/null, or malformed."), None
+    S = srv.by_name.get(sym)
+    if S is None:
+        return err_body_data(-1121, "Invalid symbol."), None
+    p = OI_PERIODS.get(period)
+    if p is None:
+        return err_body_data(-1130, "parameter 'period' is invalid."), None
+    limit = 30 if nums["limit"] is None else nums["limit"]
+    if limit < 1 or limit > 500:
+        return err_body_data(-1130, "parameter 'limit' is invalid."), None
+    st, en = nums["startTime"], nums["endTime"]
+    if st is not None and en is not None and st > en:
+        return err_body_data(-1023, "Start time is greater than end time."), None
+    if st is not None and oi_start_too_old(st, now):
+        return err_body_data(-1130, "parameter 'startTime' is invalid."), None
+    return None, {"S": S, "p": p, "start": st, "end": en, "limit": limit}
+
+
 def route_weight(path, q):
     if path == "/fapi/v1/klines":
         return klines_weight(_limit_for_weight(q))
+    if path == "/fapi/v1/ticker/24hr":
+        return 1 if q.get("symbol", "") else 40
+    if path in ENDPOINT_BY_PATH:
+        return 0  # own request limits (ENDPOINT_LIMITS) instead of weight
     return 1
 
 
@@ -764,16 +1249,17 @@ GARBAGE = (
 def make_app(srv):
     from aiohttp import web, WSMsgType
 
-    def headers(extra=None):
-        h = {"X-MBX-USED-WEIGHT-1M": str(srv.win_weight)}
+    def headers(extra=None, weight_header=True):
+        h = {"X-MBX-USED-WEIGHT-1M": str(srv.win_weight)} if weight_header else {}
         if extra:
             h.update(extra)
         return h
 
-    def jresp(status, body, extra=None):
+    def jresp(status, body, extra=None, weight_header=True):
         srv.stats.status(status)
         b = body.encode() if isinstance(body, str) else body
-        return web.Response(status=status, body=b, content_type="application/json", headers=headers(extra))
+        return web.Response(status=status, body=b, content_type="application/json",
+                            headers=headers(extra, weight_header))
 
     def rst(request):
         tr = request.transport
@@ -797,23 +1283,44 @@ def make_app(srv):
         srv.win_weight += weight
         st.weight_total += weight
         ip = request.remote or "127.0.0.1"
+        ep = ENDPOINT_BY_PATH.get(path)
+        if ep:
+            ep_count, ep_end = srv.endpoint_count(ep, now)
+        wh = not (ep == "oi" and not srv.oi_weight_header)
+
+        def reply(status, body, extra=None):
+            return jresp(status, body, extra, wh)
 
         # IP ban (418) then weight limit (429)
         if srv.banned_until > now:
             st.banned_418 += 1
-            return jresp(418, err_body(-1003, "Way too many requests; IP(%s) banned until %d. Please use the websocket for live updates to avoid bans." % (ip, srv.banned_until)),
+            return reply(418, err_body(-1003, "Way too many requests; IP(%s) banned until %d. Please use the websocket for live updates to avoid bans." % (ip, srv.banned_until)),
                          {"Retry-After": str(max(1, -(-(srv.banned_until - now) // 1000)))})
-        if srv.win_weight > srv.weight_limit:
+        if weight and srv.win_weight > srv.weight_limit:
             if srv.win_429 >= srv.ban_after:
                 srv.banned_until = now + srv.ban_seconds * 1000
                 st.banned_418 += 1
-                return jresp(418, err_body(-1003, "Way too many requests; IP(%s) banned until %d. Please use the websocket for live updates to avoid bans." % (ip, srv.banned_until)),
+                return reply(418, err_body(-1003, "Way too many requests; IP(%s) banned until %d. Please use the websocket for live updates to avoid bans." % (ip, srv.banned_until)),
                              {"Retry-After": str(max(1, srv.ban_seconds))})
             srv.win_429 += 1
             st.rate_limited_429 += 1
             retry = max(1, -(-((srv.win_minute + 1) * 60000 - now) // 1000))
-            return jresp(429, err_body(-1003, "Too many requests; current limit of IP(%s) is %d requests per minute. Please use the websocket for live updates to avoid polling the API." % (ip, srv.weight_limit)),
+            return reply(429, err_body(-1003, "Too many requests; current limit of IP(%s) is %d requests per minute. Please use the websocket for live updates to avoid polling the API." % (ip, srv.weight_limit)),
                          {"Retry-After": str(retry)})
+
+        if ep:
+            limit = getattr(srv, ENDPOINT_LIMITS[ep][2])
+            if ep_count > limit:
+                if srv.win_429 >= srv.ban_after:
+                    srv.banned_until = now + srv.ban_seconds * 1000
+                    st.banned_418 += 1
+                    return reply(418, err_body(-1003, "Way too many requests; IP(%s) banned until %d. Please use the websocket for live updates to avoid bans." % (ip, srv.banned_until)),
+                                 {"Retry-After": str(max(1, srv.ban_seconds))})
+                srv.win_429 += 1
+                st.endpoint_limited_429[ep] += 1
+                mk = err_body_data if ep == "oi" else err_body
+                return reply(429, mk(-1003, "Too many requests; current limit of IP(%s) is %d requests per 5 minutes. Please use the websocket for live updates to avoid polling the API." % (ip, limit)),
+                             {"Retry-After": str(max(1, -(-(ep_end - now) // 1000)))})
 
         faults = srv.draw_faults(path)
         for k in faults:
@@ -826,27 +1333,27 @@ def make_app(srv):
         if "status_5xx" in faults:
             variant = srv.rng.randrange(4)
             if variant == 0:
-                return jresp(500, err_body(-1000, "An unknown error occured while processing the request."))
+                return reply(500, err_body(-1000, "An unknown error occured while processing the request."))
             if variant == 1:
                 srv.stats.status(502)
-                return web.Response(status=502, body=GARBAGE[0], content_type="text/html", headers=headers())
+                return web.Response(status=502, body=GARBAGE[0], content_type="text/html", headers=headers(None, wh))
             if variant == 2:
-                return jresp(503, err_body(-1001, "Internal error; unable to process your request. Please try again."))
-            return jresp(503, err_body(-1001, "Service Unavailable."))
+                return reply(503, err_body(-1001, "Internal error; unable to process your request. Please try again."))
+            return reply(503, err_body(-1001, "Service Unavailable."))
         if "status_429" in faults:
             st.injected_429 += 1
-            return jresp(429, err_body(-1003, "Too many requests; current limit of IP(%s) is %d requests per minute. Please use the websocket for live updates to avoid polling the API." % (ip, srv.weight_limit)),
+            return reply(429, err_body(-1003, "Too many requests; current limit of IP(%s) is %d requests per minute. Please use the websocket for live updates to avoid polling the API." % (ip, srv.weight_limit)),
                          {"Retry-After": "1"})
         if "garbage" in faults:
-            return jresp(200, GARBAGE[srv.rng.randrange(len(GARBAGE))])
+            return reply(200, GARBAGE[srv.rng.randrange(len(GARBAGE))])
 
         status, body = route(path, q, now)
         data = body.encode()
         if "truncate_json" in faults:
-            return jresp(status, data[:max(1, len(data) // 2)])
+            return reply(status, data[:max(1, len(data) // 2)])
         if "truncate" in faults or "stall" in faults:
             st.status(status)
-            resp = web.StreamResponse(status=status, headers=headers())
+            resp = web.StreamResponse(status=status, headers=headers(None, wh))
             resp.content_type = "application/json"
             resp.content_length = len(data)
             await resp.prepare(request)
@@ -861,7 +1368,7 @@ def make_app(srv):
             await resp.write(data)
             await resp.write_eof()
             return resp
-        return jresp(status, data)
+        return reply(status, data)
 
     def route(path, q, now):
         if path == "/fapi/v1/time":
@@ -890,8 +1397,34 @@ def make_app(srv):
             opens = select_opens(p["S"], p["iv"], p["start"], p["end"], p["limit"], now)
             srv.stats.klines_rows += len(opens)
             return 200, klines_body(p["S"], p["iv"], opens, now)
-        # Later phase: /fapi/v1/ticker/24hr, /fapi/v1/fundingRate, /futures/data/openInterestHist
-        # belong here (each with its own weight in route_weight()).
+        if path == "/fapi/v1/ticker/24hr":
+            err, S = parse_ticker(srv, q)
+            if err:
+                return 400, err
+            if S is not None:
+                srv.stats.ticker_rows += 1
+                return 200, ticker_json(S, srv.board_epoch, srv.quote_volumes, now)
+            syms = ticker_symbols(srv.symbols)
+            srv.stats.ticker_rows += len(syms)
+            return 200, "[" + ",".join(ticker_json(S, srv.board_epoch, srv.quote_volumes, now) for S in syms) + "]"
+        if path == "/fapi/v1/fundingRate":
+            err, p = parse_funding(srv, q)
+            if err:
+                return 400, err
+            if p["S"] is not None:
+                rows = [(p["S"], r) for r in select_funding(p["S"], p["start"], p["end"], p["limit"], now)]
+            else:
+                rows = select_funding_all(srv.symbols, p["start"], p["end"], p["limit"], now)
+            srv.stats.funding_rows += len(rows)
+            return 200, "[" + ",".join(funding_row_json(S, r) for S, r in rows) + "]"
+        if path == "/futures/data/openInterestHist":
+            err, p = parse_oi(srv, q, now)
+            if err:
+                return 400, err
+            S = p["S"]
+            ts = select_oi(S, p["p"], p["start"], p["end"], p["limit"], now)
+            srv.stats.oi_rows += len(ts)
+            return 200, "[" + ",".join(oi_row_json(S, T, bool(srv.oi_timestamp_as_string)) for T in ts) + "]"
         return 404, ""
 
     # ---- control endpoints -------------------------------------------------------------------
@@ -921,13 +1454,7 @@ def make_app(srv):
                 return ok({"result": "reset"})
             if path == "/_fake/config":
                 if method == "POST":
-                    cfg = await body_json()
-                    for k, v in cfg.items():
-                        if k not in srv.config_json():
-                            raise ValueError("unknown config key %s" % k)
-                        if not isinstance(v, (int, float)):
-                            raise ValueError("config %s must be a number" % k)
-                        setattr(srv, k, v)
+                    srv.set_config(await body_json())
                 return ok(srv.config_json())
             if path == "/_fake/firehose" and method == "POST":
                 cfg = await body_json()
@@ -1302,6 +1829,9 @@ def main(argv=None):
     s.add_argument("--ws-ping-interval", type=float, default=180.0, help="seconds")
     s.add_argument("--ws-pong-timeout", type=float, default=600.0, help="seconds")
     s.add_argument("--ws-max-msg-rate", type=int, default=10, help="incoming messages per second")
+    s.add_argument("--board-epoch", type=int, default=0, help="reshuffles every ticker quoteVolume")
+    s.add_argument("--funding-limit", type=int, default=500, help="fundingRate requests per 5 min")
+    s.add_argument("--oi-limit", type=int, default=1000, help="openInterestHist requests per 5 min")
 
     t = sub.add_parser("truth", help="CSV of closed candles with open_time in [START_MS, END_MS)")
     t.add_argument("symbol")
@@ -1319,11 +1849,36 @@ def main(argv=None):
     p.add_argument("--limit", type=int, default=499)
     add_symbol_args(p)
 
+    tk = sub.add_parser("ticker", help="CSV symbol,quoteVolume of GET /fapi/v1/ticker/24hr")
+    add_symbol_args(tk)
+    tk.add_argument("--board-epoch", type=int, default=0)
+
+    f = sub.add_parser("funding", help="CSV of funding rows with START_MS <= fundingTime <= END_MS")
+    f.add_argument("symbol")
+    f.add_argument("start_ms", type=int)
+    f.add_argument("end_ms", type=int)
+    f.add_argument("--now", type=int, default=None, help="pretend the current time is MS")
+    add_symbol_args(f)
+
+    o = sub.add_parser("oi", help="CSV of open-interest rows with START_MS <= timestamp <= END_MS")
+    o.add_argument("symbol")
+    o.add_argument("period")
+    o.add_argument("start_ms", type=int)
+    o.add_argument("end_ms", type=int)
+    o.add_argument("--now", type=int, default=None, help="pretend the current time is MS")
+    add_symbol_args(o)
+
     args = ap.parse_args(argv)
     if args.cmd == "truth":
         return cmd_truth(args)
     if args.cmd == "pages":
         return cmd_pages(args)
+    if args.cmd == "ticker":
+        return cmd_ticker(args)
+    if args.cmd == "funding":
+        return cmd_funding(args)
+    if args.cmd == "oi":
+        return cmd_oi(args)
     # A SIGTERM/SIGINT that arrives before the event loop installs its own handlers still
     # exits cleanly with status 0.
     def _early_exit(signum, frame):

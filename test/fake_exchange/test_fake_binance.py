@@ -25,7 +25,9 @@ DAY = 86_400_000
 
 DEFAULT_CONFIG = {"weight_limit": 100000, "ban_after": 5, "ban_seconds": 120, "clock_offset_ms": 0,
                   "ws_interval_ms": 250, "ws_max_streams": 200, "ws_max_lifetime": 86400,
-                  "ws_ping_interval": 180, "ws_pong_timeout": 600, "ws_max_msg_rate": 10}
+                  "ws_ping_interval": 180, "ws_pong_timeout": 600, "ws_max_msg_rate": 10,
+                  "board_epoch": 0, "quote_volumes": {}, "funding_limit": 500, "oi_limit": 1000,
+                  "oi_timestamp_as_string": 0, "oi_weight_header": 1}
 
 
 def run_cli(*args):
@@ -529,6 +531,355 @@ class FakeBinanceTest(unittest.TestCase):
             self.assertIn(k, stats)
         self.assertEqual(stats["requests"]["/fapi/v1/klines"], 50)
         self.assertGreater(stats["klines_rows"], 0)
+
+    # ---- /fapi/v1/ticker/24hr ---------------------------------------------------------------
+    TICKER_KEYS = ["symbol", "priceChange", "priceChangePercent", "weightedAvgPrice", "lastPrice", "lastQty",
+                   "openPrice", "highPrice", "lowPrice", "volume", "quoteVolume", "openTime", "closeTime",
+                   "firstId", "lastId", "count"]
+
+    def check_ticker(self, t, now):
+        self.assertEqual(list(t), self.TICKER_KEYS)
+        for k in self.TICKER_KEYS[1:11]:
+            self.assertIsInstance(t[k], str, k)
+            float(t[k])
+        for k in self.TICKER_KEYS[11:]:
+            self.assertIsInstance(t[k], int, k)
+        S = self.symbol(t["symbol"])
+        for k in ("weightedAvgPrice", "lastPrice", "openPrice", "highPrice", "lowPrice", "priceChange"):
+            self.assertEqual(len(t[k].split(".")[1]) if "." in t[k] else 0, S.pp, (k, t[k]))
+        self.assertTrue(float(t["lowPrice"]) <= float(t["weightedAvgPrice"]) <= float(t["highPrice"]), t)
+        self.assertTrue(float(t["lowPrice"]) <= float(t["lastPrice"]) <= float(t["highPrice"]), t)
+        self.assertAlmostEqual(float(t["priceChange"]), float(t["lastPrice"]) - float(t["openPrice"]), places=6)
+        self.assertLessEqual(t["closeTime"], now + 5000)
+        self.assertEqual(t["openTime"] % MIN, 0)
+        self.assertTrue(DAY <= t["closeTime"] - t["openTime"] < DAY + MIN)
+        self.assertEqual(t["lastId"] - t["firstId"] + 1, t["count"])
+
+    def ticker_cli(self, *extra):
+        return dict(ln.split(",") for ln in run_cli("ticker", *extra).splitlines())
+
+    def test_ticker_shapes_weights_errors(self):
+        self.avoid_minute_edge(2)
+        now = self.server_time()
+        st, h, t = self.get_json("/fapi/v1/ticker/24hr?symbol=BTCUSDT")
+        self.assertEqual(st, 200)
+        self.assertIsInstance(t, dict)
+        self.check_ticker(t, now)
+        self.assertEqual(h["x-mbx-used-weight-1m"], "2")  # 1 (time) + 1
+        st, h, arr = self.get_json("/fapi/v1/ticker/24hr")
+        self.assertEqual(st, 200)
+        self.assertEqual(h["x-mbx-used-weight-1m"], "42")  # + 40
+        self.assertIsInstance(arr, list)
+        # TRADING perpetuals and delivery contracts; the SETTLING symbol is not listed
+        self.assertEqual([x["symbol"] for x in arr], ["BTCUSDT", "ETHUSDT", "NEWUSDT", "BTCUSDT_261225"])
+        for x in arr:
+            self.check_ticker(x, now)
+        self.assertEqual(arr[0]["quoteVolume"], t["quoteVolume"])
+        for qs in ("symbol=FOOUSDT", "symbol=btcusdt", "symbol=OLDUSDT"):
+            st, h, body = self.get_json("/fapi/v1/ticker/24hr?" + qs)
+            self.assertEqual((st, body), (400, {"code": -1121, "msg": "Invalid symbol."}), qs)
+        st, _, body = self.get_json("/fapi/v1/ticker/24hr?symbol=BTCUSDT&symbol=ETHUSDT")
+        self.assertEqual(body["code"], -1101)
+        self.assertEqual(self.control("/_fake/stats")["weight_total"], 1 + 1 + 40 + 1 + 1 + 1 + 1)
+
+    def test_ticker_board_epoch_and_pins(self):
+        def served():
+            return {x["symbol"]: x["quoteVolume"] for x in self.get_json("/fapi/v1/ticker/24hr")[2]}
+
+        def ranking(qv):
+            return [k for k, _ in sorted(qv.items(), key=lambda kv: (-float(kv[1]), kv[0]))]
+        self.assertEqual(served(), self.ticker_cli())
+        self.assertEqual(served(), served())  # stable within an epoch
+        rankings = {}
+        for epoch in (0, 1, 2, 3):
+            truth = self.ticker_cli("--board-epoch", str(epoch))
+            self.control("/_fake/config", {"board_epoch": epoch})
+            self.assertEqual(served(), truth, epoch)
+            for v in truth.values():
+                self.assertRegex(v, r"^[0-9]+\.[0-9]{2}$")
+            rankings[epoch] = ranking(truth)
+        self.assertGreater(len({tuple(r) for r in rankings.values()}), 1, rankings)
+        # back to epoch 0 gives the same board again
+        self.control("/_fake/config", {"board_epoch": 0})
+        self.assertEqual(served(), self.ticker_cli())
+        # pinned values win over the epoch, and are served verbatim
+        cfg = self.control("/_fake/config", {"quote_volumes": {"NEWUSDT": "99999999999.99", "ETHUSDT": "1.5"}})
+        self.assertEqual(cfg["quote_volumes"], {"NEWUSDT": "99999999999.99", "ETHUSDT": "1.5"})
+        qv = served()
+        self.assertEqual((qv["NEWUSDT"], qv["ETHUSDT"]), ("99999999999.99", "1.5"))
+        self.assertEqual(ranking(qv)[0], "NEWUSDT")
+        self.assertEqual(ranking(qv)[-1], "ETHUSDT")
+        self.assertEqual(self.get_json("/fapi/v1/ticker/24hr?symbol=NEWUSDT")[2]["quoteVolume"], "99999999999.99")
+        self.control("/_fake/config", {"board_epoch": 2})
+        self.assertEqual(served()["NEWUSDT"], "99999999999.99")
+        for bad in ({"quote_volumes": {"FOOUSDT": "1"}}, {"quote_volumes": {"BTCUSDT": 5}},
+                    {"quote_volumes": {"BTCUSDT": "-1"}}, {"board_epoch": 1.5}, {"quote_volumes": []}):
+            self.assertEqual(self.req("/_fake/config", "POST", bad)[0], 400, bad)
+        self.control("/_fake/config", {"quote_volumes": {}})
+        self.assertEqual(served(), self.ticker_cli("--board-epoch", "2"))
+        # synthetic boards
+        a = self.ticker_cli("--synthetic", "30")
+        b = self.ticker_cli("--synthetic", "30", "--board-epoch", "7")
+        self.assertEqual(len(a), 34)
+        self.assertNotEqual(ranking(a), ranking(b))
+
+    # ---- /fapi/v1/fundingRate ---------------------------------------------------------------
+    def funding(self, expect=200, **params):
+        q = "&".join("%s=%s" % kv for kv in params.items())
+        st, h, body = self.get_json("/fapi/v1/fundingRate?" + q)
+        self.assertEqual(st, expect, body)
+        return body, h
+
+    def funding_truth(self, sym, start, end, now=None):
+        args = ["funding", sym, str(start), str(end)]
+        if now is not None:
+            args += ["--now", str(now)]
+        return [ln.split(",") for ln in run_cli(*args).splitlines()]
+
+    def test_funding_shape_truth_and_paging(self):
+        now = self.server_time()
+        rows, h = self.funding(symbol="BTCUSDT", limit=3)
+        self.assertEqual(h["x-mbx-used-weight-1m"], "1")  # only /fapi/v1/time counted: weight 0
+        for r in rows:
+            self.assertEqual(list(r), ["symbol", "fundingTime", "fundingRate", "markPrice"])
+            self.assertIsInstance(r["fundingTime"], int)
+            self.assertRegex(r["fundingRate"], r"^-?[0-9]\.[0-9]{8}$")
+            self.assertRegex(r["markPrice"], r"^[0-9]+\.[0-9]{8}$")
+            self.assertTrue(0 <= r["fundingTime"] % (8 * HOUR) <= 30, r)
+            self.assertLessEqual(r["fundingTime"], now + 1000)
+        # paging forward over two years with limit 1000 == the truth CLI, value for value
+        start, end = fb.days_from_civil(2023, 6, 1) * DAY, fb.days_from_civil(2025, 6, 1) * DAY
+        got, st = [], start
+        while True:
+            page, _ = self.funding(symbol="ETHUSDT", startTime=st, endTime=end, limit=1000)
+            got += page
+            if len(page) < 1000:
+                break
+            st = page[-1]["fundingTime"] + 1
+        truth = self.funding_truth("ETHUSDT", start, end)
+        self.assertEqual(len(got), len(truth))
+        self.assertGreater(len(truth), 1000)
+        for r, t in zip(got, truth):
+            self.assertEqual([r["symbol"], str(r["fundingTime"]), r["fundingRate"], r["markPrice"]], t)
+        # markPrice is "" on rows before 2023-11-01 (as in live history), present after
+        old = [r for r in got if r["fundingTime"] < fb.MARK_PRICE_SINCE]
+        self.assertTrue(old and all(r["markPrice"] == "" for r in old))
+        self.assertTrue(all(r["markPrice"] for r in got if r["fundingTime"] >= fb.MARK_PRICE_SINCE))
+        # startTime/endTime both inclusive on the served fundingTime (jitter included)
+        ft = [r["fundingTime"] for r in got[10:16]]
+        rows, _ = self.funding(symbol="ETHUSDT", startTime=ft[0], endTime=ft[5])
+        self.assertEqual([r["fundingTime"] for r in rows], ft)
+        rows, _ = self.funding(symbol="ETHUSDT", startTime=ft[0] + 1, endTime=ft[5] - 1)
+        self.assertEqual([r["fundingTime"] for r in rows], ft[1:5])
+        # more rows than limit between start and end: `limit` rows counting from startTime
+        rows, _ = self.funding(symbol="ETHUSDT", startTime=ft[0], endTime=end, limit=4)
+        self.assertEqual([r["fundingTime"] for r in rows], ft[:4])
+        # only endTime: the `limit` rows up to it
+        rows, _ = self.funding(symbol="ETHUSDT", endTime=ft[5], limit=3)
+        self.assertEqual([r["fundingTime"] for r in rows], ft[3:6])
+        # neither: the most recent `limit` (default 100), at most 500 whatever limit says
+        recent, _ = self.funding(symbol="BTCUSDT")
+        self.assertEqual(len(recent), 100)
+        self.assertGreater(recent[-1]["fundingTime"], now - 8 * HOUR - 1000)
+        big, _ = self.funding(symbol="BTCUSDT", limit=1000)
+        self.assertEqual(len(big), 500)
+        self.assertEqual(big[-100:], recent)
+        t2 = self.funding_truth("BTCUSDT", big[0]["fundingTime"], now, now=now)
+        self.assertEqual([int(t[1]) for t in t2[:500]], [r["fundingTime"] for r in big])
+        # no symbol: every perpetual, ascending, same jitter for every symbol at one boundary
+        allrows, _ = self.funding(startTime=fb.days_from_civil(2026, 1, 1) * DAY, limit=40)
+        self.assertEqual(len(allrows), 40)
+        self.assertEqual(allrows, sorted(allrows, key=lambda r: (r["fundingTime"], r["symbol"])))
+        by_b = {}
+        for r in allrows:
+            by_b.setdefault(r["fundingTime"] - r["fundingTime"] % HOUR, set()).add(r["fundingTime"])
+        self.assertTrue(all(len(v) == 1 for v in by_b.values()), by_b)
+        self.assertTrue({"BTCUSDT", "ETHUSDT", "OLDUSDT"} <= {r["symbol"] for r in allrows})
+        # delivery contracts have no funding
+        self.assertEqual(self.funding(symbol="BTCUSDT_261225")[0], [])
+
+    def test_funding_intervals_listing_delisting(self):
+        now = self.server_time()
+        day = (now - 3 * DAY) // DAY * DAY
+
+        def per_day(sym, d):
+            return len(self.funding(symbol=sym, startTime=d, endTime=d + DAY - 1)[0])
+        self.assertEqual(per_day("BTCUSDT", day), 3)
+        self.assertEqual(per_day("ETHUSDT", day), 6)  # 4 h
+        self.assertEqual(per_day("NEWUSDT", day), 6)  # 4 h from listing
+        self.assertEqual(per_day("ETHUSDT", fb.days_from_civil(2024, 12, 30) * DAY), 3)  # 8 h before the switch
+        switch = self.funding(symbol="ETHUSDT", startTime=fb.ETH_FUNDING_4H_SINCE - DAY, limit=8)[0]
+        gaps = [(b["fundingTime"] - b["fundingTime"] % HOUR) - (a["fundingTime"] - a["fundingTime"] % HOUR)
+                for a, b in zip(switch, switch[1:])]
+        self.assertEqual(gaps, [8 * HOUR] * 3 + [4 * HOUR] * 4)
+        hours = {r["fundingTime"] // HOUR % 24 for r in self.funding(symbol="BTCUSDT", limit=30)[0]}
+        self.assertEqual(hours, {0, 8, 16})
+        # nothing before onboardDate
+        S = self.symbol("NEWUSDT")
+        rows = self.funding(symbol="NEWUSDT", startTime=0, limit=5)[0]
+        self.assertEqual(rows[0]["fundingTime"] - rows[0]["fundingTime"] % HOUR, S.onboard + 4 * HOUR)
+        self.assertEqual(self.funding(symbol="NEWUSDT", endTime=S.onboard)[0], [])
+        self.assertEqual(self.funding_truth("NEWUSDT", 0, S.onboard), [])
+        rows = self.funding(symbol="BTCUSDT", startTime=0, limit=1)[0]
+        self.assertGreater(rows[0]["fundingTime"], self.symbol("BTCUSDT").onboard)
+        # delisted: history up to the delisting, nothing after
+        old = self.symbol("OLDUSDT")
+        rows = self.funding(symbol="OLDUSDT")[0]
+        self.assertLess(rows[-1]["fundingTime"], old.end_ms)
+        self.assertGreater(rows[-1]["fundingTime"], old.end_ms - 8 * HOUR)
+        # synthetic rule: every fourth synthetic symbol (index % 4 == 1) funds every 4 h
+        d = fb.days_from_civil(2026, 3, 1) * DAY
+        for sym, n in (("S0000USDT", 3), ("S0001USDT", 6), ("S0005USDT", 6)):
+            out = run_cli("funding", sym, str(d), str(d + DAY - 1), "--synthetic", "8")
+            self.assertEqual(len(out.splitlines()), n, sym)
+
+    def test_funding_errors(self):
+        cases = (
+            ("symbol=FOOUSDT", -1121, "Invalid symbol."),
+            ("symbol=btcusdt", -1121, "Invalid symbol."),
+            ("symbol=BTCUSDT&limit=1001", -1130, "Data sent for parameter 'limit' is not valid."),
+            ("symbol=BTCUSDT&limit=0", -1130, "Data sent for parameter 'limit' is not valid."),
+            ("symbol=BTCUSDT&startTime=10&endTime=9", -1023, "Start time is greater than end time."),
+            ("symbol=BTCUSDT&startTime=abc", -1100,
+             "Illegal characters found in parameter 'startTime'; legal range is '^[0-9]{1,20}$'."),
+            ("symbol=BTCUSDT&symbol=ETHUSDT", -1101, "Duplicate values for a parameter detected."),
+        )
+        for qs, code, msg in cases:
+            st, h, body = self.get_json("/fapi/v1/fundingRate?" + qs)
+            self.assertEqual((st, body), (400, {"code": code, "msg": msg}), qs)
+            self.assertIn("x-mbx-used-weight-1m", h)
+        self.assertEqual(self.funding(symbol="BTCUSDT", limit=1000, startTime=0)[0][0]["symbol"], "BTCUSDT")
+
+    @staticmethod
+    def avoid_5min_edge(margin=2.0):
+        s = time.time() % 300
+        if s > 300 - margin:
+            time.sleep(300 - s + 0.05)
+
+    def test_endpoint_request_limits(self):
+        self.avoid_5min_edge(3)
+        self.control("/_fake/config", {"funding_limit": 4, "oi_limit": 3, "ban_after": 3, "ban_seconds": 1})
+        self.control("/_fake/reset", {})
+        for i in range(4):
+            self.funding(symbol="BTCUSDT", limit=1)
+        st, h, body = self.get_json("/fapi/v1/fundingRate?symbol=BTCUSDT&limit=1")
+        self.assertEqual(st, 429)
+        self.assertEqual(body, {"code": -1003, "msg": "Too many requests; current limit of IP(127.0.0.1) is 4 "
+                                "requests per 5 minutes. Please use the websocket for live updates to avoid polling the API."})
+        self.assertTrue(1 <= int(h["retry-after"]) <= 300)
+        self.assertIn("x-mbx-used-weight-1m", h)
+        # the weight budget and the other limit are separate
+        self.assertEqual(self.req("/fapi/v1/time")[0], 200)
+        for i in range(3):
+            self.assertEqual(self.req("/futures/data/openInterestHist?symbol=BTCUSDT&period=1h")[0], 200)
+        st, h, body = self.get_json("/futures/data/openInterestHist?symbol=BTCUSDT&period=1h")
+        self.assertEqual(st, 429)
+        self.assertEqual(body["code"], -1003)
+        self.assertIn("is 3 requests per 5 minutes", body["msg"])
+        stats = self.control("/_fake/stats")
+        self.assertEqual(stats["endpoint_limited_429"], {"funding": 1, "oi": 1})
+        self.assertEqual(stats["endpoint_window_requests"], {"funding": 5, "oi": 4})
+        self.assertEqual(stats["rate_limited_429"], 0)
+        self.assertEqual(stats["weight_total"], 1)  # fundingRate and openInterestHist weigh 0
+        # hammering on after 429s ends in a 418 ban, like the weight limit
+        st, _, _ = self.get_json("/fapi/v1/fundingRate?symbol=BTCUSDT")
+        self.assertEqual(st, 429)
+        st, h, body = self.get_json("/fapi/v1/fundingRate?symbol=BTCUSDT")
+        self.assertEqual(st, 418)
+        self.assertTrue(body["msg"].startswith("Way too many requests; IP(127.0.0.1) banned until "))
+        time.sleep(1.1)
+        self.control("/_fake/config", {"funding_limit": 500, "oi_limit": 1000})
+        self.assertEqual(self.req("/fapi/v1/fundingRate?symbol=BTCUSDT&limit=1")[0], 200)
+
+    # ---- /futures/data/openInterestHist -----------------------------------------------------
+    def oi(self, expect=200, **params):
+        q = "&".join("%s=%s" % kv for kv in params.items())
+        st, h, body = self.get_json("/futures/data/openInterestHist?" + q)
+        self.assertEqual(st, expect, body)
+        return body, h
+
+    def test_oi_shape_window_and_truth(self):
+        now = self.server_time()
+        rows, h = self.oi(symbol="BTCUSDT", period="5m")
+        self.assertEqual(len(rows), 30)  # default limit
+        self.assertEqual(h["x-mbx-used-weight-1m"], "1")  # weight 0
+        for r in rows:
+            self.assertEqual(list(r), ["symbol", "sumOpenInterest", "sumOpenInterestValue",
+                                       "CMCCirculatingSupply", "timestamp"])
+            self.assertIsInstance(r["timestamp"], int)
+            for k in ("sumOpenInterest", "sumOpenInterestValue", "CMCCirculatingSupply"):
+                self.assertIsInstance(r[k], str)
+                self.assertGreater(float(r[k]), 0)
+            self.assertRegex(r["sumOpenInterest"], r"^[0-9]+\.[0-9]{8}$")
+            self.assertRegex(r["sumOpenInterestValue"], r"^[0-9]+\.[0-9]{8}$")
+            self.assertEqual(r["timestamp"] % (5 * MIN), 0)
+        self.assertEqual([r["timestamp"] for r in rows], list(range(rows[0]["timestamp"], rows[-1]["timestamp"] + 1, 5 * MIN)))
+        self.assertLessEqual(rows[-1]["timestamp"], now + 1000)
+        self.assertGreater(rows[-1]["timestamp"], now - 5 * MIN - 1000)
+        # only the latest 30 days exist: 4h x 500 gives 30 days' worth, 1d every day of the window
+        p4 = 4 * HOUR
+        rows4, _ = self.oi(symbol="BTCUSDT", period="4h", limit=500)
+        lo = -(-(now - 30 * DAY) // p4) * p4
+        self.assertIn(len(rows4), (180, 181))
+        self.assertTrue(rows4[0]["timestamp"] >= lo - p4 and rows4[0]["timestamp"] >= now - 30 * DAY - 1000)
+        self.assertEqual(self.oi(symbol="BTCUSDT", period="1d", limit=500)[0][0]["timestamp"] % DAY, 0)
+        # the same instant shows the same snapshot in every period that has it
+        by_t4 = {r["timestamp"]: r for r in rows4}
+        for r in self.oi(symbol="BTCUSDT", period="1h", limit=100)[0]:
+            if r["timestamp"] in by_t4:
+                self.assertEqual(r, by_t4[r["timestamp"]])
+        # startTime within the window is served from there; older is refused with -1130
+        st_ok = now - 30 * DAY + MIN
+        rows, _ = self.oi(symbol="BTCUSDT", period="1h", startTime=st_ok, limit=5)
+        self.assertEqual(rows[0]["timestamp"], -(-st_ok // HOUR) * HOUR)
+        body, h = self.oi(400, symbol="BTCUSDT", period="1h", startTime=now - 31 * DAY)
+        self.assertEqual(body, {"msg": "parameter 'startTime' is invalid.", "code": -1130})
+        self.assertEqual(self.req("/futures/data/openInterestHist?symbol=BTCUSDT&period=1h&startTime=%d"
+                                  % (now - 31 * DAY))[2], b'{"msg":"parameter \'startTime\' is invalid.","code":-1130}')
+        self.assertEqual(self.oi(symbol="BTCUSDT", period="1h", endTime=now - 40 * DAY)[0], [])
+        # endTime only: the `limit` rows up to it; start+end: `limit` counting from startTime
+        e = now - 5 * DAY
+        rows, _ = self.oi(symbol="ETHUSDT", period="15m", endTime=e, limit=4)
+        self.assertEqual(rows[-1]["timestamp"], e - e % (15 * MIN))
+        s0 = now - 12 * DAY
+        rows, _ = self.oi(symbol="ETHUSDT", period="15m", startTime=s0, endTime=e, limit=500)
+        self.assertEqual(len(rows), 500)
+        self.assertEqual(rows[0]["timestamp"], -(-s0 // (15 * MIN)) * 15 * MIN)
+        # truth CLI == endpoint, and covers exactly what can be served now
+        truth = [ln.split(",") for ln in run_cli("oi", "ETHUSDT", "15m", str(s0), str(e), "--now", str(now)).splitlines()]
+        self.assertEqual([[r["symbol"], str(r["timestamp"]), r["sumOpenInterest"], r["sumOpenInterestValue"]]
+                          for r in rows], truth[:500])
+        full = run_cli("oi", "BTCUSDT", "1h", "0", str(now), "--now", str(now)).splitlines()
+        self.assertIn(len(full), (720, 721))
+        self.assertGreaterEqual(int(full[0].split(",")[1]), now - 30 * DAY)
+        # listing: NEWUSDT (10 days old) has rows from its onboardDate only
+        S = self.symbol("NEWUSDT")
+        rows, _ = self.oi(symbol="NEWUSDT", period="1d", limit=500)
+        self.assertEqual(rows[0]["timestamp"], S.onboard)
+        self.assertEqual(len(rows), 11)
+
+    def test_oi_errors_and_switches(self):
+        cases = (
+            ("period=5m", -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."),
+            ("symbol=BTCUSDT", -1102, "Mandatory parameter 'period' was not sent, was empty/null, or malformed."),
+            ("symbol=FOOUSDT&period=5m", -1121, "Invalid symbol."),
+            ("symbol=BTCUSDT&period=1m", -1130, "parameter 'period' is invalid."),
+            ("symbol=BTCUSDT&period=8h", -1130, "parameter 'period' is invalid."),
+            ("symbol=BTCUSDT&period=5m&limit=501", -1130, "parameter 'limit' is invalid."),
+            ("symbol=BTCUSDT&period=5m&limit=0", -1130, "parameter 'limit' is invalid."),
+            ("symbol=BTCUSDT&period=5m&startTime=x", -1100,
+             "Illegal characters found in parameter 'startTime'; legal range is '^[0-9]{1,20}$'."),
+        )
+        for qs, code, msg in cases:
+            st, h, data = self.req("/futures/data/openInterestHist?" + qs)
+            self.assertEqual(st, 400, qs)
+            self.assertEqual(list(json.loads(data).items()), [("msg", msg), ("code", code)], qs)
+        self.assertEqual(len(self.oi(symbol="BTCUSDT", period="5m", limit=500)[0]), 500)
+        self.control("/_fake/config", {"oi_timestamp_as_string": 1, "oi_weight_header": 0})
+        rows, h = self.oi(symbol="BTCUSDT", period="1h", limit=2)
+        self.assertIsInstance(rows[0]["timestamp"], str)
+        self.assertNotIn("x-mbx-used-weight-1m", h)
+        self.assertIn("x-mbx-used-weight-1m", self.req("/fapi/v1/time")[1])
 
     # ---- WebSocket --------------------------------------------------------------------------
     def ws_run(self, coro_fn, timeout=15):
