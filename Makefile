@@ -21,6 +21,7 @@ OBJS = \
 	src/rest.o \
 	src/instruments.o \
 	src/backfill.o \
+	src/derivs.o \
 	src/watch.o \
 	src/stream.o \
 	src/launcher.o \
@@ -52,3 +53,6 @@ PROVE_FLAGS += -I test/perl
 .PHONY: prove_installcheck
 prove_installcheck:
 	$(prove_installcheck)
+
+# PGXS tracks no header dependencies: rebuild everything when a header changes
+$(OBJS): $(wildcard $(srcdir)/src/*.h)

@@ -147,14 +147,55 @@ SELECT pg_catalog.pg_extension_config_dump('mdfeed.symbol_lists', '');
  * The effective set: whitelisted, not blacklisted, and listed by the
  * exchange as a trading perpetual.  The stream and watch workers follow it.
  */
+CREATE TABLE mdfeed.auto_tracked (
+	exchange text NOT NULL,
+	symbol text NOT NULL,
+	quote_volume numeric NOT NULL,
+	rank integer NOT NULL,
+	ranked_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (exchange, symbol)
+);
+COMMENT ON TABLE mdfeed.auto_tracked IS 'the top of the board, tracked when mdfeed.auto_track_top_n > 0';
+
 CREATE VIEW mdfeed.tracked AS
-	SELECT w.exchange, w.symbol, 'whitelist'::text AS source, w.added_at
-	FROM mdfeed.symbol_lists w
-	JOIN mdfeed.instruments i ON i.exchange = w.exchange AND i.symbol = w.symbol
-	WHERE w.list = 'whitelist'
-	  AND i.status = 'TRADING' AND i.contract_type = 'PERPETUAL'
+	SELECT c.exchange, c.symbol, c.source, c.since
+	FROM (
+		SELECT w.exchange, w.symbol, 'whitelist'::text AS source, w.added_at AS since
+		FROM mdfeed.symbol_lists w WHERE w.list = 'whitelist'
+		UNION ALL
+		SELECT a.exchange, a.symbol, 'auto'::text, a.ranked_at
+		FROM mdfeed.auto_tracked a
+		WHERE NOT EXISTS (SELECT 1 FROM mdfeed.symbol_lists w
+						  WHERE w.exchange = a.exchange AND w.symbol = a.symbol AND w.list = 'whitelist')
+	) c
+	JOIN mdfeed.instruments i ON i.exchange = c.exchange AND i.symbol = c.symbol
+	WHERE i.status = 'TRADING' AND i.contract_type = 'PERPETUAL'
 	  AND NOT EXISTS (SELECT 1 FROM mdfeed.symbol_lists b
-					  WHERE b.exchange = w.exchange AND b.symbol = w.symbol AND b.list = 'blacklist');
+					  WHERE b.exchange = c.exchange AND b.symbol = c.symbol AND b.list = 'blacklist');
+
+/* Derivatives data, kept exactly as the exchange sends it. */
+CREATE TABLE mdfeed.open_interest_1h (
+	symbol text NOT NULL,
+	ts timestamptz NOT NULL,
+	sum_open_interest numeric NOT NULL,
+	sum_open_interest_value numeric NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (symbol, ts)
+);
+COMMENT ON TABLE mdfeed.open_interest_1h IS 'hourly open interest (the exchange keeps only 30 days: mdfeed keeps it all)';
+SELECT pg_catalog.pg_extension_config_dump('mdfeed.open_interest_1h', '');
+
+CREATE TABLE mdfeed.funding_rates (
+	symbol text NOT NULL,
+	funding_time timestamptz NOT NULL,
+	funding_rate numeric NOT NULL,
+	mark_price numeric,
+	exchange_time timestamptz NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (symbol, funding_time)
+);
+COMMENT ON TABLE mdfeed.funding_rates IS 'funding events; funding_time is the exchange''s time rounded down to the minute';
+SELECT pg_catalog.pg_extension_config_dump('mdfeed.funding_rates', '');
 
 /*
  * Ranges the exchange confirmed it has no candles for (before a listing,
@@ -239,12 +280,12 @@ COMMENT ON FUNCTION mdfeed_gaps(text, text, timestamptz, timestamptz, text)
 IS 'ranges of closed candles missing from mdfeed.candles_<interval>';
 
 /*
- * mdfeed.queue_sync queues a candles job for the workers' own purposes
- * (startup sync, gap repair, stream reconnects), unless a queued or running
- * job of the same pair already covers the range.
+ * mdfeed.queue_job queues a job for the workers' own purposes (startup sync,
+ * gap repair, stream reconnects, hourly collection), unless a queued or
+ * running job of the same kind and pair already covers the range.
  */
-CREATE FUNCTION mdfeed.queue_sync(p_exchange text, p_symbol text, p_interval text,
-								  p_from timestamptz, p_to timestamptz, p_origin text)
+CREATE FUNCTION mdfeed.queue_job(p_kind text, p_exchange text, p_symbol text, p_interval text,
+								 p_from timestamptz, p_to timestamptz, p_origin text)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -252,18 +293,104 @@ AS $fn$
 DECLARE
 	v_id bigint;
 BEGIN
+	IF p_from >= p_to THEN
+		RETURN NULL;
+	END IF;
 	SELECT id INTO v_id FROM mdfeed.jobs
-	WHERE state IN ('queued', 'running') AND kind = 'candles' AND exchange = p_exchange
-	  AND symbol = p_symbol AND "interval" = p_interval
+	WHERE state IN ('queued', 'running') AND kind = p_kind AND exchange = p_exchange
+	  AND symbol = p_symbol AND "interval" IS NOT DISTINCT FROM p_interval
 	  AND from_time <= p_from AND to_time >= p_to
 	LIMIT 1;
 	IF FOUND THEN
 		RETURN v_id;
 	END IF;
 	INSERT INTO mdfeed.jobs (kind, exchange, symbol, "interval", from_time, to_time, origin, requested_by)
-	VALUES ('candles', p_exchange, p_symbol, p_interval, p_from, p_to, p_origin, current_user)
+	VALUES (p_kind, p_exchange, p_symbol, p_interval, p_from, p_to, p_origin, current_user)
 	RETURNING id INTO v_id;
 	RETURN v_id;
+END
+$fn$;
+
+CREATE FUNCTION mdfeed.queue_sync(p_exchange text, p_symbol text, p_interval text,
+								  p_from timestamptz, p_to timestamptz, p_origin text)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $fn$ SELECT mdfeed.queue_job('candles', p_exchange, p_symbol, p_interval, p_from, p_to, p_origin) $fn$;
+
+/*
+ * mdfeed.sync_derivs queues the collection of a tracked symbol's open
+ * interest (from its newest stored hour, at most 30 days back) and funding
+ * (from its newest stored event, or p_lookback back).
+ */
+CREATE FUNCTION mdfeed.sync_derivs(p_exchange text, p_symbol text, p_lookback interval)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	v_last timestamptz;
+BEGIN
+	SELECT max(ts) INTO v_last FROM mdfeed.open_interest_1h WHERE symbol = p_symbol;
+	PERFORM mdfeed.queue_job('open_interest', p_exchange, p_symbol, NULL,
+							 greatest(coalesce(v_last + interval '1 hour', now() - interval '30 days'),
+									  now() - interval '30 days'),
+							 now(), 'sync');
+	SELECT max(exchange_time) INTO v_last FROM mdfeed.funding_rates WHERE symbol = p_symbol;
+	PERFORM mdfeed.queue_job('funding', p_exchange, p_symbol, NULL,
+							 coalesce(v_last + interval '1 millisecond', now() - p_lookback),
+							 now(), 'sync');
+END
+$fn$;
+
+/*
+ * mdfeed.rank_symbols ranks trading perpetuals by 24 h quote volume, given
+ * the exchange's tickers as arrays.
+ */
+CREATE FUNCTION mdfeed.rank_symbols(p_exchange text, p_symbols text[], p_quote_volumes numeric[],
+									p_min numeric, p_top_n integer)
+RETURNS TABLE (symbol text, quote_volume numeric, rank integer)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT r.symbol, r.quote_volume, r.rank::integer FROM (
+		SELECT t.symbol, t.qv AS quote_volume,
+			   row_number() OVER (ORDER BY t.qv DESC, t.symbol) AS rank
+		FROM unnest(p_symbols, p_quote_volumes) AS t(symbol, qv)
+		JOIN mdfeed.instruments i ON i.exchange = p_exchange AND i.symbol = t.symbol
+		WHERE i.status = 'TRADING' AND i.contract_type = 'PERPETUAL'
+		  AND t.qv >= coalesce(p_min, 0)
+	) r
+	WHERE p_top_n IS NULL OR r.rank <= p_top_n
+	ORDER BY r.rank
+$fn$;
+
+/*
+ * mdfeed.apply_auto_track makes mdfeed.auto_tracked the top of the board;
+ * symbols that fall out stop streaming but keep their data.
+ */
+CREATE FUNCTION mdfeed.apply_auto_track(p_exchange text, p_symbols text[], p_quote_volumes numeric[],
+										p_min numeric, p_top_n integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	v_n integer;
+BEGIN
+	CREATE TEMP TABLE IF NOT EXISTS mdfeed_ranked (symbol text, quote_volume numeric, rank integer)
+		ON COMMIT DROP;
+	DELETE FROM mdfeed_ranked;
+	INSERT INTO mdfeed_ranked
+	SELECT * FROM mdfeed.rank_symbols(p_exchange, p_symbols, p_quote_volumes, p_min, p_top_n);
+	DELETE FROM mdfeed.auto_tracked a
+	WHERE a.exchange = p_exchange AND NOT EXISTS (SELECT 1 FROM mdfeed_ranked r WHERE r.symbol = a.symbol);
+	INSERT INTO mdfeed.auto_tracked AS a (exchange, symbol, quote_volume, rank)
+	SELECT p_exchange, r.symbol, r.quote_volume, r.rank FROM mdfeed_ranked r
+	ON CONFLICT (exchange, symbol) DO UPDATE SET quote_volume = excluded.quote_volume,
+		rank = excluded.rank, ranked_at = now();
+	SELECT count(*) INTO v_n FROM mdfeed_ranked;
+	RETURN v_n;
 END
 $fn$;
 
@@ -374,6 +501,63 @@ CREATE FUNCTION mdfeed.refresh_instruments(exchange text DEFAULT 'binance')
 RETURNS integer
 AS 'MODULE_PATHNAME', 'mdfeed_refresh_instruments'
 LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION mdfeed.fetch_tickers(exchange text DEFAULT 'binance',
+									 OUT symbol text, OUT quote_volume numeric)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'mdfeed_fetch_tickers'
+LANGUAGE C VOLATILE STRICT;
+
+/*
+ * mdfeed_liquid_symbols ranks the exchange's trading perpetuals by 24 h quote
+ * volume, from one request for every symbol's ticker.
+ */
+CREATE FUNCTION mdfeed_liquid_symbols(min_quote_volume numeric DEFAULT 0, top_n integer DEFAULT NULL,
+									  exchange text DEFAULT 'binance')
+RETURNS TABLE (symbol text, quote_volume numeric, rank integer)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	v_symbols text[];
+	v_qv numeric[];
+BEGIN
+	IF top_n IS NOT NULL AND top_n < 1 THEN
+		RAISE EXCEPTION 'top_n must be at least 1, not %', top_n
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL for every symbol.';
+	END IF;
+	IF min_quote_volume < 0 THEN
+		RAISE EXCEPTION 'min_quote_volume must not be negative, not %', min_quote_volume
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM mdfeed.instruments i WHERE i.exchange = $3) THEN
+		PERFORM mdfeed.refresh_instruments($3);
+	END IF;
+	SELECT array_agg(t.symbol), array_agg(t.quote_volume) INTO v_symbols, v_qv
+	FROM mdfeed.fetch_tickers($3) t;
+	RETURN QUERY SELECT * FROM mdfeed.rank_symbols($3, v_symbols, v_qv, min_quote_volume, top_n);
+END
+$fn$;
+COMMENT ON FUNCTION mdfeed_liquid_symbols(numeric, integer, text)
+IS 'trading perpetuals ranked by 24 h quote volume';
+
+CREATE FUNCTION mdfeed_backfill_open_interest(symbol text, from_time timestamptz,
+											  to_time timestamptz DEFAULT now(),
+											  exchange text DEFAULT 'binance')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mdfeed_backfill_open_interest'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION mdfeed_backfill_open_interest(text, timestamptz, timestamptz, text)
+IS 'queue a job storing hourly open interest in [from_time, to_time), as far as the exchange keeps it';
+
+CREATE FUNCTION mdfeed_backfill_funding(symbol text, from_time timestamptz,
+										to_time timestamptz DEFAULT now(),
+										exchange text DEFAULT 'binance')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mdfeed_backfill_funding'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION mdfeed_backfill_funding(text, timestamptz, timestamptz, text)
+IS 'queue a job storing every funding event in [from_time, to_time)';
 
 CREATE FUNCTION mdfeed.wake_workers()
 RETURNS void
@@ -493,6 +677,14 @@ REVOKE ALL ON FUNCTION mdfeed.parse_binance_stream(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed.ingest_binance_klines(text, text, text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed_gaps(text, text, timestamptz, timestamptz, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed.queue_sync(text, text, text, timestamptz, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdfeed.queue_job(text, text, text, text, timestamptz, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdfeed.sync_derivs(text, text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdfeed.rank_symbols(text, text[], numeric[], numeric, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdfeed.apply_auto_track(text, text[], numeric[], numeric, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdfeed.fetch_tickers(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdfeed_liquid_symbols(numeric, integer, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdfeed_backfill_open_interest(text, timestamptz, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdfeed_backfill_funding(text, timestamptz, timestamptz, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed.sync_pair(text, text, text, interval, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed.refresh_instruments(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed.wake_workers() FROM PUBLIC;

@@ -47,6 +47,7 @@
 #include "shmem.h"
 #include "store.h"
 #include "workers.h"
+#include "backfill.h"
 
 /* a candle is taken as final this long after its close time */
 #define CLOSE_GRACE_MS 2000
@@ -55,19 +56,6 @@
 #define SERVER_TIME_MAX_AGE_MS (10 * 60 * 1000)
 #define INFO_MAX_AGE_MS (60 * 60 * 1000)
 
-typedef enum PageResult
-{
-	PAGE_OK,
-	PAGE_FAILED,				/* the job must fail: see the message */
-	PAGE_CANCELED
-} PageResult;
-
-/* what a job has done since its last checkpoint */
-typedef struct JobCounters
-{
-	int			requests;
-	int			retries;
-} JobCounters;
 
 /* the job being worked on, for the error handler */
 static MdJob current_job;
@@ -76,8 +64,8 @@ static int64 server_offset_ms = 0;
 static int64 server_time_at = 0;
 static int64 info_at = 0;
 
-static void
-begin_tx(void)
+void
+md_begin_tx(void)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -86,8 +74,8 @@ begin_tx(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 }
 
-static void
-commit_tx(void)
+void
+md_commit_tx(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
@@ -95,16 +83,16 @@ commit_tx(void)
 	pgstat_report_stat(false);
 }
 
-static void
-abort_tx(void)
+void
+md_abort_tx(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
 	AbortCurrentTransaction();
 }
 
-static bool
-cancel_requested(void)
+bool
+md_job_cancel_requested(void)
 {
 	return md_slot_cancel_requested();
 }
@@ -112,8 +100,8 @@ cancel_requested(void)
 /*
  * sleep_ms waits interruptibly; returns false if the job was canceled.
  */
-static bool
-sleep_ms(int64 ms)
+bool
+md_sleep_ms(int64 ms)
 {
 	int64		until = md_now_ms() + ms;
 
@@ -122,7 +110,7 @@ sleep_ms(int64 ms)
 		int64		left = until - md_now_ms();
 
 		CHECK_FOR_INTERRUPTS();
-		if (cancel_requested())
+		if (md_job_cancel_requested())
 			return false;
 		if (left <= 0)
 			return true;
@@ -152,7 +140,7 @@ static bool
 rest_get(const MdExchange *ex, const char *path, int weight, MdHttpResponse *resp,
 		 JobCounters *cnt)
 {
-	if (!md_rest_get(ex, path, weight, resp, cancel_requested))
+	if (!md_rest_get(ex, path, weight, resp, md_job_cancel_requested))
 		return false;
 	if (cnt)
 		cnt->requests++;
@@ -203,14 +191,15 @@ refresh_exchange_facts(const MdExchange *ex)
 }
 
 /*
- * fetch_page gets one page of klines, retrying what is worth retrying.
+ * md_fetch_with_retries gets one answer and parses it, retrying what is worth
+ * retrying.  Weight comes from the weight budget, or, when bucket >= 0, from
+ * that endpoint's own request budget.
  */
-static PageResult
-fetch_page(const MdExchange *ex, const MdJob *job, const MdInterval *iv,
-		   int64 start_ms, int64 end_ms, int limit,
-		   MdCandle **rows, int *nrows, JobCounters *cnt, char **failmsg)
+PageResult
+md_fetch_with_retries(const MdExchange *ex, const MdJob *job, const char *path,
+					  int weight, int bucket, int per_5min,
+					  MdParseFn parse, void *parse_arg, JobCounters *cnt, char **failmsg)
 {
-	char	   *path = ex->klines_path(job->symbol, iv, start_ms, end_ms - 1, limit);
 	int			failures = 0;
 
 	for (;;)
@@ -220,13 +209,19 @@ fetch_page(const MdExchange *ex, const MdJob *job, const MdInterval *iv,
 		char	   *err = NULL;
 		int			code;
 		char	   *msg;
+		bool		got;
 
-		if (!rest_get(ex, path, ex->klines_weight(limit), &resp, cnt))
+		if (bucket >= 0)
+			got = md_rest_get_counted(ex, path, bucket, per_5min, &resp, md_job_cancel_requested);
+		else
+			got = md_rest_get(ex, path, weight, &resp, md_job_cancel_requested);
+		if (!got)
 			return PAGE_CANCELED;
+		cnt->requests++;
 
 		if (resp.outcome == MD_HTTP_OK && resp.status == 200)
 		{
-			if (ex->parse_klines(resp.body.data, resp.body.len, rows, nrows, &err))
+			if (parse(resp.body.data, resp.body.len, parse_arg, &err))
 			{
 				pfree(resp.body.data);
 				return PAGE_OK;
@@ -269,39 +264,73 @@ fetch_page(const MdExchange *ex, const MdJob *job, const MdInterval *iv,
 		cnt->retries++;
 		ereport(DEBUG1,
 				(errmsg("mdfeed job " INT64_FORMAT ": %s; retrying", job->id, reason)));
-		if (!sleep_ms(backoff_ms(failures)))
+		if (!md_sleep_ms(backoff_ms(failures)))
 			return PAGE_CANCELED;
 		failures++;
 		pfree(reason);
 	}
 }
 
+typedef struct KlinesOut
+{
+	MdCandle  **rows;
+	int		   *nrows;
+} KlinesOut;
+
+static bool
+parse_klines_cb(const char *body, size_t len, void *arg, char **err)
+{
+	KlinesOut  *out = arg;
+
+	return md_binance.parse_klines(body, len, out->rows, out->nrows, err);
+}
+
+/*
+ * fetch_page gets one page of klines.
+ */
+static PageResult
+fetch_page(const MdExchange *ex, const MdJob *job, const MdInterval *iv,
+		   int64 start_ms, int64 end_ms, int limit,
+		   MdCandle **rows, int *nrows, JobCounters *cnt, char **failmsg)
+{
+	char	   *path = ex->klines_path(job->symbol, iv, start_ms, end_ms - 1, limit);
+	KlinesOut	out = {rows, nrows};
+	PageResult	r;
+
+	if (ex != &md_binance)
+		elog(ERROR, "klines parser of exchange %s is not wired", ex->name);
+	r = md_fetch_with_retries(ex, job, path, ex->klines_weight(limit), -1, 0,
+							  parse_klines_cb, &out, cnt, failmsg);
+	pfree(path);
+	return r;
+}
+
 /*
  * job_still_running checks, after a cancel request, whether the job really
  * was canceled (the request may come from a transaction that rolled back).
  */
-static bool
-job_still_running(const MdJob *job)
+bool
+md_job_still_running(const MdJob *job)
 {
 	char	   *state;
 	bool		running;
 
-	begin_tx();
+	md_begin_tx();
 	state = md_job_state(job->id);
 	running = state != NULL && strcmp(state, "running") == 0;
-	commit_tx();
+	md_commit_tx();
 	if (running)
 		md_slot_set_job(job->id);	/* clears the request */
 	return running;
 }
 
-static void
-finish_job(const MdJob *job, const char *state, const char *error, JobCounters *cnt)
+void
+md_finish_job(const MdJob *job, const char *state, const char *error, JobCounters *cnt)
 {
-	begin_tx();
+	md_begin_tx();
 	md_job_finish(job, state, error, cnt->requests, cnt->retries);
 	md_job_release(job);
-	commit_tx();
+	md_commit_tx();
 	md_broadcast_job_end();
 	if (error)
 		ereport(LOG,
@@ -351,7 +380,7 @@ run_candles_job(const MdJob *job)
 
 	if (ex == NULL || iv == NULL)
 	{
-		finish_job(job, "failed", "unknown exchange or interval", &cnt);
+		md_finish_job(job, "failed", "unknown exchange or interval", &cnt);
 		return;
 	}
 
@@ -383,20 +412,20 @@ run_candles_job(const MdJob *job)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (cancel_requested() && !job_still_running(job))
+		if (md_job_cancel_requested() && !md_job_still_running(job))
 			break;
 
 		MemoryContextReset(pagectx);
 		old = MemoryContextSwitchTo(pagectx);
 
-		begin_tx();
+		md_begin_tx();
 		found = md_first_gap(iv, job->symbol, cursor, job->to_ms, &gap_start, &gap_end);
-		commit_tx();
+		md_commit_tx();
 		MemoryContextSwitchTo(pagectx);
 		if (!found)
 		{
 			MemoryContextSwitchTo(old);
-			finish_job(job, "succeeded", NULL, &cnt);
+			md_finish_job(job, "succeeded", NULL, &cnt);
 			break;
 		}
 
@@ -405,14 +434,14 @@ run_candles_job(const MdJob *job)
 		if (pr == PAGE_CANCELED)
 		{
 			MemoryContextSwitchTo(old);
-			if (job_still_running(job))
+			if (md_job_still_running(job))
 				continue;
 			break;
 		}
 		if (pr == PAGE_FAILED)
 		{
 			MemoryContextSwitchTo(old);
-			finish_job(job, "failed", failmsg, &cnt);
+			md_finish_job(job, "failed", failmsg, &cnt);
 			break;
 		}
 
@@ -436,7 +465,7 @@ run_candles_job(const MdJob *job)
 			cursor = md_interval_next(iv, rows[last - 1].open_ms);
 		progress = (double) (Min(cursor, job->to_ms) - from) / (double) (job->to_ms - from);
 
-		begin_tx();
+		md_begin_tx();
 		for (int i = first; i < last; i++)
 			rows[i].symbol = job->symbol;
 		written = md_store_candles(iv, rows + first, last - first);
@@ -469,11 +498,11 @@ run_candles_job(const MdJob *job)
 		if (!md_job_checkpoint(job, cursor, written, cnt.requests, cnt.retries, progress))
 		{
 			/* canceled meanwhile: write nothing */
-			abort_tx();
+			md_abort_tx();
 			MemoryContextSwitchTo(old);
 			break;
 		}
-		commit_tx();
+		md_commit_tx();
 		cnt.requests = cnt.retries = 0;
 		md_slot_set_error(NULL);
 		MemoryContextSwitchTo(old);
@@ -490,9 +519,9 @@ run_one_job(void)
 	MdJob		job;
 	bool		claimed;
 
-	begin_tx();
+	md_begin_tx();
 	claimed = md_job_claim(&job);
-	commit_tx();
+	md_commit_tx();
 	if (!claimed)
 		return false;
 	current_job = job;
@@ -503,17 +532,21 @@ run_one_job(void)
 
 	if (strcmp(job.kind, "candles") == 0)
 		run_candles_job(&job);
+	else if (strcmp(job.kind, "funding") == 0)
+		md_run_funding_job(&job);
+	else if (strcmp(job.kind, "open_interest") == 0)
+		md_run_open_interest_job(&job);
 	else
 	{
 		JobCounters cnt = {0, 0};
 
-		finish_job(&job, "failed", psprintf("job kind \"%s\" is not supported yet", job.kind), &cnt);
+		md_finish_job(&job, "failed", psprintf("unknown job kind \"%s\"", job.kind), &cnt);
 	}
 
 	/* whatever happened, the lock is not ours any more */
-	begin_tx();
+	md_begin_tx();
 	md_job_release(&job);
-	commit_tx();
+	md_commit_tx();
 	current_job.id = 0;
 	md_slot_set_job(0);
 	md_slot_set_state("idle");
@@ -587,11 +620,11 @@ mdfeed_backfill_main(Datum main_arg)
 			{
 				JobCounters cnt = {0, 0};
 
-				finish_job(&current_job, "failed",
+				md_finish_job(&current_job, "failed",
 						   psprintf("internal error: %s", edata->message), &cnt);
-				begin_tx();
+				md_begin_tx();
 				md_job_release(&current_job);
-				commit_tx();
+				md_commit_tx();
 			}
 			current_job.id = 0;
 			md_slot_set_job(0);

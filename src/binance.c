@@ -626,6 +626,210 @@ binance_subscribe_message(bool subscribe, char **streams, int n, int64 id)
 	return buf.data;
 }
 
+/*
+ * json_get_ms_any accepts a time as a number or as a string of digits: the
+ * docs show openInterestHist's timestamp as a string, live data a number.
+ */
+static bool
+json_get_ms_any(struct json_object *o, int64 *out)
+{
+	const char *s;
+	int64		v = 0;
+	int			len;
+
+	if (o != NULL && json_object_is_type(o, json_type_int))
+		return json_get_ms(o, out);
+	if (o == NULL || !json_object_is_type(o, json_type_string))
+		return false;
+	s = json_object_get_string(o);
+	len = json_object_get_string_len(o);
+	if (len == 0 || len > 15)
+		return false;
+	for (int i = 0; i < len; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (v > MAX_SANE_MS)
+		return false;
+	*out = v;
+	return true;
+}
+
+/*
+ * parse_array_of_objects checks the common shape of these answers and
+ * returns the array (owned by root) or NULL with *err set.
+ */
+static struct json_object *
+parse_array_of_objects(const char *body, size_t len, const char *what, size_t max,
+					   struct json_object **root, char **err)
+{
+	*root = parse_json(body, len, err);
+	if (*root == NULL)
+		return NULL;
+	if (!json_object_is_type(*root, json_type_array))
+	{
+		*err = psprintf("%s answer is not an array", what);
+		json_object_put(*root);
+		*root = NULL;
+		return NULL;
+	}
+	if (json_object_array_length(*root) > max)
+	{
+		*err = psprintf("%s answer has more than %zu rows", what, max);
+		json_object_put(*root);
+		*root = NULL;
+		return NULL;
+	}
+	return *root;
+}
+
+static bool
+binance_parse_tickers(const char *body, size_t len, MdTicker **out, int *n, char **err)
+{
+	struct json_object *root;
+	size_t		count;
+	MdTicker   *res;
+	int			k = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (parse_array_of_objects(body, len, "ticker", 100000, &root, err) == NULL)
+		return false;
+	count = json_object_array_length(root);
+	res = palloc0(sizeof(MdTicker) * Max(count, 1));
+	for (size_t i = 0; i < count; i++)
+	{
+		struct json_object *t = json_object_array_get_idx(root, i);
+		struct json_object *o;
+
+		if (!json_object_is_type(t, json_type_object))
+			goto bad;
+		res[k].symbol = json_dup_string(t, "symbol", 40);
+		if (res[k].symbol == NULL || !md_valid_symbol(res[k].symbol) ||
+			!json_object_object_get_ex(t, "quoteVolume", &o) ||
+			!json_get_decimal(o, &res[k].quote_volume))
+			goto bad;
+		k++;
+	}
+	json_object_put(root);
+	*out = res;
+	*n = k;
+	return true;
+bad:
+	*err = psprintf("ticker row %d is malformed", k);
+	json_object_put(root);
+	return false;
+}
+
+static char *
+binance_funding_path(const char *symbol, int64 start_ms, int64 end_ms, int limit)
+{
+	return psprintf("/fapi/v1/fundingRate?symbol=%s&startTime=" INT64_FORMAT
+					"&endTime=" INT64_FORMAT "&limit=%d", symbol, start_ms, end_ms, limit);
+}
+
+static bool
+binance_parse_funding(const char *body, size_t len, MdFunding **out, int *n, char **err)
+{
+	struct json_object *root;
+	size_t		count;
+	MdFunding  *res;
+
+	*out = NULL;
+	*n = 0;
+	if (parse_array_of_objects(body, len, "fundingRate", 1000, &root, err) == NULL)
+		return false;
+	count = json_object_array_length(root);
+	res = palloc0(sizeof(MdFunding) * Max(count, 1));
+	for (size_t i = 0; i < count; i++)
+	{
+		struct json_object *f = json_object_array_get_idx(root, i);
+		struct json_object *o;
+
+		if (!json_object_is_type(f, json_type_object) ||
+			!json_object_object_get_ex(f, "fundingTime", &o) || !json_get_ms(o, &res[i].funding_ms) ||
+			!json_object_object_get_ex(f, "fundingRate", &o) || !json_get_decimal(o, &res[i].rate))
+		{
+			*err = psprintf("fundingRate row %zu is malformed", i);
+			json_object_put(root);
+			return false;
+		}
+		/* older records have no markPrice; an empty one is as good as none */
+		if (json_object_object_get_ex(f, "markPrice", &o) &&
+			!(json_object_is_type(o, json_type_string) && json_object_get_string_len(o) == 0) &&
+			!json_object_is_type(o, json_type_null))
+		{
+			if (!json_get_decimal(o, &res[i].mark_price))
+			{
+				*err = psprintf("fundingRate row %zu has a malformed markPrice", i);
+				json_object_put(root);
+				return false;
+			}
+		}
+		if (i > 0 && res[i].funding_ms <= res[i - 1].funding_ms)
+		{
+			*err = psprintf("fundingRate row %zu is out of order", i);
+			json_object_put(root);
+			return false;
+		}
+	}
+	json_object_put(root);
+	*out = res;
+	*n = (int) count;
+	return true;
+}
+
+static char *
+binance_oi_path(const char *symbol, int64 start_ms, int64 end_ms, int limit)
+{
+	return psprintf("/futures/data/openInterestHist?symbol=%s&period=1h&startTime=" INT64_FORMAT
+					"&endTime=" INT64_FORMAT "&limit=%d", symbol, start_ms, end_ms, limit);
+}
+
+static bool
+binance_parse_open_interest(const char *body, size_t len, MdOpenInterest **out, int *n, char **err)
+{
+	struct json_object *root;
+	size_t		count;
+	MdOpenInterest *res;
+
+	*out = NULL;
+	*n = 0;
+	if (parse_array_of_objects(body, len, "openInterestHist", 500, &root, err) == NULL)
+		return false;
+	count = json_object_array_length(root);
+	res = palloc0(sizeof(MdOpenInterest) * Max(count, 1));
+	for (size_t i = 0; i < count; i++)
+	{
+		struct json_object *r = json_object_array_get_idx(root, i);
+		struct json_object *o;
+
+		if (!json_object_is_type(r, json_type_object) ||
+			!json_object_object_get_ex(r, "timestamp", &o) || !json_get_ms_any(o, &res[i].ts_ms) ||
+			!json_object_object_get_ex(r, "sumOpenInterest", &o) ||
+			!json_get_decimal(o, &res[i].sum_open_interest) ||
+			!json_object_object_get_ex(r, "sumOpenInterestValue", &o) ||
+			!json_get_decimal(o, &res[i].sum_open_interest_value))
+		{
+			*err = psprintf("openInterestHist row %zu is malformed", i);
+			json_object_put(root);
+			return false;
+		}
+		if (i > 0 && res[i].ts_ms <= res[i - 1].ts_ms)
+		{
+			*err = psprintf("openInterestHist row %zu is out of order", i);
+			json_object_put(root);
+			return false;
+		}
+	}
+	json_object_put(root);
+	*out = res;
+	*n = (int) count;
+	return true;
+}
+
 const MdExchange md_binance = {
 	.name = "binance",
 	.rest_base_url = binance_rest_base_url,
@@ -642,6 +846,18 @@ const MdExchange md_binance = {
 	.info_weight = 1,
 	.parse_weight_limit = binance_parse_weight_limit,
 	.parse_instruments = binance_parse_instruments,
+	.tickers_path = "/fapi/v1/ticker/24hr",
+	.tickers_weight = 40,
+	.parse_tickers = binance_parse_tickers,
+	.funding_max_limit = 1000,
+	.funding_requests_per_5min = 500,
+	.funding_path = binance_funding_path,
+	.parse_funding = binance_parse_funding,
+	.oi_max_limit = 500,
+	.oi_requests_per_5min = 1000,
+	.oi_retention_ms = INT64CONST(30) * 24 * 60 * 60 * 1000,
+	.oi_path = binance_oi_path,
+	.parse_open_interest = binance_parse_open_interest,
 	.ws_base_url = binance_ws_base_url,
 	.stream_url = binance_stream_url,
 	.stream_name = binance_stream_name,

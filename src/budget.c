@@ -108,6 +108,72 @@ md_budget_acquire(int weight, bool (*abort_check) (void))
 	}
 }
 
+/* a bucket may hold this many requests: bursts stay short */
+#define BUCKET_CAPACITY 10.0
+
+/*
+ * md_budget_try_request takes a token from the bucket of an endpoint with
+ * its own request limit (funding, open interest), refilled at
+ * mdfeed.rest_weight_share of its limit.  Returns the wait in ms, or 0.
+ */
+static int64
+md_budget_try_request(int bucket, int per_5min)
+{
+	MdBudget   *b = &md_shared->budget;
+	int64		now = md_now_ms();
+	double		rate = per_5min * mdfeed_rest_weight_share / 300000.0;	/* per ms */
+	int64		wait_ms = 0;
+
+	SpinLockAcquire(&md_shared->mutex);
+	if (b->blocked_until_ms > now)
+		wait_ms = b->blocked_until_ms - now;
+	else
+	{
+		if (b->tokens_at_ms[bucket] == 0)
+			b->tokens[bucket] = BUCKET_CAPACITY;
+		else
+			b->tokens[bucket] = Min(BUCKET_CAPACITY,
+									b->tokens[bucket] + (now - b->tokens_at_ms[bucket]) * rate);
+		b->tokens_at_ms[bucket] = now;
+		if (b->tokens[bucket] >= 1.0)
+		{
+			b->tokens[bucket] -= 1.0;
+			b->requests++;
+		}
+		else
+		{
+			wait_ms = (int64) ((1.0 - b->tokens[bucket]) / rate) + 1;
+			b->throttled++;
+		}
+	}
+	SpinLockRelease(&md_shared->mutex);
+	return wait_ms;
+}
+
+/*
+ * md_budget_acquire_request waits, interruptibly, for a request of an
+ * endpoint with its own request limit.  Returns false if abort_check asked
+ * to stop.
+ */
+bool
+md_budget_acquire_request(int bucket, int per_5min, bool (*abort_check) (void))
+{
+	for (;;)
+	{
+		int64		wait_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (abort_check && abort_check())
+			return false;
+		wait_ms = md_budget_try_request(bucket, per_5min);
+		if (wait_ms <= 0)
+			return true;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(wait_ms, 1000), MD_WAIT_EVENT);
+		ResetLatch(MyLatch);
+	}
+}
+
 /*
  * md_budget_report takes in what an answer said about the budget: the
  * exchange's own count of weight used, and 429 or 418 with Retry-After.

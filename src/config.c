@@ -44,6 +44,9 @@ int			mdfeed_streams_per_connection = 200;
 int			mdfeed_stream_silence_s = 60;
 int			mdfeed_stream_max_age_s = 23 * 60 * 60;
 int			mdfeed_instruments_refresh_s = 600;
+int			mdfeed_auto_track_top_n = 0;
+double		mdfeed_auto_track_min_quote_volume = 0;
+bool		mdfeed_derivatives_enabled = true;
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
@@ -483,6 +486,33 @@ mdfeed_define_gucs(void)
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.auto_track_top_n",
+							"Track the N most traded perpetuals automatically (0 = off).",
+							"Ranked by 24 h quote volume at once and then hourly; the blacklist wins.",
+							&mdfeed_auto_track_top_n,
+							0, 0, 2000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomRealVariable("mdfeed.auto_track_min_quote_volume",
+							 "Least 24 h quote volume of an automatically tracked symbol.",
+							 NULL,
+							 &mdfeed_auto_track_min_quote_volume,
+							 0, 0, 1e18,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("mdfeed.derivatives_enabled",
+							 "Collect open interest and funding rates of tracked symbols every hour.",
+							 NULL,
+							 &mdfeed_derivatives_enabled,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("mdfeed");
 }

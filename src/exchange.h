@@ -53,6 +53,29 @@ typedef struct MdInstrument
 	char	   *step_size;
 } MdInstrument;
 
+/* one funding event */
+typedef struct MdFunding
+{
+	int64		funding_ms;		/* as the exchange sent it */
+	char	   *rate;
+	char	   *mark_price;		/* NULL when the exchange omits it */
+} MdFunding;
+
+/* one open-interest statistic */
+typedef struct MdOpenInterest
+{
+	int64		ts_ms;
+	char	   *sum_open_interest;
+	char	   *sum_open_interest_value;
+} MdOpenInterest;
+
+/* 24 h statistics of one symbol */
+typedef struct MdTicker
+{
+	char	   *symbol;
+	char	   *quote_volume;
+} MdTicker;
+
 /* one kline event from a market stream */
 typedef struct MdStreamKline
 {
@@ -97,6 +120,25 @@ typedef struct MdExchange
 	/* the instruments exchange info lists */
 	bool		(*parse_instruments) (const char *body, size_t len,
 									  struct MdInstrument **out, int *n, char **err);
+
+	/* 24 h tickers of every symbol, in one request */
+	const char *tickers_path;
+	int			tickers_weight;
+	bool		(*parse_tickers) (const char *body, size_t len, MdTicker **out, int *n, char **err);
+
+	/* funding history, with its own request limit (per 5 minutes) */
+	int			funding_max_limit;
+	int			funding_requests_per_5min;
+	char	   *(*funding_path) (const char *symbol, int64 start_ms, int64 end_ms, int limit);
+	bool		(*parse_funding) (const char *body, size_t len, MdFunding **out, int *n, char **err);
+
+	/* hourly open interest, kept by the exchange for a limited time */
+	int			oi_max_limit;
+	int			oi_requests_per_5min;
+	int64		oi_retention_ms;
+	char	   *(*oi_path) (const char *symbol, int64 start_ms, int64 end_ms, int limit);
+	bool		(*parse_open_interest) (const char *body, size_t len, MdOpenInterest **out, int *n,
+										char **err);
 
 	/* market streams: base URL, the URL of a combined stream, a stream's name */
 	const char *(*ws_base_url) (void);

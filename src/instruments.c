@@ -131,3 +131,36 @@ md_store_instruments(const MdExchange *ex, const char *body, char **err)
 		elog(ERROR, "could not mark unlisted instruments: %s", SPI_result_code_string(ret));
 	return n;
 }
+
+/*
+ * md_fetch_tickers gets every symbol's 24 h statistics in one request
+ * (weight 40 on Binance, not 1 per symbol).
+ */
+bool
+md_fetch_tickers(const MdExchange *ex, MdTicker **out, int *n, char **err)
+{
+	MdHttpResponse resp;
+
+	if (!md_rest_get(ex, ex->tickers_path, ex->tickers_weight, &resp, NULL))
+	{
+		*err = pstrdup("request abandoned");
+		return false;
+	}
+	if (resp.outcome != MD_HTTP_OK)
+	{
+		*err = psprintf("request failed: %s", resp.error);
+		return false;
+	}
+	if (resp.status != 200)
+	{
+		int			code;
+		char	   *msg;
+
+		if (ex->parse_error(resp.body.data, resp.body.len, &code, &msg))
+			*err = psprintf("%s (code %d)", msg, code);
+		else
+			*err = psprintf("HTTP %ld", resp.status);
+		return false;
+	}
+	return ex->parse_tickers(resp.body.data, resp.body.len, out, n, err);
+}

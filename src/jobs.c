@@ -206,3 +206,18 @@ md_job_release(const MdJob *job)
 	try_lock(job->id, true);
 	locked_job = 0;
 }
+
+/*
+ * md_job_set_detail records a note for the user, such as what the exchange
+ * could not provide.
+ */
+void
+md_job_set_detail(const MdJob *job, const char *detail)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(job->id), CStringGetTextDatum(detail)};
+
+	if (SPI_execute_with_args("UPDATE mdfeed.jobs SET detail = $2 WHERE id = $1",
+							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update job " INT64_FORMAT, job->id);
+}

@@ -28,5 +28,6 @@ extern void md_job_finish(const MdJob *job, const char *state, const char *error
 						  int requests, int retries);
 extern char *md_job_state(int64 id);
 extern void md_job_release(const MdJob *job);
+extern void md_job_set_detail(const MdJob *job, const char *detail);
 
 #endif

@@ -38,6 +38,9 @@ extern int	mdfeed_streams_per_connection;
 extern int	mdfeed_stream_silence_s;
 extern int	mdfeed_stream_max_age_s;
 extern int	mdfeed_instruments_refresh_s;
+extern int	mdfeed_auto_track_top_n;
+extern double mdfeed_auto_track_min_quote_volume;
+extern bool mdfeed_derivatives_enabled;
 
 extern void mdfeed_define_gucs(void);
 struct MdInterval;

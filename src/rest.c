@@ -23,14 +23,15 @@
  * md_rest_get fills resp with the answer to GET <base><path>.  It returns
  * false, with nothing to look at, if abort_check asked to stop.
  */
-bool
-md_rest_get(const MdExchange *ex, const char *path, int weight, MdHttpResponse *resp,
-			MdHttpAbortCheck abort_check)
+static bool
+rest_get(const MdExchange *ex, const char *path, int weight, int bucket, int per_5min,
+		 MdHttpResponse *resp, MdHttpAbortCheck abort_check)
 {
 	char	   *url = psprintf("%s%s", ex->rest_base_url(), path);
 
 	md_require_workers();
-	if (!md_budget_acquire(weight, abort_check))
+	if (bucket >= 0 ? !md_budget_acquire_request(bucket, per_5min, abort_check)
+		: !md_budget_acquire(weight, abort_check))
 	{
 		pfree(url);
 		return false;
@@ -48,4 +49,22 @@ md_rest_get(const MdExchange *ex, const char *path, int weight, MdHttpResponse *
 		SpinLockRelease(&md_shared->mutex);
 	}
 	return true;
+}
+
+bool
+md_rest_get(const MdExchange *ex, const char *path, int weight, MdHttpResponse *resp,
+			MdHttpAbortCheck abort_check)
+{
+	return rest_get(ex, path, weight, -1, 0, resp, abort_check);
+}
+
+/*
+ * md_rest_get_counted is md_rest_get for endpoints limited by a count of
+ * requests rather than by weight.
+ */
+bool
+md_rest_get_counted(const MdExchange *ex, const char *path, int bucket, int per_5min,
+					MdHttpResponse *resp, MdHttpAbortCheck abort_check)
+{
+	return rest_get(ex, path, 0, bucket, per_5min, resp, abort_check);
 }

@@ -50,6 +50,13 @@ typedef struct MdWorkerSlot
 	char		last_error[256];
 } MdWorkerSlot;
 
+typedef enum MdBucket
+{
+	MD_BUCKET_FUNDING,
+	MD_BUCKET_OPEN_INTEREST,
+	MD_NUM_BUCKETS
+} MdBucket;
+
 /* The REST weight budget shared by every worker: the limit is per IP. */
 typedef struct MdBudget
 {
@@ -59,6 +66,9 @@ typedef struct MdBudget
 								 * exchange's header, whichever is higher */
 	int64		blocked_until_ms;	/* no REST call before this (429, 418) */
 	bool		banned;			/* blocked_until_ms comes from a 418 */
+	/* endpoints with their own request-count limits: token buckets */
+	double		tokens[MD_NUM_BUCKETS];
+	int64		tokens_at_ms[MD_NUM_BUCKETS];
 	int64		requests;
 	int64		throttled;		/* times a caller had to wait for budget */
 	int64		got_429;

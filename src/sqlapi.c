@@ -46,6 +46,11 @@ PG_FUNCTION_INFO_V1(mdfeed_interval_floor);
 PG_FUNCTION_INFO_V1(mdfeed_check_symbol);
 PG_FUNCTION_INFO_V1(mdfeed_refresh_instruments);
 PG_FUNCTION_INFO_V1(mdfeed_wake_workers);
+PG_FUNCTION_INFO_V1(mdfeed_backfill_open_interest);
+PG_FUNCTION_INFO_V1(mdfeed_backfill_funding);
+PG_FUNCTION_INFO_V1(mdfeed_fetch_tickers);
+
+static Datum numeric_datum(const char *s);
 
 /* things to do when the current transaction commits */
 #define WAKE_BACKFILL	0x01
@@ -200,38 +205,11 @@ end_as_owner(OwnerContext *ctx)
 }
 
 /*
- * mdfeed_backfill queues a job that brings candles of one symbol and interval
- * in [from_time, to_time) into mdfeed.candles_<interval>.
+ * check_range validates a job's [from_time, to_time).
  */
-Datum
-mdfeed_backfill(PG_FUNCTION_ARGS)
+static void
+check_range(TimestampTz from, TimestampTz to)
 {
-	char	   *symbol;
-	char	   *interval;
-	char	   *exchange;
-	TimestampTz from,
-				to;
-	OwnerContext ctx;
-	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, NAMEOID};
-	Datum		values[7];
-	bool		isnull;
-	int64		id;
-	int			ret;
-
-	REQUIRE_ARG(0, "symbol");
-	REQUIRE_ARG(1, "interval");
-	REQUIRE_ARG(2, "from_time");
-	REQUIRE_ARG(3, "to_time");
-	REQUIRE_ARG(4, "exchange");
-	symbol = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	interval = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	from = PG_GETARG_TIMESTAMPTZ(2);
-	to = PG_GETARG_TIMESTAMPTZ(3);
-	exchange = text_to_cstring(PG_GETARG_TEXT_PP(4));
-
-	md_check_exchange(exchange);
-	md_check_symbol(symbol);
-	md_check_interval(interval);
 	if (TIMESTAMP_NOT_FINITE(from) || TIMESTAMP_NOT_FINITE(to))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -253,6 +231,24 @@ mdfeed_backfill(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("from_time %s is before 1970", timestamptz_to_str(from)),
 				 errhint("Exchanges count time from 1970-01-01 00:00 UTC.")));
+}
+
+/*
+ * queue_job inserts a job for the workers, as the extension's owner, and
+ * wakes them when the transaction commits.
+ */
+static int64
+queue_job(const char *kind, const char *exchange, const char *symbol, const char *interval,
+		  TimestampTz from, TimestampTz to)
+{
+	OwnerContext ctx;
+	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, NAMEOID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+	int64		id;
+	int			ret;
+
 	md_require_workers();
 	md_check_database();
 	if (mdfeed_backfill_workers == 0)
@@ -260,23 +256,128 @@ mdfeed_backfill(PG_FUNCTION_ARGS)
 				(errmsg("mdfeed.backfill_workers is 0: the job stays queued until workers are enabled")));
 
 	begin_as_owner(&ctx);
-	values[0] = CStringGetTextDatum(exchange);
-	values[1] = CStringGetTextDatum(symbol);
-	values[2] = CStringGetTextDatum(interval);
-	values[3] = TimestampTzGetDatum(from);
-	values[4] = TimestampTzGetDatum(to);
-	values[5] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(ctx.save_userid, false)));
+	values[0] = CStringGetTextDatum(kind);
+	values[1] = CStringGetTextDatum(exchange);
+	values[2] = CStringGetTextDatum(symbol);
+	if (interval)
+		values[3] = CStringGetTextDatum(interval);
+	else
+		nulls[3] = 'n';
+	values[4] = TimestampTzGetDatum(from);
+	values[5] = TimestampTzGetDatum(to);
+	values[6] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(ctx.save_userid, false)));
 	ret = SPI_execute_with_args("INSERT INTO mdfeed.jobs (kind, exchange, symbol, \"interval\", "
 								"from_time, to_time, requested_by) "
-								"VALUES ('candles', $1, $2, $3, $4, $5, $6) RETURNING id",
-								6, types, values, NULL, false, 1);
+								"VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+								7, types, values, nulls, false, 1);
 	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not queue the job");
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	end_as_owner(&ctx);
 
 	at_commit(WAKE_BACKFILL);
-	PG_RETURN_INT64(id);
+	return id;
+}
+
+/*
+ * mdfeed_backfill queues a job that brings candles of one symbol and interval
+ * in [from_time, to_time) into mdfeed.candles_<interval>.
+ */
+Datum
+mdfeed_backfill(PG_FUNCTION_ARGS)
+{
+	char	   *symbol;
+	char	   *interval;
+	char	   *exchange;
+	TimestampTz from,
+				to;
+
+	REQUIRE_ARG(0, "symbol");
+	REQUIRE_ARG(1, "interval");
+	REQUIRE_ARG(2, "from_time");
+	REQUIRE_ARG(3, "to_time");
+	REQUIRE_ARG(4, "exchange");
+	symbol = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	interval = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	from = PG_GETARG_TIMESTAMPTZ(2);
+	to = PG_GETARG_TIMESTAMPTZ(3);
+	exchange = text_to_cstring(PG_GETARG_TEXT_PP(4));
+
+	md_check_exchange(exchange);
+	md_check_symbol(symbol);
+	md_check_interval(interval);
+	check_range(from, to);
+	PG_RETURN_INT64(queue_job("candles", exchange, symbol, interval, from, to));
+}
+
+/*
+ * backfill_derivative queues an open-interest or funding job: (symbol,
+ * from_time, to_time, exchange).
+ */
+static int64
+backfill_derivative(FunctionCallInfo fcinfo, const char *kind)
+{
+	char	   *symbol;
+	char	   *exchange;
+	TimestampTz from,
+				to;
+
+	REQUIRE_ARG(0, "symbol");
+	REQUIRE_ARG(1, "from_time");
+	REQUIRE_ARG(2, "to_time");
+	REQUIRE_ARG(3, "exchange");
+	symbol = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	from = PG_GETARG_TIMESTAMPTZ(1);
+	to = PG_GETARG_TIMESTAMPTZ(2);
+	exchange = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	md_check_exchange(exchange);
+	md_check_symbol(symbol);
+	check_range(from, to);
+	return queue_job(kind, exchange, symbol, NULL, from, to);
+}
+
+Datum
+mdfeed_backfill_open_interest(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(backfill_derivative(fcinfo, "open_interest"));
+}
+
+Datum
+mdfeed_backfill_funding(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(backfill_derivative(fcinfo, "funding"));
+}
+
+/*
+ * mdfeed_fetch_tickers returns every symbol's 24 h quote volume, from one
+ * request.
+ */
+Datum
+mdfeed_fetch_tickers(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const MdExchange *ex = md_check_exchange(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	MdTicker   *t;
+	int			n;
+	char	   *err = NULL;
+
+	md_require_workers();
+	if (!md_fetch_tickers(ex, &t, &n, &err))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not fetch the tickers of %s: %s", ex->name, err),
+				 errhint("Check mdfeed.binance_rest_url and the server's network access.")));
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {0};
+
+		values[0] = CStringGetTextDatum(t[i].symbol);
+		values[1] = numeric_datum(t[i].quote_volume);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }
 
 static bool

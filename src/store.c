@@ -180,3 +180,132 @@ md_notify_candle(const char *exchange, const char *symbol, const MdInterval *iv,
 			 exchange, symbol, iv->name, when);
 	Async_Notify("mdfeed_candles", payload);
 }
+
+static SPIPlanPtr funding_plan = NULL;
+static SPIPlanPtr oi_plan = NULL;
+
+static SPIPlanPtr
+keep_plan(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not keep a plan");
+	return plan;
+}
+
+static Datum
+numeric_array(char **vals, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(n, 1));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	for (int i = 0; i < n; i++)
+	{
+		nulls[i] = vals[i] == NULL;
+		d[i] = vals[i] ? DirectFunctionCall3(numeric_in, CStringGetDatum(vals[i]),
+											 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)) : (Datum) 0;
+	}
+	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, NUMERICOID, -1, false, TYPALIGN_INT));
+}
+
+static Datum
+timestamptz_array(int64 *ms, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = TimestampTzGetDatum(md_ms_to_timestamptz(ms[i]));
+	return PointerGetDatum(construct_array(d, n, TIMESTAMPTZOID, sizeof(TimestampTz),
+										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * md_store_funding upserts funding events.  The key is the funding time
+ * rounded down to the minute: the exchange reports each event a few
+ * milliseconds past its boundary, and the exact time it sent is kept in
+ * exchange_time.
+ */
+int64
+md_store_funding(const char *symbol, MdFunding *rows, int n)
+{
+	Oid			types[4] = {TEXTOID, TIMESTAMPTZARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID};
+	Datum		values[4];
+	int64	   *ms = palloc(sizeof(int64) * Max(n, 1));
+	char	  **rate = palloc(sizeof(char *) * Max(n, 1));
+	char	  **mark = palloc(sizeof(char *) * Max(n, 1));
+	int			ret;
+
+	if (n <= 0)
+		return 0;
+	for (int i = 0; i < n; i++)
+	{
+		ms[i] = rows[i].funding_ms;
+		rate[i] = rows[i].rate;
+		mark[i] = rows[i].mark_price;
+	}
+	if (funding_plan == NULL)
+		funding_plan = keep_plan(
+			"INSERT INTO mdfeed.funding_rates AS f (symbol, funding_time, funding_rate, mark_price, exchange_time) "
+			"SELECT $1, pg_catalog.date_trunc('minute', t, 'UTC'), r, m, t "
+			"FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(t, r, m) "
+			"ON CONFLICT (symbol, funding_time) DO UPDATE SET funding_rate = excluded.funding_rate, "
+			"mark_price = coalesce(excluded.mark_price, f.mark_price), exchange_time = excluded.exchange_time, "
+			"updated_at = pg_catalog.now() "
+			"WHERE (f.funding_rate, f.mark_price, f.exchange_time) IS DISTINCT FROM "
+			"(excluded.funding_rate, coalesce(excluded.mark_price, f.mark_price), excluded.exchange_time)",
+			4, types);
+	values[0] = CStringGetTextDatum(symbol);
+	values[1] = timestamptz_array(ms, n);
+	values[2] = numeric_array(rate, n);
+	values[3] = numeric_array(mark, n);
+	ret = SPI_execute_plan(funding_plan, values, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "upsert into mdfeed.funding_rates failed: %s", SPI_result_code_string(ret));
+	return (int64) SPI_processed;
+}
+
+/*
+ * md_store_open_interest upserts hourly open-interest statistics.
+ */
+int64
+md_store_open_interest(const char *symbol, MdOpenInterest *rows, int n)
+{
+	Oid			types[4] = {TEXTOID, TIMESTAMPTZARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID};
+	Datum		values[4];
+	int64	   *ms = palloc(sizeof(int64) * Max(n, 1));
+	char	  **soi = palloc(sizeof(char *) * Max(n, 1));
+	char	  **soiv = palloc(sizeof(char *) * Max(n, 1));
+	int			ret;
+
+	if (n <= 0)
+		return 0;
+	for (int i = 0; i < n; i++)
+	{
+		ms[i] = rows[i].ts_ms;
+		soi[i] = rows[i].sum_open_interest;
+		soiv[i] = rows[i].sum_open_interest_value;
+	}
+	if (oi_plan == NULL)
+		oi_plan = keep_plan(
+			"INSERT INTO mdfeed.open_interest_1h AS o (symbol, ts, sum_open_interest, sum_open_interest_value) "
+			"SELECT $1, t, a, b "
+			"FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(t, a, b) "
+			"ON CONFLICT (symbol, ts) DO UPDATE SET sum_open_interest = excluded.sum_open_interest, "
+			"sum_open_interest_value = excluded.sum_open_interest_value, updated_at = pg_catalog.now() "
+			"WHERE (o.sum_open_interest, o.sum_open_interest_value) IS DISTINCT FROM "
+			"(excluded.sum_open_interest, excluded.sum_open_interest_value)",
+			4, types);
+	values[0] = CStringGetTextDatum(symbol);
+	values[1] = timestamptz_array(ms, n);
+	values[2] = numeric_array(soi, n);
+	values[3] = numeric_array(soiv, n);
+	ret = SPI_execute_plan(oi_plan, values, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "upsert into mdfeed.open_interest_1h failed: %s", SPI_result_code_string(ret));
+	return (int64) SPI_processed;
+}

@@ -11,6 +11,8 @@
 #include "exchange.h"
 
 extern int64 md_store_candles(const MdInterval *iv, MdCandle *rows, int nrows);
+extern int64 md_store_funding(const char *symbol, MdFunding *rows, int n);
+extern int64 md_store_open_interest(const char *symbol, MdOpenInterest *rows, int n);
 extern void md_notify_candle(const char *exchange, const char *symbol,
 							 const MdInterval *iv, int64 open_ms);
 

@@ -12,7 +12,12 @@
  *     to date from its newest closed candle, while the stream runs;
  *   - gap watchdog: every mdfeed.gap_check_interval it looks for missing
  *     closed candles in the last mdfeed.gap_lookback, the tail included,
- *     and queues repairs, except for ranges the exchange confirmed empty.
+ *     and queues repairs, except for ranges the exchange confirmed empty;
+ *   - liquidity: with mdfeed.auto_track_top_n set, it ranks the board by
+ *     24 h quote volume at once (and again when the settings change) and
+ *     then hourly, and makes the top of it mdfeed.auto_tracked;
+ *   - derivatives: just after every hour, it queues the collection of open
+ *     interest and funding for every tracked symbol.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,7 +33,9 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/numeric.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -243,6 +250,79 @@ check_gaps(const MdExchange *ex)
 	return gaps;
 }
 
+/*
+ * rank_board fetches every ticker (no transaction open) and makes the top of
+ * the board the auto-tracked set; with auto-tracking off, it empties it.
+ */
+static void
+rank_board(const MdExchange *ex, int top_n, double min_qv)
+{
+	MdTicker   *t = NULL;
+	int			n = 0;
+	char	   *err = NULL;
+	Oid			types[5] = {TEXTOID, TEXTARRAYOID, NUMERICARRAYOID, NUMERICOID, INT4OID};
+	Datum		values[5];
+	Datum	   *syms;
+	Datum	   *qvs;
+	int			ret;
+
+	if (top_n > 0 && !md_fetch_tickers(ex, &t, &n, &err))
+	{
+		md_slot_set_error(err);
+		ereport(LOG, (errmsg("mdfeed watch worker: could not rank %s: %s", ex->name, err)));
+		return;
+	}
+	syms = palloc(sizeof(Datum) * Max(n, 1));
+	qvs = palloc(sizeof(Datum) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		syms[i] = CStringGetTextDatum(t[i].symbol);
+		qvs[i] = DirectFunctionCall3(numeric_in, CStringGetDatum(t[i].quote_volume),
+									 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	}
+	values[0] = CStringGetTextDatum(ex->name);
+	values[1] = PointerGetDatum(construct_array(syms, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(qvs, n, NUMERICOID, -1, false, TYPALIGN_INT));
+	values[3] = DirectFunctionCall1(float8_numeric, Float8GetDatum(min_qv));
+	values[4] = Int32GetDatum(top_n);
+	begin_tx();
+	ret = SPI_execute_with_args("SELECT mdfeed.apply_auto_track($1, $2, $3, $4, $5)",
+								5, types, values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not apply the ranking");
+	commit_tx();
+	md_wake_role(MD_ROLE_STREAM);
+}
+
+/*
+ * sync_derivatives queues the collection of open interest and funding for
+ * every tracked symbol.
+ */
+static void
+sync_derivatives(const MdExchange *ex)
+{
+	int			nsym;
+	char	  **syms;
+
+	begin_tx();
+	syms = tracked_symbols(ex, &nsym);
+	for (int i = 0; i < nsym; i++)
+	{
+		Oid			types[3] = {TEXTOID, TEXTOID, INTERVALOID};
+		Datum		values[3];
+
+		values[0] = CStringGetTextDatum(ex->name);
+		values[1] = CStringGetTextDatum(syms[i]);
+		values[2] = DirectFunctionCall3(interval_in,
+										CStringGetDatum(psprintf("%d minutes", mdfeed_sync_lookback_min)),
+										ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+		if (SPI_execute_with_args("SELECT mdfeed.sync_derivs($1, $2, $3)", 3, types, values, NULL,
+								  false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not queue derivatives collection");
+	}
+	commit_tx();
+}
+
 static void
 watch_on_exit(int code, Datum arg)
 {
@@ -261,6 +341,10 @@ mdfeed_watch_main(Datum main_arg)
 	HASHCTL		hctl;
 	volatile int64 next_info = 0;
 	volatile int64 next_gaps;
+	volatile int64 next_rank = 0;
+	volatile int64 next_derivs = 0;
+	volatile int ranked_top_n = -1;
+	volatile double ranked_min = -1;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	pqsignal(SIGTERM, die);
@@ -311,6 +395,27 @@ mdfeed_watch_main(Datum main_arg)
 				md_slot_set_state("checking gaps");
 				queued += check_gaps(ex);
 				next_gaps = md_now_ms() + mdfeed_gap_check_interval_s * INT64CONST(1000);
+			}
+			if (mdfeed_auto_track_top_n != ranked_top_n ||
+				mdfeed_auto_track_min_quote_volume != ranked_min ||
+				(mdfeed_auto_track_top_n > 0 && now >= next_rank))
+			{
+				md_slot_set_state("ranking");
+				rank_board(ex, mdfeed_auto_track_top_n, mdfeed_auto_track_min_quote_volume);
+				ranked_top_n = mdfeed_auto_track_top_n;
+				ranked_min = mdfeed_auto_track_min_quote_volume;
+				next_rank = now + 3600 * INT64CONST(1000);
+				/* newly tracked symbols get their sync and derivatives now */
+				queued += sync_new_pairs(ex);
+				next_derivs = 0;
+			}
+			if (mdfeed_derivatives_enabled && now >= next_derivs)
+			{
+				md_slot_set_state("queueing derivatives");
+				sync_derivatives(ex);
+				queued++;
+				/* just after the next hour, when new statistics exist */
+				next_derivs = (now / 3600000 + 1) * 3600000 + 30000;
 			}
 			if (queued > 0)
 				md_wake_role(MD_ROLE_BACKFILL);

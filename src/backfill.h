@@ -1,0 +1,49 @@
+/*-------------------------------------------------------------------------
+ *
+ * backfill.h
+ *	  What the job runners of the backfill worker share: transactions,
+ *	  interruptible sleeps, and fetching with retries.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef MDFEED_BACKFILL_H
+#define MDFEED_BACKFILL_H
+
+#include "exchange.h"
+#include "jobs.h"
+
+typedef enum PageResult
+{
+	PAGE_OK,
+	PAGE_FAILED,				/* the job must fail: see the message */
+	PAGE_CANCELED
+} PageResult;
+
+/* what a job has done since its last checkpoint */
+typedef struct JobCounters
+{
+	int			requests;
+	int			retries;
+} JobCounters;
+
+/* parses an answer into arg; false with *err set if malformed */
+typedef bool (*MdParseFn) (const char *body, size_t len, void *arg, char **err);
+
+extern void md_begin_tx(void);
+extern void md_commit_tx(void);
+extern void md_abort_tx(void);
+extern bool md_job_cancel_requested(void);
+extern bool md_sleep_ms(int64 ms);
+extern bool md_job_still_running(const MdJob *job);
+extern void md_finish_job(const MdJob *job, const char *state, const char *error,
+						  JobCounters *cnt);
+extern PageResult md_fetch_with_retries(const MdExchange *ex, const MdJob *job,
+										const char *path, int weight, int bucket,
+										int per_5min, MdParseFn parse, void *parse_arg,
+										JobCounters *cnt, char **failmsg);
+
+/* derivs.c */
+extern void md_run_funding_job(const MdJob *job);
+extern void md_run_open_interest_job(const MdJob *job);
+
+#endif
