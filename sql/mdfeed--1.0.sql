@@ -366,8 +366,9 @@ AS $fn$
 $fn$;
 
 /*
- * mdfeed.apply_auto_track makes mdfeed.auto_tracked the top of the board;
- * symbols that fall out stop streaming but keep their data.
+ * mdfeed.apply_auto_track makes mdfeed.auto_tracked the top of the board,
+ * blacklisted symbols left out (the next ones take their places); symbols
+ * that fall out stop streaming but keep their data.
  */
 CREATE FUNCTION mdfeed.apply_auto_track(p_exchange text, p_symbols text[], p_quote_volumes numeric[],
 										p_min numeric, p_top_n integer)
@@ -381,8 +382,13 @@ BEGIN
 	CREATE TEMP TABLE IF NOT EXISTS mdfeed_ranked (symbol text, quote_volume numeric, rank integer)
 		ON COMMIT DROP;
 	DELETE FROM mdfeed_ranked;
+	-- the top p_top_n of the board that the blacklist allows, with their board rank
 	INSERT INTO mdfeed_ranked
-	SELECT * FROM mdfeed.rank_symbols(p_exchange, p_symbols, p_quote_volumes, p_min, p_top_n);
+	SELECT r.* FROM mdfeed.rank_symbols(p_exchange, p_symbols, p_quote_volumes, p_min, NULL) r
+	WHERE NOT EXISTS (SELECT 1 FROM mdfeed.symbol_lists b
+					  WHERE b.exchange = p_exchange AND b.symbol = r.symbol AND b.list = 'blacklist')
+	ORDER BY r.rank
+	LIMIT greatest(p_top_n, 0);
 	DELETE FROM mdfeed.auto_tracked a
 	WHERE a.exchange = p_exchange AND NOT EXISTS (SELECT 1 FROM mdfeed_ranked r WHERE r.symbol = a.symbol);
 	INSERT INTO mdfeed.auto_tracked AS a (exchange, symbol, quote_volume, rank)
