@@ -357,7 +357,7 @@ record_exchange_gap(const MdExchange *ex, const MdJob *job, int64 from_ms, int64
 	values[4] = TimestampTzGetDatum(md_ms_to_timestamptz(to_ms));
 	ret = SPI_execute_with_args("INSERT INTO mdfeed.exchange_gaps (exchange, symbol, \"interval\", from_time, to_time) "
 								"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (exchange, symbol, \"interval\", from_time) "
-								"DO UPDATE SET to_time = pg_catalog.greatest(mdfeed.exchange_gaps.to_time, excluded.to_time), "
+								"DO UPDATE SET to_time = GREATEST(mdfeed.exchange_gaps.to_time, excluded.to_time), "
 								"confirmed_at = pg_catalog.now()",
 								5, types, values, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
