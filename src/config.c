@@ -3,11 +3,12 @@
  * config.c
  *	  mdfeed's settings (the mdfeed.* GUCs) and the protection of its secrets.
  *
- * The API key and secret are superuser-only settings.  Beyond what the GUC
- * machinery offers, two things keep them out of sight: a show hook masks the
- * value for anyone but a superuser (members of pg_read_all_settings included),
- * and a log hook scrubs them from server log lines such as the "parameter
- * changed to" message the postmaster writes on reload.
+ * The API key and secret are superuser-only settings, left out of SHOW ALL
+ * and pg_settings for everybody (pg_settings would show members of
+ * pg_read_all_settings their reset and boot values raw).  Beyond that, a
+ * show hook masks the value in SHOW and current_setting() for anyone but a
+ * superuser, and a log hook scrubs them from server log lines such as the
+ * "parameter changed to" message the postmaster writes on reload.
  *
  *-------------------------------------------------------------------------
  */
@@ -348,7 +349,7 @@ mdfeed_define_gucs(void)
 							   &mdfeed_api_key,
 							   "",
 							   PGC_SUSET,
-							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, show_api_key);
 
 	DefineCustomStringVariable("mdfeed.api_secret",
@@ -357,7 +358,7 @@ mdfeed_define_gucs(void)
 							   &mdfeed_api_secret,
 							   "",
 							   PGC_SUSET,
-							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, show_api_secret);
 
 	DefineCustomIntVariable("mdfeed.http_timeout",
