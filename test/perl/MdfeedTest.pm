@@ -1,0 +1,818 @@
+
+# Copyright (c) mdfeed authors
+
+=pod
+
+=head1 NAME
+
+MdfeedTest - helpers for mdfeed's TAP tests
+
+=head1 SYNOPSIS
+
+  use MdfeedTest;
+
+  my $fake = start_fake();                      # the fake Binance exchange
+  my $node = new_node('main', $fake);           # PostgreSQL + mdfeed, extension created
+  my $id   = backfill($node, 'BTCUSDT', '1h', ts_ms('2024-01-01'), ts_ms('2024-02-01'));
+  is(wait_job($node, $id, 60), 'succeeded', 'backfill done');
+  compare_with_truth($node, $fake, 'BTCUSDT', '1h', $from_ms, $to_ms, 'exact');
+  finish();                                      # diagnostics on failure + done_testing
+
+Tests run as the postgres user with the current directory at the root of the
+source tree (PGXS prove_installcheck); this module finds the fake exchange
+relative to its own location (test/perl/../fake_exchange).
+
+=cut
+
+package MdfeedTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use HTTP::Tiny;
+use IPC::Run;
+use JSON::PP;
+use POSIX qw(floor);
+use Time::HiRes qw(usleep);
+use Time::Local qw(timegm);
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+our @EXPORT = qw(
+  src_root shared_dir start_fake new_node
+  backfill wait_job job_row job_is poll_job
+  compare_with_truth truth_csv align_down next_open candle_table
+  ts_ms now_ms ms_sql
+  fake_stats fake_klines_requests fake_rows_served fake_429_rate_limited
+  fake_429_injected fake_418 set_faults clear_faults reset_fake fake_config fake_symbols
+  log_tail log_contents diag_state track_job finish query_json worker_pids
+  wait_workers
+);
+
+my $ROOT = abs_path(dirname(abs_path(__FILE__)) . '/../..');
+my $PYTHON = '/usr/bin/python3';
+my $FAKE = "$ROOT/test/fake_exchange/fake_binance.py";
+
+my @fakes;    # started fake exchanges, killed at END
+my @nodes;    # nodes, for diagnostics
+my @jobs;     # [node, id] of jobs created through backfill()
+
+# repository root (the directory holding Makefile, src/, test/)
+sub src_root { return $ROOT; }
+
+# shared/ beside the repository (or $MDFEED_SHARED)
+sub shared_dir
+{
+	return $ENV{MDFEED_SHARED} if $ENV{MDFEED_SHARED};
+	my $d = "$ROOT/../shared";
+	return -d $d ? abs_path($d) : $d;
+}
+
+#--------------------------------------------------------------------------
+# Time helpers
+#--------------------------------------------------------------------------
+
+# ts_ms('2024-01-01 00:30:00') -> epoch ms (UTC)
+sub ts_ms
+{
+	my ($s) = @_;
+	my ($y, $mo, $d, $h, $mi, $se) =
+	  $s =~ /^(\d{4})-(\d\d)-(\d\d)(?:[ T](\d\d):(\d\d)(?::(\d\d))?)?/
+	  or die "bad timestamp '$s'";
+	return timegm($se // 0, $mi // 0, $h // 0, $d, $mo - 1, $y) * 1000;
+}
+
+sub now_ms { return int(Time::HiRes::time() * 1000); }
+
+# SQL expression for an epoch-ms value as timestamptz (exact)
+sub ms_sql
+{
+	my ($ms) = @_;
+	return "('epoch'::timestamptz + interval '1 millisecond' * $ms)";
+}
+
+my %IV_MS = (
+	'1m' => 60_000, '3m' => 180_000, '5m' => 300_000, '15m' => 900_000,
+	'30m' => 1_800_000, '1h' => 3_600_000, '2h' => 7_200_000,
+	'4h' => 14_400_000, '6h' => 21_600_000, '8h' => 28_800_000,
+	'12h' => 43_200_000, '1d' => 86_400_000, '3d' => 259_200_000);
+my $WEEK = 7 * 86_400_000;
+my $WEEK_OFF = 4 * 86_400_000;    # 1970-01-05 was a Monday
+
+# open time of the candle of interval $iv containing $t (ms), as Binance has it
+sub align_down
+{
+	my ($iv, $t) = @_;
+	if (my $d = $IV_MS{$iv}) { return $t - ($t % $d); }
+	if ($iv eq '1w') { return $t - (($t - $WEEK_OFF) % $WEEK); }
+	die "bad interval $iv" unless $iv eq '1M';
+	my @g = gmtime(floor($t / 1000));
+	return timegm(0, 0, 0, 1, $g[4], $g[5] + 1900) * 1000;
+}
+
+sub next_open
+{
+	my ($iv, $o) = @_;
+	if (my $d = $IV_MS{$iv}) { return $o + $d; }
+	if ($iv eq '1w') { return $o + $WEEK; }
+	my @g = gmtime(floor($o / 1000));
+	my ($y, $m) = ($g[5] + 1900, $g[4] + 1);
+	($y, $m) = $m == 12 ? ($y + 1, 1) : ($y, $m + 1);
+	return timegm(0, 0, 0, 1, $m - 1, $y) * 1000;
+}
+
+sub candle_table
+{
+	my ($iv) = @_;
+	return $iv eq '1M' ? 'mdfeed.candles_1mo' : "mdfeed.candles_$iv";
+}
+
+#--------------------------------------------------------------------------
+# The fake exchange
+#--------------------------------------------------------------------------
+
+=pod
+
+=item start_fake(%opts)
+
+Starts test/fake_exchange/fake_binance.py serve on a free port.  Options:
+weight_limit, faults (hashref), args (arrayref of extra arguments), name.
+Returns a hashref {port, pid, url, log, name}.  Killed at END.
+
+=cut
+
+sub start_fake
+{
+	my (%o) = @_;
+	my $n = scalar(@fakes);
+	my $name = $o{name} // "fake$n";
+	my $dir = $PostgreSQL::Test::Utils::tmp_check;
+	my $portfile = "$dir/${name}_$$.port";
+	my $log = "$PostgreSQL::Test::Utils::log_path/"
+	  . File::Basename::basename($0, '.pl') . "_$name.log";
+	unlink $portfile;
+
+	die "fake exchange not found at $FAKE" unless -f $FAKE;
+	my @cmd = ($PYTHON, $FAKE, 'serve', '--port', '0', '--port-file', $portfile);
+	push @cmd, '--weight-limit', $o{weight_limit} if defined $o{weight_limit};
+	push @cmd, '--faults', encode_json($o{faults}) if $o{faults};
+	push @cmd, @{ $o{args} } if $o{args};
+
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDIN, '<', '/dev/null');
+		open(STDOUT, '>>', $log) or POSIX::_exit(127);
+		open(STDERR, '>&', \*STDOUT);
+		exec(@cmd) or POSIX::_exit(127);
+	}
+	my $fake = { pid => $pid, log => $log, name => $name, cmd => \@cmd };
+	push @fakes, $fake;
+
+	my $deadline = time() + 30;
+	while (time() < $deadline)
+	{
+		if (-s $portfile)
+		{
+			open my $fh, '<', $portfile or die;
+			my $p = <$fh>;
+			close $fh;
+			if (defined $p && $p =~ /^(\d+)/)
+			{
+				$fake->{port} = $1;
+				last;
+			}
+		}
+		if (waitpid($pid, POSIX::WNOHANG()) == $pid)
+		{
+			$fake->{pid} = undef;
+			die "fake exchange exited at start (status $?); log:\n"
+			  . (-f $log ? slurp_file($log) : '');
+		}
+		usleep(50_000);
+	}
+	die "fake exchange did not write $portfile within 30 s; log:\n"
+	  . (-f $log ? slurp_file($log) : '')
+	  unless $fake->{port};
+	$fake->{url} = "http://127.0.0.1:$fake->{port}";
+	note "fake exchange $name: pid $pid, $fake->{url}, log $log";
+	return $fake;
+}
+
+sub _http { return HTTP::Tiny->new(timeout => 15); }
+
+sub _fake_call
+{
+	my ($fake, $method, $path, $body) = @_;
+	my %opt;
+	if (defined $body)
+	{
+		$opt{content} = ref $body ? encode_json($body) : $body;
+		$opt{headers} = { 'Content-Type' => 'application/json' };
+	}
+	my $r = _http()->request($method, "$fake->{url}$path", \%opt);
+	die "fake $method $path: $r->{status} $r->{reason} $r->{content}"
+	  unless $r->{success};
+	return decode_json($r->{content});
+}
+
+sub fake_stats { my ($fake) = @_; return _fake_call($fake, 'GET', '/_fake/stats'); }
+sub fake_symbols { my ($fake) = @_; return _fake_call($fake, 'GET', '/_fake/symbols'); }
+
+sub fake_klines_requests
+{
+	my ($fake, $st) = @_;
+	$st //= fake_stats($fake);
+	return $st->{requests}{'/fapi/v1/klines'} // 0;
+}
+sub fake_rows_served { my ($fake, $st) = @_; $st //= fake_stats($fake); return $st->{klines_rows} // 0; }
+sub fake_429_rate_limited { my ($fake, $st) = @_; $st //= fake_stats($fake); return $st->{rate_limited_429} // 0; }
+sub fake_429_injected { my ($fake, $st) = @_; $st //= fake_stats($fake); return $st->{injected_429} // 0; }
+sub fake_418 { my ($fake, $st) = @_; $st //= fake_stats($fake); return $st->{banned_418} // 0; }
+
+# set_faults($fake, {status_5xx => 0.1, ...}) replaces the whole fault set
+sub set_faults
+{
+	my ($fake, $f) = @_;
+	return _fake_call($fake, 'POST', '/_fake/faults', $f // {});
+}
+sub clear_faults { my ($fake) = @_; return set_faults($fake, {}); }
+
+# reset_fake: zero the counters and rate-limit windows (faults stay)
+sub reset_fake { my ($fake) = @_; return _fake_call($fake, 'POST', '/_fake/reset', {}); }
+
+sub fake_config
+{
+	my ($fake, $cfg) = @_;
+	return $cfg ? _fake_call($fake, 'POST', '/_fake/config', $cfg)
+	  : _fake_call($fake, 'GET', '/_fake/config');
+}
+
+# truth_csv(symbol, iv, start_ms, end_ms): CSV of closed candles in [start, end)
+sub truth_csv
+{
+	my ($sym, $iv, $start, $end) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ $PYTHON, $FAKE, 'truth', $sym, $iv, $start, $end ],
+		'>', \$out, '2>', \$err)
+	  or die "fake_binance.py truth $sym $iv $start $end failed: $err";
+	# tolerate a header line
+	$out =~ s/\A[^\n]*[A-Za-z_]+_ms[^\n]*\n//;
+	return $out;
+}
+
+my $diag_done = 0;
+
+END
+{
+	my $exit = $?;
+	local $?;
+	# a test that died before finish(): still show what state things were in
+	if (!$diag_done && @nodes && ($exit != 0 || !Test::More->builder->is_passing))
+	{
+		eval { diag_state(); };
+	}
+	for my $f (@fakes)
+	{
+		next unless $f->{pid};
+		kill 'TERM', $f->{pid};
+		my $t = time() + 5;
+		while (time() < $t)
+		{
+			last if waitpid($f->{pid}, POSIX::WNOHANG()) == $f->{pid};
+			usleep(50_000);
+		}
+		if (kill(0, $f->{pid}))
+		{
+			kill 'KILL', $f->{pid};
+			waitpid($f->{pid}, 0);
+		}
+		$f->{pid} = undef;
+	}
+}
+
+#--------------------------------------------------------------------------
+# Nodes
+#--------------------------------------------------------------------------
+
+=pod
+
+=item new_node($name, $fake, %conf)
+
+Creates, configures and starts a node that preloads mdfeed and points it at
+the fake, then creates the extension in database postgres and waits for the
+backfill workers.  %conf holds extra postgresql.conf settings (name => value,
+value written as is, so quote strings: 'mdfeed.api_key' => "'x'").  Special
+keys: _no_extension => 1 (do not CREATE EXTENSION), _no_wait => 1.
+
+=cut
+
+sub new_node
+{
+	my ($name, $fake, %conf) = @_;
+	my $no_ext = delete $conf{_no_extension};
+	my $no_wait = delete $conf{_no_wait};
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	my $url = $fake ? $fake->{url} : 'http://127.0.0.1:9';
+	my $ws = $fake ? "ws://127.0.0.1:$fake->{port}/market" : 'ws://127.0.0.1:9/market';
+	my %c = (
+		shared_preload_libraries => "'mdfeed'",
+		'mdfeed.database' => "'postgres'",
+		'mdfeed.binance_rest_url' => "'$url'",
+		'mdfeed.binance_ws_url' => "'$ws'",
+		'mdfeed.job_poll_interval' => "'500ms'",
+		'mdfeed.http_timeout' => "'10s'",
+		max_worker_processes => 16,
+		restart_after_crash => 'on',
+		log_min_messages => 'debug1',
+		log_line_prefix => "'%m [%p] %b %q%a '",
+		%conf);
+	$node->append_conf('postgresql.conf',
+		join('', map { "$_ = $c{$_}\n" } sort keys %c));
+	$node->start;
+	push @nodes, $node;
+	unless ($no_ext)
+	{
+		$node->safe_psql('postgres', 'CREATE EXTENSION mdfeed');
+		unless ($no_wait)
+		{
+			my $n = $c{'mdfeed.backfill_workers'} // 2;
+			wait_workers($node, $n, 60)
+			  or diag("only "
+				  . scalar(worker_pids($node))
+				  . " of $n backfill workers started within 60 s\n"
+				  . log_tail($node, 40));
+		}
+	}
+	return $node;
+}
+
+# pids of running backfill workers
+sub worker_pids
+{
+	my ($node) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'mdfeed backfill worker' ORDER BY pid"
+	);
+	return () if $ret != 0;
+	return grep { /^\d+$/ } split /\n/, $out;
+}
+
+sub wait_workers
+{
+	my ($node, $n, $timeout) = @_;
+	my $deadline = time() + ($timeout // 60);
+	while (time() < $deadline)
+	{
+		return 1 if scalar(worker_pids($node)) >= $n;
+		usleep(200_000);
+	}
+	return 0;
+}
+
+sub log_contents
+{
+	my ($node) = @_;
+	return -f $node->logfile ? slurp_file($node->logfile) : '';
+}
+
+sub log_tail
+{
+	my ($node, $n) = @_;
+	$n //= 40;
+	my @l = split /\n/, log_contents($node);
+	@l = @l[ -$n .. -1 ] if @l > $n;
+	@l = map { length($_) > 400 ? substr($_, 0, 400) . ' [...]' : $_ } @l;
+	return "--- last lines of " . $node->logfile . ":\n" . join("\n", @l) . "\n";
+}
+
+# run a query returning one json value per line; returns list of decoded values
+sub query_json
+{
+	my ($node, $sql) = @_;
+	my $out = $node->safe_psql('postgres', $sql);
+	return map { decode_json($_) } grep { length } split /\n/, $out;
+}
+
+#--------------------------------------------------------------------------
+# Jobs
+#--------------------------------------------------------------------------
+
+sub track_job { my ($node, $id) = @_; push @jobs, [ $node, $id ]; return $id; }
+
+=pod
+
+=item backfill($node, $symbol, $iv, $from_ms, $to_ms)
+
+Queues a backfill through mdfeed_backfill and returns the job id.  $to_ms
+undef means the default (now()).
+
+=cut
+
+sub backfill
+{
+	my ($node, $sym, $iv, $from, $to) = @_;
+	my $sql = "SELECT mdfeed_backfill('$sym', '$iv', " . ms_sql($from)
+	  . (defined $to ? ", " . ms_sql($to) : '') . ")";
+	my $id = $node->safe_psql('postgres', $sql);
+	return track_job($node, $id);
+}
+
+# the job's row as a hashref (times as text, plus *_ms for cursor_time)
+sub job_row
+{
+	my ($node, $id) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres',
+		"SELECT row_to_json(j)::text FROM (SELECT *, "
+		  . "(extract(epoch FROM cursor_time) * 1000)::bigint AS cursor_ms "
+		  . "FROM mdfeed.jobs WHERE id = $id) j");
+	return undef if $ret != 0 || $out eq '';
+	return decode_json($out);
+}
+
+=pod
+
+=item wait_job($node, $id, $timeout)
+
+Waits with mdfeed_wait (in slices, surviving crash restarts) until the job
+ends or $timeout seconds pass; returns the final (or current) state.
+
+=cut
+
+sub wait_job
+{
+	my ($node, $id, $timeout) = @_;
+	$timeout //= 60;
+	my $deadline = Time::HiRes::time() + $timeout;
+	my $state = '';
+	while (1)
+	{
+		my $left = $deadline - Time::HiRes::time();
+		last if $left <= 0;
+		my $slice = $left > 10 ? 10 : $left;
+		$slice = sprintf('%.3f', $slice);
+		my ($ret, $out, $err) = $node->psql('postgres',
+			"SELECT mdfeed_wait($id, '$slice s')",
+			timeout => $slice + 30);
+		if (defined $ret && $ret == 0)
+		{
+			$state = $out;
+			return $state if $state =~ /^(succeeded|failed|canceled)$/;
+		}
+		else
+		{
+			# server restarting, or mdfeed_wait missing/broken: fall back to polling
+			my ($r2, $o2) = $node->psql('postgres',
+				"SELECT state FROM mdfeed.jobs WHERE id = $id");
+			if (defined $r2 && $r2 == 0)
+			{
+				$state = $o2;
+				return $state if $state =~ /^(succeeded|failed|canceled)$/;
+				note "mdfeed_wait($id) failed: $err" if $err && $err !~ /connect/;
+			}
+			usleep(300_000);
+		}
+	}
+	return $state;
+}
+
+# poll_job($node, $id, $sql_condition_on_jobs_row, $timeout): true when it holds
+sub poll_job
+{
+	my ($node, $id, $cond, $timeout) = @_;
+	my $deadline = Time::HiRes::time() + ($timeout // 60);
+	while (Time::HiRes::time() < $deadline)
+	{
+		my ($ret, $out) = $node->psql('postgres',
+			"SELECT ($cond) FROM mdfeed.jobs WHERE id = $id");
+		return 1 if defined $ret && $ret == 0 && $out eq 't';
+		usleep(100_000);
+	}
+	return 0;
+}
+
+# job_is($node, $id, $state, $name, $timeout): wait and check, with diagnostics
+sub job_is
+{
+	my ($node, $id, $want, $name, $timeout) = @_;
+	my $got = wait_job($node, $id, $timeout // 60);
+	my $ok = is($got, $want, $name);
+	unless ($ok)
+	{
+		diag("job $id: " . encode_json(job_row($node, $id) // {}));
+		diag(log_tail($node, 30));
+	}
+	return $ok;
+}
+
+#--------------------------------------------------------------------------
+# Truth
+#--------------------------------------------------------------------------
+
+=pod
+
+=item compare_with_truth($node, $fake, $symbol, $iv, $from_ms, $to_ms, $name, %opt)
+
+Loads the fake's closed truth candles with open_time in [align_down(from), to)
+into a temporary table and checks, for rows with closed = true in the same
+range: counts equal (and > 0 unless allow_empty), truth EXCEPT stored and
+stored EXCEPT truth empty over every column (numbers compared as numeric,
+times as epoch ms).  Unless allow_open, also checks that no row in the range
+has closed = false.  Returns a hashref of the figures.
+
+=cut
+
+sub compare_with_truth
+{
+	my ($node, $fake, $sym, $iv, $from, $to, $name, %opt) = @_;
+	my $start = align_down($iv, $from);
+	my $csv = truth_csv($sym, $iv, $start, $to);
+	my $ntruth = () = $csv =~ /\n/g;
+	my $tab = candle_table($iv);
+	my $sql = <<"EOS";
+CREATE TEMP TABLE truth (symbol text, open_time_ms bigint, close_time_ms bigint,
+  open numeric, high numeric, low numeric, close numeric, volume numeric,
+  quote_volume numeric, trades bigint, taker_buy_base_volume numeric,
+  taker_buy_quote_volume numeric);
+COPY truth FROM STDIN WITH (FORMAT csv);
+$csv\\.
+CREATE TEMP VIEW got AS
+  SELECT symbol, (extract(epoch FROM open_time) * 1000)::bigint AS open_time_ms,
+    (extract(epoch FROM close_time) * 1000)::bigint AS close_time_ms,
+    open, high, low, close, volume, quote_volume, trades,
+    taker_buy_base_volume, taker_buy_quote_volume
+  FROM $tab
+  WHERE symbol = '$sym' AND closed
+    AND open_time >= @{[ms_sql($start)]} AND open_time < @{[ms_sql($to)]};
+CREATE TEMP VIEW missing AS SELECT * FROM truth EXCEPT SELECT * FROM got;
+CREATE TEMP VIEW extra AS SELECT * FROM got EXCEPT SELECT * FROM truth;
+CREATE TEMP VIEW text_diff AS
+  SELECT t.open_time_ms FROM truth t JOIN got g USING (open_time_ms)
+  WHERE (t.open::text, t.high::text, t.low::text, t.close::text, t.volume::text,
+         t.quote_volume::text, t.taker_buy_base_volume::text, t.taker_buy_quote_volume::text)
+    IS DISTINCT FROM
+        (g.open::text, g.high::text, g.low::text, g.close::text, g.volume::text,
+         g.quote_volume::text, g.taker_buy_base_volume::text, g.taker_buy_quote_volume::text);
+SELECT json_build_object(
+  'truth', (SELECT count(*) FROM truth),
+  'got', (SELECT count(*) FROM got),
+  'missing', (SELECT count(*) FROM missing),
+  'extra', (SELECT count(*) FROM extra),
+  'text_diff', (SELECT count(*) FROM text_diff),
+  'open_rows', (SELECT count(*) FROM $tab WHERE symbol = '$sym' AND NOT closed
+     AND open_time >= @{[ms_sql($start)]} AND open_time < @{[ms_sql($to)]}),
+  'missing_sample', (SELECT json_agg(m) FROM (SELECT * FROM missing ORDER BY open_time_ms LIMIT 3) m),
+  'extra_sample', (SELECT json_agg(e) FROM (SELECT * FROM extra ORDER BY open_time_ms LIMIT 3) e))::jsonb::text;
+EOS
+	my ($ret, $out, $err) = $node->psql('postgres', $sql, timeout => 300);
+	if ($ret != 0)
+	{
+		fail("$name: truth comparison query failed");
+		diag($err);
+		return undef;
+	}
+	my $r = decode_json((split /\n/, $out)[-1]);
+	my $ok = 1;
+	$ok &&= is($r->{truth}, $ntruth, "$name: truth loaded ($ntruth rows)");
+	$ok &&= ok($r->{truth} > 0, "$name: truth not empty") unless $opt{allow_empty};
+	$ok &= is($r->{got}, $r->{truth}, "$name: closed row count equals truth");
+	$ok &= is($r->{missing} + $r->{extra}, 0,
+		"$name: rows equal truth in every column (missing $r->{missing}, extra $r->{extra})");
+	$ok &= is($r->{text_diff}, 0,
+		"$name: decimal strings kept exactly as sent (scale included)");
+	$ok &= is($r->{open_rows}, 0, "$name: no row with closed = false")
+	  unless $opt{allow_open};
+	unless ($ok)
+	{
+		diag("$name: comparison: " . encode_json($r));
+		diag("$name: range [$start, $to) = ["
+			  . scalar(gmtime($start / 1000)) . ", "
+			  . scalar(gmtime($to / 1000)) . ")");
+	}
+	return $r;
+}
+
+#--------------------------------------------------------------------------
+# Diagnostics
+#--------------------------------------------------------------------------
+
+sub diag_state
+{
+	for my $j (@jobs)
+	{
+		my ($node, $id) = @$j;
+		my $row = eval { job_row($node, $id) };
+		diag("job $id: " . ($row ? encode_json($row) : '(unavailable)'));
+	}
+	for my $f (@fakes)
+	{
+		next unless $f->{pid};
+		my $st = eval { fake_stats($f) };
+		diag("fake $f->{name} stats: " . ($st ? JSON::PP->new->canonical->encode($st) : "unavailable: $@"));
+	}
+	for my $node (@nodes)
+	{
+		diag(log_tail($node, 60));
+	}
+}
+
+# finish(): diagnostics if anything failed, then done_testing
+sub finish
+{
+	diag_state() unless Test::More->builder->is_passing;
+	$diag_done = 1;
+	done_testing();
+}
+
+1;
+
+#--------------------------------------------------------------------------
+# Live candles (stream and watch workers): helpers for test/t/1*.pl.
+# Appended; nothing above is changed.
+#--------------------------------------------------------------------------
+
+push @EXPORT, qw(
+  wait_until try_sql worker_row stream_worker wait_stream fake_ws
+  wait_fake_subs avoid_minute_edge wait_next_minute pair_gaps
+  jobs_pending wait_jobs_settled wait_no_gaps iso_ms iv_ms
+);
+
+# interval length in ms (fixed-length intervals only)
+sub iv_ms { my ($iv) = @_; return $IV_MS{$iv} // die "no fixed length for $iv"; }
+
+# 1700000000000 -> '2023-11-14T22:13:20Z' (the NOTIFY payload's format)
+sub iso_ms
+{
+	my ($ms) = @_;
+	my @g = gmtime(floor($ms / 1000));
+	return sprintf('%04d-%02d-%02dT%02d:%02d:%02dZ',
+		$g[5] + 1900, $g[4] + 1, $g[3], $g[2], $g[1], $g[0]);
+}
+
+# wait_until($code, $timeout_s, $step_s): calls $code until it returns a
+# true value and returns it; undef after the timeout (errors count as false)
+sub wait_until
+{
+	my ($code, $timeout, $step) = @_;
+	my $deadline = Time::HiRes::time() + ($timeout // 30);
+	while (1)
+	{
+		my $v = eval { $code->() };
+		return $v if $v;
+		return undef if Time::HiRes::time() >= $deadline;
+		usleep(int(($step // 0.2) * 1_000_000));
+	}
+}
+
+# try_sql($node, $sql): the output, or undef when the query fails (say,
+# while the server restarts)
+sub try_sql
+{
+	my ($node, $sql) = @_;
+	my ($ret, $out) = $node->psql('postgres', $sql);
+	return (defined $ret && $ret == 0) ? $out : undef;
+}
+
+# worker_row($node, $role): the mdfeed.workers row of the first worker of
+# that role, as a hashref, or undef
+sub worker_row
+{
+	my ($node, $role) = @_;
+	my $out = try_sql($node,
+		"SELECT row_to_json(w)::text FROM mdfeed.workers w WHERE role = '$role' ORDER BY pid LIMIT 1");
+	return undef unless defined $out && $out ne '';
+	return decode_json($out);
+}
+
+sub stream_worker { my ($node) = @_; return worker_row($node, 'stream'); }
+
+# wait_stream($node, $streams, $timeout, $connections): waits until the
+# stream worker carries $streams streams on $connections open connections
+# (default: ceil($streams / 200)); returns its mdfeed.workers row or undef
+sub wait_stream
+{
+	my ($node, $n, $timeout, $nconn) = @_;
+	$nconn //= int(($n + 199) / 200);
+	return wait_until(
+		sub {
+			my $w = stream_worker($node);
+			return ($w && $w->{streams} == $n && $w->{connections} == $nconn) ? $w : undef;
+		},
+		$timeout // 30);
+}
+
+# the fake's WebSocket counters
+sub fake_ws { my ($fake) = @_; return fake_stats($fake)->{ws}; }
+
+# wait_fake_subs($fake, $n, $timeout): waits until the fake's open
+# connections carry $n subscriptions in all; returns its ws counters or undef
+sub wait_fake_subs
+{
+	my ($fake, $n, $timeout) = @_;
+	return wait_until(
+		sub {
+			my $ws = fake_ws($fake);
+			return $ws->{subscriptions} == $n ? $ws : undef;
+		},
+		$timeout // 30);
+}
+
+# avoid_minute_edge($lo, $hi): if the second of the minute is not within
+# [$lo, $hi], sleeps until it is $lo (checks that must not race a 1m close)
+sub avoid_minute_edge
+{
+	my ($lo, $hi) = @_;
+	$lo //= 5;
+	$hi //= 50;
+	my $s = (Time::HiRes::time() * 1000 % 60_000) / 1000;
+	return if $s >= $lo && $s <= $hi;
+	my $wait = $s < $lo ? $lo - $s : 60 - $s + $lo;
+	usleep(int($wait * 1_000_000));
+}
+
+# wait_next_minute($after_s): sleeps until $after_s seconds past the next
+# minute boundary; returns that boundary in ms
+sub wait_next_minute
+{
+	my ($after) = @_;
+	my $b = align_down('1m', now_ms()) + 60_000;
+	my $wait = $b + ($after // 0) * 1000 - now_ms();
+	usleep(int($wait * 1000)) if $wait > 0;
+	return $b;
+}
+
+# pair_gaps($node, $symbol, $iv, $from_sql, $to_sql): mdfeed_gaps as a
+# list of {start_ms, end_ms, missing, none}; undef when the query fails
+sub pair_gaps
+{
+	my ($node, $sym, $iv, $from, $to) = @_;
+	my $out = try_sql($node,
+		"SELECT (extract(epoch FROM gap_start) * 1000)::bigint, (extract(epoch FROM gap_end) * 1000)::bigint, "
+		  . "missing, exchange_has_none FROM mdfeed_gaps('$sym', '$iv', $from, $to) ORDER BY gap_start");
+	return undef unless defined $out;
+	my @g;
+	for my $l (grep { length } split /\n/, $out)
+	{
+		my ($s, $e, $m, $n) = split /\|/, $l;
+		push @g, { start_ms => $s, end_ms => $e, missing => $m, none => ($n eq 't' ? 1 : 0) };
+	}
+	return \@g;
+}
+
+# jobs queued or running (optionally matching an SQL condition)
+sub jobs_pending
+{
+	my ($node, $cond) = @_;
+	return try_sql($node,
+		"SELECT count(*) FROM mdfeed.jobs WHERE state IN ('queued', 'running')"
+		  . ($cond ? " AND ($cond)" : ''));
+}
+
+# wait_jobs_settled($node, $timeout, $cond): waits until no job (matching
+# $cond) is queued or running
+sub wait_jobs_settled
+{
+	my ($node, $timeout, $cond) = @_;
+	return wait_until(
+		sub {
+			my $n = jobs_pending($node, $cond);
+			return defined $n && $n eq '0';
+		},
+		$timeout // 60, 0.3);
+}
+
+# wait_no_gaps($node, [[sym, iv], ...], $from_ms, $timeout, $grace_s):
+# waits until mdfeed_gaps reports nothing for every pair between $from_ms
+# and the candle that closed at least $grace_s (default 3) seconds ago.
+# Returns 1, or 0 with a diagnostic of what was still missing.
+sub wait_no_gaps
+{
+	my ($node, $pairs, $from, $timeout, $grace) = @_;
+	$grace //= 3;
+	my $left = '';
+	my $ok = wait_until(
+		sub {
+			$left = '';
+			for my $p (@$pairs)
+			{
+				my ($sym, $iv) = @$p;
+				my $g = pair_gaps($node, $sym, $iv, ms_sql($from),
+					"mdfeed.interval_floor('$iv', now() - interval '$grace s')");
+				return 0 unless defined $g;
+				$left .= "$sym $iv: " . encode_json($g) . "\n" if @$g;
+			}
+			return $left eq '';
+		},
+		$timeout // 60, 0.5);
+	diag("still missing:\n$left") unless $ok;
+	return $ok ? 1 : 0;
+}
+
+1;
