@@ -389,7 +389,12 @@ mdfeed_watch_main(Datum main_arg)
 				next_info = now + mdfeed_instruments_refresh_s * INT64CONST(1000);
 			}
 			md_slot_set_state("syncing");
-			queued += sync_new_pairs(ex);
+			if (sync_new_pairs(ex) > 0)
+			{
+				/* newly tracked symbols get their derivatives now too */
+				queued++;
+				next_derivs = 0;
+			}
 			if (now >= next_gaps)
 			{
 				md_slot_set_state("checking gaps");

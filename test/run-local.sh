@@ -86,20 +86,28 @@ runuser -u postgres -- "$pgbin/pg_ctl" -D "$base/data" -l "$base/server.log" -w 
 
 psql_() { runuser -u postgres -- psql -X -q -h "$base" -p "$port" -d postgres "$@"; }
 psql_ -c "CREATE EXTENSION IF NOT EXISTS mdfeed"
-psql_ -At -c "SELECT mdfeed_backfill('BTCUSDT', '1m', now() - interval '1 day'),
-                     mdfeed_backfill('ETHUSDT', '1m', now() - interval '1 day'),
-                     mdfeed_backfill('BTCUSDT', '1h', now() - interval '90 days'),
-                     mdfeed_backfill('BTCUSDT', '1d', '2019-01-01')" >/dev/null
+# a cluster made by an older build of this unreleased version: start afresh
+if [[ -z $(psql_ -At -c "SELECT 1 FROM pg_proc WHERE proname = 'mdfeed_liquid_symbols'") ]]; then
+	echo "== the extension in $base predates this build: recreating it"
+	psql_ -c "DROP EXTENSION mdfeed" -c "CREATE EXTENSION mdfeed"
+fi
+# track two symbols: live streams plus a week of history, kept complete
+psql_ -At -c "SELECT mdfeed_whitelist(ARRAY['BTCUSDT', 'ETHUSDT'])" >/dev/null
+# and a longer history of daily candles
+psql_ -At -c "SELECT mdfeed_backfill('BTCUSDT', '1d', '2019-01-01')" >/dev/null
 
 echo "== mdfeed is running: exchange $rest_url"
-for i in 1 2 3 4 5; do
-	sleep 2
-	psql_ -c "SELECT id, symbol, \"interval\", state, rows_written, round(progress::numeric, 2) AS progress, requests
-	          FROM mdfeed.jobs ORDER BY id DESC LIMIT 4"
+for i in 1 2 3 4 5 6; do
+	sleep 3
+	psql_ -c "SELECT symbol, open_time, close, volume, trades, closed, updated_at
+	          FROM mdfeed.candles_1m ORDER BY open_time DESC, symbol LIMIT 2"
 done
-psql_ -c "SELECT symbol, count(*) AS candles_1m, max(open_time) AS newest FROM mdfeed.candles_1m GROUP BY symbol"
-psql_ -c "SELECT symbol, open_time, open, high, low, close, volume, closed FROM mdfeed.candles_1m
-          WHERE symbol = 'BTCUSDT' ORDER BY open_time DESC LIMIT 3"
+psql_ -c "SELECT kind, origin, state, count(*) AS jobs, sum(rows_written) AS rows_written
+          FROM mdfeed.jobs GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+psql_ -c "SELECT symbol, count(*) AS candles_1m, min(open_time) AS oldest, max(open_time) AS newest
+          FROM mdfeed.candles_1m GROUP BY symbol"
+psql_ -c "SELECT role, state, messages, streams, connections, latency_p50_ms, latency_p99_ms
+          FROM mdfeed.workers ORDER BY role"
 cat <<EOF
 == connect with:   sudo -u postgres psql -h $base -p $port postgres
 == server log:     $base/server.log
