@@ -18,6 +18,7 @@ OBJS = \
 	src/store.o \
 	src/gaps.o \
 	src/jobs.o \
+	src/worker.o \
 	src/rest.o \
 	src/instruments.o \
 	src/backfill.o \

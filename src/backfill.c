@@ -64,33 +64,6 @@ static int64 server_offset_ms = 0;
 static int64 server_time_at = 0;
 static int64 info_at = 0;
 
-void
-md_begin_tx(void)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-}
-
-void
-md_commit_tx(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-}
-
-void
-md_abort_tx(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	AbortCurrentTransaction();
-}
-
 bool
 md_job_cancel_requested(void)
 {
@@ -565,19 +538,10 @@ backfill_on_exit(int code, Datum arg)
 void
 mdfeed_backfill_main(Datum main_arg)
 {
-	MdWorkerArgs args;
 	MemoryContext worker_ctx;
 
-	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
-
-	pqsignal(SIGTERM, die);
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	BackgroundWorkerUnblockSignals();
-
-	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
-	md_slot_attach(args.slot);
+	md_worker_init("mdfeed backfill worker");
 	before_shmem_exit(backfill_on_exit, (Datum) 0);
-	pgstat_report_appname("mdfeed backfill worker");
 	md_slot_set_state("idle");
 
 	worker_ctx = AllocSetContextCreate(TopMemoryContext, "mdfeed backfill", ALLOCSET_DEFAULT_SIZES);

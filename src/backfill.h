@@ -11,6 +11,7 @@
 
 #include "exchange.h"
 #include "jobs.h"
+#include "workers.h"
 
 typedef enum PageResult
 {
@@ -29,9 +30,6 @@ typedef struct JobCounters
 /* parses an answer into arg; false with *err set if malformed */
 typedef bool (*MdParseFn) (const char *body, size_t len, void *arg, char **err);
 
-extern void md_begin_tx(void);
-extern void md_commit_tx(void);
-extern void md_abort_tx(void);
 extern bool md_job_cancel_requested(void);
 extern bool md_sleep_ms(int64 ms);
 extern bool md_job_still_running(const MdJob *job);

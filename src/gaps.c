@@ -23,21 +23,10 @@
 
 #include "mdfeed.h"
 #include "gaps.h"
+#include "store.h"
 
 static SPIPlanPtr first_plans[32];
 static SPIPlanPtr next_plans[32];
-
-static SPIPlanPtr
-keep(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-	if (plan == NULL)
-		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not keep plan for \"%s\"", sql);
-	return plan;
-}
 
 /*
  * md_first_gap finds the first range in [from_ms, to_ms) of candles not
@@ -65,7 +54,7 @@ md_first_gap(const MdInterval *iv, const char *symbol, int64 from_ms, int64 to_m
 		sql = psprintf("SELECT pg_catalog.min(open_time) FROM mdfeed.%s "
 					   "WHERE symbol = $1 AND closed AND open_time >= $2 AND open_time < $3",
 					   iv->table);
-		first_plans[idx] = keep(sql, 3, types);
+		first_plans[idx] = md_keep_plan(sql, 3, types);
 		/*
 		 * The first stored candle whose successor is missing, and where the
 		 * next stored one begins (or the end of the range).
@@ -76,7 +65,7 @@ md_first_gap(const MdInterval *iv, const char *symbol, int64 from_ms, int64 to_m
 					   " FROM mdfeed.%s WHERE symbol = $1 AND closed AND open_time >= $2 AND open_time < $3"
 					   ") s WHERE nxt_stored > nxt_expected LIMIT 1",
 					   iv->pg_interval, iv->table);
-		next_plans[idx] = keep(sql, 3, types);
+		next_plans[idx] = md_keep_plan(sql, 3, types);
 	}
 
 	values[0] = CStringGetTextDatum(symbol);

@@ -184,8 +184,12 @@ md_notify_candle(const char *exchange, const char *symbol, const MdInterval *iv,
 static SPIPlanPtr funding_plan = NULL;
 static SPIPlanPtr oi_plan = NULL;
 
-static SPIPlanPtr
-keep_plan(const char *sql, int nargs, Oid *types)
+/*
+ * md_keep_plan prepares a statement and keeps its plan for the life of the
+ * process.
+ */
+SPIPlanPtr
+md_keep_plan(const char *sql, int nargs, Oid *types)
 {
 	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
 
@@ -249,7 +253,7 @@ md_store_funding(const char *symbol, MdFunding *rows, int n)
 		mark[i] = rows[i].mark_price;
 	}
 	if (funding_plan == NULL)
-		funding_plan = keep_plan(
+		funding_plan = md_keep_plan(
 			"INSERT INTO mdfeed.funding_rates AS f (symbol, funding_time, funding_rate, mark_price, exchange_time) "
 			"SELECT $1, pg_catalog.date_trunc('minute', t, 'UTC'), r, m, t "
 			"FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(t, r, m) "
@@ -291,7 +295,7 @@ md_store_open_interest(const char *symbol, MdOpenInterest *rows, int n)
 		soiv[i] = rows[i].sum_open_interest_value;
 	}
 	if (oi_plan == NULL)
-		oi_plan = keep_plan(
+		oi_plan = md_keep_plan(
 			"INSERT INTO mdfeed.open_interest_1h AS o (symbol, ts, sum_open_interest, sum_open_interest_value) "
 			"SELECT $1, t, a, b "
 			"FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(t, a, b) "

@@ -8,8 +8,11 @@
 #ifndef MDFEED_STORE_H
 #define MDFEED_STORE_H
 
+#include "executor/spi.h"
+
 #include "exchange.h"
 
+extern SPIPlanPtr md_keep_plan(const char *sql, int nargs, Oid *types);
 extern int64 md_store_candles(const MdInterval *iv, MdCandle *rows, int nrows);
 extern int64 md_store_funding(const char *symbol, MdFunding *rows, int n);
 extern int64 md_store_open_interest(const char *symbol, MdOpenInterest *rows, int n);

@@ -511,25 +511,6 @@ conn_connect(Conn *c)
 		c->wsi = wsi;
 }
 
-static void
-begin_tx(void)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-}
-
-static void
-commit_tx(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-}
-
 /*
  * desired_streams reads the tracked pairs and returns their stream names.
  */
@@ -543,7 +524,7 @@ desired_streams(void)
 	Datum		values[1];
 	int			ret;
 
-	begin_tx();
+	md_begin_tx();
 	values[0] = CStringGetTextDatum(ex->name);
 	ret = SPI_execute_with_args("SELECT symbol FROM mdfeed.tracked WHERE exchange = $1 ORDER BY symbol",
 								1, types, values, NULL, true, 0);
@@ -561,7 +542,7 @@ desired_streams(void)
 			MemoryContextSwitchTo(old);
 		}
 	}
-	commit_tx();
+	md_commit_tx();
 	return out;
 }
 
@@ -683,7 +664,7 @@ repair_holes(Conn *c)
 	const MdInterval *ivs[32];
 	int			niv = md_tracked_intervals(ivs, lengthof(ivs));
 
-	begin_tx();
+	md_begin_tx();
 	foreach(lc, c->desired)
 	{
 		char	   *s = lfirst(lc);
@@ -714,7 +695,7 @@ repair_holes(Conn *c)
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "could not queue a hole repair");
 	}
-	commit_tx();
+	md_commit_tx();
 	md_wake_role(MD_ROLE_BACKFILL);
 }
 
@@ -758,7 +739,7 @@ flush(void)
 	for (int i = 0; i < md_num_intervals; i++)
 		rows[i] = palloc(sizeof(MdCandle) * n);
 
-	begin_tx();
+	md_begin_tx();
 	hash_seq_init(&seq, buffer);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
@@ -777,7 +758,7 @@ flush(void)
 	for (int i = 0; i < md_num_intervals; i++)
 		if (counts[i] > 0)
 			md_store_candles(&md_intervals[i], rows[i], counts[i]);
-	commit_tx();
+	md_commit_tx();
 
 	committed = md_now_ms();
 	hash_seq_init(&seq, buffer);
@@ -907,20 +888,13 @@ stream_on_exit(int code, Datum arg)
 void
 mdfeed_stream_main(Datum main_arg)
 {
-	MdWorkerArgs args;
 	struct lws_context_creation_info info;
 	volatile int64 next_flush;
 	volatile int64 next_refresh = 0;
 	volatile int64 next_stats = 0;
 	volatile int64 last_frames = -1;
 
-	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
-	pqsignal(SIGTERM, die);
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
-	md_slot_attach(args.slot);
-	pgstat_report_appname("mdfeed stream worker");
+	md_worker_init("mdfeed stream worker");
 
 	SpinLockAcquire(&md_shared->mutex);
 	is_restart = md_shared->stream_starts++ > 0;

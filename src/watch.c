@@ -60,25 +60,6 @@ typedef struct SyncedPair
 
 static HTAB *synced = NULL;
 
-static void
-begin_tx(void)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-}
-
-static void
-commit_tx(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-}
-
 /*
  * refresh_instruments fetches exchange info with no transaction open, then
  * stores it in a short one.
@@ -96,9 +77,9 @@ refresh_instruments(const MdExchange *ex)
 		ereport(LOG, (errmsg("mdfeed watch worker: %s", err)));
 		return;
 	}
-	begin_tx();
+	md_begin_tx();
 	n = md_store_instruments(ex, body, &err);
-	commit_tx();
+	md_commit_tx();
 	if (n < 0)
 	{
 		md_slot_set_error(err);
@@ -157,7 +138,7 @@ sync_new_pairs(const MdExchange *ex)
 	HASH_SEQ_STATUS seq;
 	SyncedPair *p;
 
-	begin_tx();
+	md_begin_tx();
 	syms = tracked_symbols(ex, &nsym);
 
 	hash_seq_init(&seq, synced);
@@ -197,7 +178,7 @@ sync_new_pairs(const MdExchange *ex)
 	while ((p = hash_seq_search(&seq)) != NULL)
 		if (!p->seen)
 			hash_search(synced, p->key, HASH_REMOVE, NULL);
-	commit_tx();
+	md_commit_tx();
 	return queued;
 }
 
@@ -215,7 +196,7 @@ check_gaps(const MdExchange *ex)
 	char	  **syms;
 	int			gaps = 0;
 
-	begin_tx();
+	md_begin_tx();
 	syms = tracked_symbols(ex, &nsym);
 	for (int i = 0; i < nsym; i++)
 	{
@@ -244,7 +225,7 @@ check_gaps(const MdExchange *ex)
 			}
 		}
 	}
-	commit_tx();
+	md_commit_tx();
 	if (gaps > 0)
 		ereport(LOG, (errmsg("mdfeed gap watchdog queued repairs of %d gaps", gaps)));
 	return gaps;
@@ -285,12 +266,12 @@ rank_board(const MdExchange *ex, int top_n, double min_qv)
 	values[2] = PointerGetDatum(construct_array(qvs, n, NUMERICOID, -1, false, TYPALIGN_INT));
 	values[3] = DirectFunctionCall1(float8_numeric, Float8GetDatum(min_qv));
 	values[4] = Int32GetDatum(top_n);
-	begin_tx();
+	md_begin_tx();
 	ret = SPI_execute_with_args("SELECT mdfeed.apply_auto_track($1, $2, $3, $4, $5)",
 								5, types, values, NULL, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not apply the ranking");
-	commit_tx();
+	md_commit_tx();
 	md_wake_role(MD_ROLE_STREAM);
 }
 
@@ -304,7 +285,7 @@ sync_derivatives(const MdExchange *ex)
 	int			nsym;
 	char	  **syms;
 
-	begin_tx();
+	md_begin_tx();
 	syms = tracked_symbols(ex, &nsym);
 	for (int i = 0; i < nsym; i++)
 	{
@@ -320,7 +301,7 @@ sync_derivatives(const MdExchange *ex)
 								  false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not queue derivatives collection");
 	}
-	commit_tx();
+	md_commit_tx();
 }
 
 static void
@@ -335,7 +316,6 @@ watch_on_exit(int code, Datum arg)
 void
 mdfeed_watch_main(Datum main_arg)
 {
-	MdWorkerArgs args;
 	MemoryContext ctx;
 	const MdExchange *ex = &md_binance;
 	HASHCTL		hctl;
@@ -346,14 +326,8 @@ mdfeed_watch_main(Datum main_arg)
 	volatile int ranked_top_n = -1;
 	volatile double ranked_min = -1;
 
-	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
-	pqsignal(SIGTERM, die);
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
-	md_slot_attach(args.slot);
+	md_worker_init("mdfeed watch worker");
 	before_shmem_exit(watch_on_exit, (Datum) 0);
-	pgstat_report_appname("mdfeed watch worker");
 	md_slot_set_state("running");
 
 	memset(&hctl, 0, sizeof(hctl));

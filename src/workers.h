@@ -24,4 +24,10 @@ extern PGDLLEXPORT void mdfeed_watch_main(Datum main_arg);
 
 extern void md_register_launcher(void);
 
+/* worker.c */
+extern void md_worker_init(const char *name);
+extern void md_begin_tx(void);
+extern void md_commit_tx(void);
+extern void md_abort_tx(void);
+
 #endif
