@@ -6,7 +6,8 @@
 # mdfeed's path: /fapi/v1/klines JSON pages (499 rows each, as the workers ask
 # for them, made by the fake exchange) parsed and upserted by
 # mdfeed.ingest_binance_klines, one transaction per page, as a backfill
-# worker does.  COPY's path: the very same rows, as CSV, into the same empty
+# worker does (with synchronous_commit off, as the workers run).  COPY's
+# path: the very same rows, as CSV, into the same empty
 # table in one COPY.  Each repeat runs both on an empty table and prints
 # rows/s and the ratio mdfeed/COPY; the summary gives min and median.
 # Needs the extension installed (make install) and runs its own cluster.
@@ -48,6 +49,8 @@ chmod 644 "$work/pages.jsonl"
 psql_ <<EOF
 CREATE EXTENSION mdfeed;
 CREATE TABLE bench_pages (n serial, body text);
+-- the workers get pages from the network, not from compressed TOAST
+ALTER TABLE bench_pages ALTER body SET STORAGE EXTERNAL;
 COPY bench_pages (body) FROM '$work/pages.jsonl' WITH (FORMAT text, DELIMITER E'\x01');
 CREATE PROCEDURE bench_ingest() LANGUAGE plpgsql AS \$\$
 DECLARE r record;
@@ -64,7 +67,8 @@ ratios=()
 for i in $(seq "$repeats"); do
 	psql_ -c "TRUNCATE mdfeed.candles_1m" -c "CHECKPOINT"
 	t0=$(now_ns)
-	psql_ -c "CALL bench_ingest()"
+	# as in the workers, whose commits do not wait for the WAL flush
+	psql_ -c "SET synchronous_commit = off" -c "CALL bench_ingest()"
 	t1=$(now_ns)
 	n=$(psql_ -At -c "SELECT count(*) FROM mdfeed.candles_1m")
 	psql_ -c "COPY mdfeed.candles_1m TO '$work/rows.csv' CSV"

@@ -32,7 +32,7 @@ BEGIN
 	LOOP
 		EXECUTE format($t$
 			CREATE TABLE mdfeed.%I (
-				symbol text NOT NULL,
+				symbol text COLLATE "C" NOT NULL,
 				open_time timestamptz NOT NULL,
 				close_time timestamptz NOT NULL,
 				open numeric NOT NULL,

@@ -15,6 +15,7 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "tcop/tcopprot.h"
+#include "utils/guc.h"
 #include "utils/snapmgr.h"
 
 #include "mdfeed.h"
@@ -38,6 +39,14 @@ md_worker_init(const char *name)
 	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
 	md_slot_attach(args.slot);
 	pgstat_report_appname(name);
+
+	/*
+	 * Everything a worker writes can be fetched again, and a job's progress
+	 * commits with its data, so a crash that loses the last few commits only
+	 * means a page is fetched again.  Waiting for a WAL flush at every page
+	 * would make ingest several times slower.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 /*

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# bench/stream.sh: one stream worker under as many kline frames as the fake
+# exchange can send.
+#
+#   sudo bench/stream.sh [SYMBOLS] [FRAMES_PER_STREAM] [REPEATS] [LIVE_SECONDS]
+#        defaults:         400       2500                3         25
+#
+# The fake exchange (test/fake_exchange/fake_binance.py, --synthetic SYMBOLS)
+# serves SYMBOLS tracked perpetuals, one 1m stream each (mdfeed.intervals =
+# '1m'), on ceil(SYMBOLS / 200) connections of one stream worker, which
+# lives through every repeat.  Each repeat has two phases:
+#
+#  live:      the fake pushes the forming candle of every stream every 20 ms
+#             (instead of 250 ms) for LIVE_SECONDS; frames carry the current
+#             event time, so mdfeed.workers.latency_p50_ms / latency_p99_ms
+#             are the event-to-commit latency under that load (the worker
+#             keeps the last 16384 samples, one per candle per flush: 25 s of
+#             400 streams replace them all);
+#  firehose:  POST /_fake/firehose sends FRAMES_PER_STREAM consecutive closed
+#             candles per stream (SYMBOLS x FRAMES_PER_STREAM frames, 1 million
+#             by default) as fast as the fake can; each is a distinct row to
+#             upsert, with a NOTIFY.  Messages/s is read from
+#             mdfeed.workers.messages sampled every 0.25 s, over the samples
+#             where the count grows at more than a fifth of its peak rate.
+#             The stream worker's memory (/proc/PID/status: VmRSS, which
+#             counts the shared buffers it touched, and RssAnon, its private
+#             memory) is read before and after.  The frames' event times are
+#             those of old candles, so the latency columns mean nothing here.
+#
+# The CPU share of the stream worker and of the fake over the firehose
+# window tells which side limits the rate.  The summary gives min and
+# median over the repeats; RssAnon after each repeat shows whether memory
+# keeps growing.  Needs the extension installed (make install); runs its own
+# cluster and fake exchange, and removes them at exit.
+set -euo pipefail
+
+symbols=${1:-400}
+per=${2:-2500}
+repeats=${3:-3}
+live_secs=${4:-25}
+here=$(cd "$(dirname "$0")/.." && pwd)
+pgbin=/usr/lib/postgresql/15/bin
+work=$(mktemp -d /tmp/mdfeed-bench-stream.XXXXXX)
+port=5478
+fake_pid=
+chown postgres "$work"
+chmod 755 "$work"
+cleanup() {
+	runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/data" -m immediate -w stop >/dev/null 2>&1 || true
+	if [[ -n "$fake_pid" ]]; then
+		kill "$fake_pid" 2>/dev/null || true
+		wait "$fake_pid" 2>/dev/null || true
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+# the fake exchange
+/usr/bin/python3 "$here/test/fake_exchange/fake_binance.py" serve --port 0 --port-file "$work/fake.port" \
+	--synthetic "$symbols" > "$work/fake.log" 2>&1 &
+fake_pid=$!
+for _ in $(seq 100); do [[ -s "$work/fake.port" ]] && break; sleep 0.1; done
+fport=$(cat "$work/fake.port")
+fake_url="http://127.0.0.1:$fport"
+fake() { curl -sS --max-time 600 -X "$1" -H 'Content-Type: application/json' ${3:+-d "$3"} "$fake_url$2"; }
+
+runuser -u postgres -- "$pgbin/initdb" -D "$work/data" -A trust >/dev/null
+cat >> "$work/data/postgresql.conf" <<EOF
+listen_addresses = ''
+port = $port
+unix_socket_directories = '$work'
+shared_preload_libraries = 'mdfeed'
+mdfeed.database = 'postgres'
+mdfeed.backfill_workers = 0
+mdfeed.binance_rest_url = '$fake_url'
+mdfeed.binance_ws_url = 'ws://127.0.0.1:$fport/market'
+mdfeed.intervals = '1m'
+mdfeed.sync_lookback = '1min'
+mdfeed.gap_lookback = '1min'
+mdfeed.gap_check_interval = '1d'
+mdfeed.instruments_refresh_interval = '1d'
+shared_buffers = 512MB
+max_wal_size = 4GB
+EOF
+runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/data" -l "$work/log" -w start >/dev/null
+psql_() { runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -h "$work" -p $port -d postgres "$@"; }
+now_ns() { date +%s%N; }
+worker() { psql_ -F ' ' -c "SELECT pid, messages, streams, connections, coalesce(latency_p50_ms, -1), coalesce(latency_p99_ms, -1), malformed, reconnects FROM mdfeed.workers WHERE role = 'stream'"; }
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# private memory only (VmRSS also counts the shared buffers the worker touched)
+anon_kb() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status"; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+nconn=$(( (symbols + 199) / 200 ))
+
+psql_ -c "CREATE EXTENSION mdfeed"
+syms=$(seq 0 $((symbols - 1)) | awk '{ printf "%s\x27S%04dUSDT\x27", (NR > 1 ? "," : ""), $1 }')
+psql_ -c "SELECT mdfeed_whitelist(ARRAY[$syms])" >/dev/null
+
+wait_streaming() {
+	local old=$1 w
+	for _ in $(seq 300); do
+		w=$(worker || true)
+		if [[ -n "$w" ]]; then
+			read -r pid _ streams conns _ <<< "$w"
+			if [[ "$pid" != "$old" && "$streams" == "$symbols" && "$conns" == "$nconn" ]]; then
+				echo "$pid"
+				return 0
+			fi
+		fi
+		sleep 0.2
+	done
+	echo "the stream worker did not reach $symbols streams on $nconn connections: $w" >&2
+	return 1
+}
+
+pid=$(wait_streaming none)
+echo "symbols: $symbols (1m), connections: $nconn, firehose frames per repeat: $((symbols * per)), repeats: $repeats"
+echo "stream worker pid $pid; fake exchange $fake_url"
+
+live_rates=() p50s=() p99s=() fh_rates=() rss_growths=() rss_afters=() anon_growths=() anon_afters=()
+base_ms=$(( ($(date +%s) - 86400) * 1000 ))
+for i in $(seq "$repeats"); do
+	# live phase
+	fake POST /_fake/config '{"ws_interval_ms": 20}' >/dev/null
+	sleep 1.5
+	read -r _ m0 _ <<< "$(worker)"
+	t0=$(now_ns)
+	sleep "$live_secs"
+	read -r _ m1 _ _ p50 p99 _ <<< "$(worker)"
+	t1=$(now_ns)
+	live_rate=$(( (m1 - m0) * 1000000000 / (t1 - t0) ))
+	# nearly quiet (the firehose holds the connection while it sends anyway)
+	fake POST /_fake/config '{"ws_interval_ms": 1000}' >/dev/null
+	sleep 1.5
+
+	# firehose phase
+	read -r _ m0 _ <<< "$(worker)"
+	rss0=$(rss_kb "$pid")
+	anon0=$(anon_kb "$pid")
+	start_ms=$(( base_ms - i * (per + 100) * 60000 ))
+	fake POST /_fake/firehose "{\"frames\": $per, \"start_ms\": $start_ms}" > "$work/firehose.out" &
+	fh=$!
+	samples="$work/samples.$i"
+	: > "$samples"
+	last_m=$m0 still=0
+	while :; do
+		read -r _ m _ <<< "$(worker)"
+		t=$(now_ns)
+		echo "$t $m $(cpu_ticks "$pid") $(cpu_ticks "$fake_pid")" >> "$samples"
+		if kill -0 "$fh" 2>/dev/null || (( m - last_m > 2 * symbols )); then
+			still=0
+		else
+			still=$((still + 1))
+			[[ $still -ge 4 ]] && break
+		fi
+		last_m=$m
+		sleep 0.25
+	done
+	wait "$fh"
+	sent=$(sed -n 's/.*"frames":\([0-9]*\).*/\1/p' "$work/firehose.out")
+	rss1=$(rss_kb "$pid")
+	anon1=$(anon_kb "$pid")
+	read -r _ m1 _ _ _ _ malformed reconnects <<< "$(worker)"
+	# the window: the sample intervals in which the count grew at more than
+	# a fifth of the peak rate (the live pushes, once a second, stay below)
+	read -r fh_rate secs cpu_w cpu_f <<< "$(awk -v hz="$hz" '
+		{ t[NR] = $1; m[NR] = $2; w[NR] = $3; f[NR] = $4 }
+		END {
+			peak = 0
+			for (k = 2; k <= NR; k++) { r[k] = (m[k] - m[k - 1]) / ((t[k] - t[k - 1]) / 1e9); if (r[k] > peak) peak = r[k] }
+			dm = 0; dt = 0; dw = 0; df = 0
+			for (k = 2; k <= NR; k++) if (r[k] > peak / 5) {
+				dm += m[k] - m[k - 1]; dt += (t[k] - t[k - 1]) / 1e9; dw += w[k] - w[k - 1]; df += f[k] - f[k - 1]
+			}
+			if (dt == 0) { print 0, 0, 0, 0; exit }
+			printf "%d %.1f %.0f %.0f\n", dm / dt, dt, 100 * dw / hz / dt, 100 * df / hz / dt
+		}' "$samples")"
+	got=$((m1 - m0))
+	printf 'run %d: live %d msg/s, latency p50 %s ms p99 %s ms | firehose %d frames sent, %d messages in all, %s s at %d msg/s (stream worker CPU %s%%, fake CPU %s%%), VmRSS %d -> %d kB, RssAnon %d -> %d kB (%+d kB), malformed %s, reconnects %s\n' \
+		"$i" "$live_rate" "$p50" "$p99" "$sent" "$got" "$secs" "$fh_rate" "$cpu_w" "$cpu_f" "$rss0" "$rss1" "$anon0" "$anon1" $((anon1 - anon0)) "$malformed" "$reconnects"
+	live_rates+=("$live_rate")
+	p50s+=("$p50")
+	p99s+=("$p99")
+	fh_rates+=("$fh_rate")
+	rss_growths+=($((rss1 - rss0)))
+	rss_afters+=("$rss1")
+	anon_growths+=($((anon1 - anon0)))
+	anon_afters+=("$anon1")
+done
+
+stats() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END {
+	m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+	printf "min %d  median %d", a[1], m }'; }
+rows=$(psql_ -c "SELECT count(*) FROM mdfeed.candles_1m")
+echo
+echo "summary over $repeats repeats ($symbols streams, $nconn connections, $((symbols * per)) firehose frames each; $rows rows stored):"
+echo "  firehose messages/s sustained:      $(stats "${fh_rates[@]}")"
+echo "  live messages/s (20 ms pushes):     $(stats "${live_rates[@]}")"
+echo "  event-to-commit latency p50 (ms):   $(stats "${p50s[@]}")   (live phase)"
+echo "  event-to-commit latency p99 (ms):   $(stats "${p99s[@]}")   (live phase)"
+echo "  stream worker VmRSS growth over the firehose (kB):   $(stats "${rss_growths[@]}")   (includes shared buffers touched)"
+echo "  stream worker VmRSS after (kB):                      $(stats "${rss_afters[@]}")"
+echo "  stream worker RssAnon growth over the firehose (kB): $(stats "${anon_growths[@]}")   (private memory)"
+echo "  stream worker RssAnon after (kB):                    $(stats "${anon_afters[@]}")"
