@@ -282,7 +282,8 @@ IS 'ranges of closed candles missing from mdfeed.candles_<interval>';
 /*
  * mdfeed.queue_job queues a job for the workers' own purposes (startup sync,
  * gap repair, stream reconnects, hourly collection), unless a queued or
- * running job of the same kind and pair already covers the range.
+ * running job of the same kind and pair already covers the range, or one
+ * failed on it in the last ten minutes.
  */
 CREATE FUNCTION mdfeed.queue_job(p_kind text, p_exchange text, p_symbol text, p_interval text,
 								 p_from timestamptz, p_to timestamptz, p_origin text)
@@ -296,10 +297,14 @@ BEGIN
 	IF p_from >= p_to THEN
 		RETURN NULL;
 	END IF;
+	-- a job that covers the range is under way, or failed a moment ago (do
+	-- not retry a range that keeps failing more than every few minutes)
 	SELECT id INTO v_id FROM mdfeed.jobs
-	WHERE state IN ('queued', 'running') AND kind = p_kind AND exchange = p_exchange
+	WHERE kind = p_kind AND exchange = p_exchange
 	  AND symbol = p_symbol AND "interval" IS NOT DISTINCT FROM p_interval
 	  AND from_time <= p_from AND to_time >= p_to
+	  AND (state IN ('queued', 'running')
+		   OR (state = 'failed' AND finished_at > now() - interval '10 minutes'))
 	LIMIT 1;
 	IF FOUND THEN
 		RETURN v_id;

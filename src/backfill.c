@@ -376,7 +376,8 @@ run_candles_job(const MdJob *job)
 		char	   *failmsg = NULL;
 		PageResult	pr;
 		int64		server_now,
-					written;
+					written,
+					settle_ms;
 		double		progress;
 
 		CHECK_FOR_INTERRUPTS();
@@ -436,6 +437,19 @@ run_candles_job(const MdJob *job)
 			cursor = gap_end;
 		else
 			cursor = md_interval_next(iv, rows[last - 1].open_ms);
+
+		/*
+		 * A candle that has closed, but too recently for its values to be
+		 * final, is stored as forming and fetched again in a moment, so that
+		 * a sync right after a candle's close (a stream reconnecting, say)
+		 * does not leave it open.
+		 */
+		settle_ms = 0;
+		if (last > first && !rows[last - 1].closed && rows[last - 1].close_ms < server_now)
+		{
+			cursor = rows[last - 1].open_ms;
+			settle_ms = rows[last - 1].close_ms + CLOSE_GRACE_MS - server_now + 50;
+		}
 		progress = (double) (Min(cursor, job->to_ms) - from) / (double) (job->to_ms - from);
 
 		md_begin_tx();
@@ -479,6 +493,8 @@ run_candles_job(const MdJob *job)
 		cnt.requests = cnt.retries = 0;
 		md_slot_set_error(NULL);
 		MemoryContextSwitchTo(old);
+		if (settle_ms > 0 && !md_sleep_ms(settle_ms) && !md_job_still_running(job))
+			break;
 	}
 	MemoryContextDelete(pagectx);
 }

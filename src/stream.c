@@ -736,8 +736,15 @@ flush(void)
 		return;
 	tmp = AllocSetContextCreate(CurrentMemoryContext, "mdfeed flush", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(tmp);
+	/* size each interval's batch by what the buffer holds of it */
+	hash_seq_init(&seq, buffer);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		counts[e->key.iv]++;
 	for (int i = 0; i < md_num_intervals; i++)
-		rows[i] = palloc(sizeof(MdCandle) * n);
+	{
+		rows[i] = counts[i] > 0 ? palloc(sizeof(MdCandle) * counts[i]) : NULL;
+		counts[i] = 0;
+	}
 
 	md_begin_tx();
 	hash_seq_init(&seq, buffer);

@@ -49,7 +49,10 @@
 #include "shmem.h"
 #include "workers.h"
 
-/* candles that closed less than this ago may still be on their way */
+/*
+ * candles that closed less than this ago may still be on their way: the
+ * check stops at the start of the candle open this long ago
+ */
 #define TAIL_GRACE "15 seconds"
 
 typedef struct SyncedPair
@@ -213,7 +216,7 @@ check_gaps(const MdExchange *ex)
 			ret = SPI_execute_with_args(
 				"SELECT count(mdfeed.queue_sync($4, $1, $2, g.gap_start, g.gap_end, 'repair')) "
 				"FROM mdfeed_gaps($1, $2, pg_catalog.now() - pg_catalog.make_interval(mins => $3), "
-				"pg_catalog.now() - interval '" TAIL_GRACE "', $4) g "
+				"mdfeed.interval_floor($2, pg_catalog.now() - interval '" TAIL_GRACE "'), $4) g "
 				"WHERE NOT g.exchange_has_none",
 				4, types, values, NULL, false, 1);
 			if (ret != SPI_OK_SELECT)

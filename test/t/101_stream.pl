@@ -1,0 +1,198 @@
+
+# Copyright (c) mdfeed authors
+#
+# Live candles: two whitelisted symbols are streamed.
+#  - the startup sync fills exactly mdfeed.sync_lookback (2 h here) of every
+#    (symbol, interval) of mdfeed.intervals, equal to the exchange's truth;
+#  - the forming candle is stored with closed = false and keeps changing;
+#  - 1m candles that close while streaming are written within seconds of
+#    their close, equal to the truth row for row;
+#  - LISTEN mdfeed_candles gets a JSON payload for each such candle.
+# Waits for one minute boundary after tracking starts.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+use JSON::PP;
+
+use MdfeedTest;
+
+my @syms = qw(BTCUSDT ETHUSDT);
+my @ivs = qw(1m 15m 1h);
+my $lookback_ms = 2 * 3_600_000;
+
+my $fake = start_fake();
+my $node = new_node('stream', $fake,
+	'mdfeed.sync_lookback' => "'2h'",
+	'mdfeed.gap_lookback' => "'2h'");
+
+ok(wait_until(sub { worker_row($node, 'stream') && worker_row($node, 'watch') }, 30),
+	'stream and watch workers are running');
+
+my $t_track = now_ms();
+is($node->safe_psql('postgres', "SELECT mdfeed_whitelist(ARRAY['BTCUSDT', 'ETHUSDT'])"),
+	'2', 'mdfeed_whitelist adds 2 symbols');
+is($node->safe_psql('postgres', 'SELECT string_agg(symbol, \',\' ORDER BY symbol) FROM mdfeed.tracked'),
+	'BTCUSDT,ETHUSDT', 'mdfeed.tracked lists both');
+
+# every pair subscribed, on one connection
+my $w = wait_stream($node, 6, 30, 1);
+ok($w, 'stream worker carries 6 streams on 1 connection')
+  or diag(encode_json(stream_worker($node) // {}));
+my $ws = wait_fake_subs($fake, 6, 30);
+ok($ws, 'the fake exchange has 6 subscriptions')
+  or diag(encode_json(fake_ws($fake)));
+
+# startup sync: one 'sync' job per pair, all succeeded
+ok(wait_until(sub {
+			try_sql($node, "SELECT count(*) FROM mdfeed.jobs WHERE kind = 'candles' AND origin = 'sync' AND state = 'succeeded'") == 6
+		}, 60),
+	'6 startup sync jobs succeeded')
+  or diag($node->safe_psql('postgres', 'SELECT row_to_json(j) FROM mdfeed.jobs j ORDER BY id'));
+is($node->safe_psql('postgres', "SELECT count(*) FROM mdfeed.jobs WHERE kind = 'candles' AND origin = 'sync' AND state <> 'succeeded'"),
+	'0', 'no sync job failed');
+
+my %sync;
+for my $l (split /\n/,
+	$node->safe_psql('postgres',
+		"SELECT symbol, \"interval\", (extract(epoch FROM from_time) * 1000)::bigint, "
+		  . "(extract(epoch FROM to_time) * 1000)::bigint, (extract(epoch FROM created_at) * 1000)::bigint "
+		  . "FROM mdfeed.jobs WHERE kind = 'candles' AND origin = 'sync' ORDER BY id"))
+{
+	my ($s, $iv, $f, $t, $c) = split /\|/, $l;
+	ok(!$sync{"$s|$iv"}, "one sync job for $s $iv");
+	$sync{"$s|$iv"} = { from => $f, to => $t, created => $c };
+}
+
+# the lookback window, exactly: from the candle containing now - 2 h (the
+# job's now), every closed candle up to the present equals the truth, and
+# nothing older was written
+for my $s (@syms)
+{
+	for my $iv (@ivs)
+	{
+		my $j = $sync{"$s|$iv"};
+		next unless ok($j, "sync job of $s $iv exists");
+		is($j->{from}, align_down($iv, $j->{created} - $lookback_ms),
+			"$s $iv: sync starts at the candle containing now - sync_lookback");
+		is($j->{to}, next_open($iv, align_down($iv, $j->{created})),
+			"$s $iv: sync ends after the forming candle");
+		my $tab = candle_table($iv);
+		my ($min, $max, $forming) = split /\|/,
+		  $node->safe_psql('postgres',
+			"SELECT (extract(epoch FROM min(open_time)) * 1000)::bigint, "
+			  . "(extract(epoch FROM max(open_time)) * 1000)::bigint, "
+			  . "count(*) FILTER (WHERE NOT closed) FROM $tab WHERE symbol = '$s'");
+		is($min, $j->{from}, "$s $iv: oldest stored candle is the first of the lookback window");
+		ok($max <= align_down($iv, now_ms()), "$s $iv: no candle from the future");
+		ok($forming <= 1, "$s $iv: at most one forming candle ($forming)");
+		compare_with_truth($node, $fake, $s, $iv, $j->{from},
+			align_down($iv, now_ms() - 3000), "startup sync $s $iv");
+	}
+}
+
+# the forming candle: closed = false, and updated while it forms
+{
+	my $snap = sub {
+		my %r;
+		for my $l (split /\n/,
+			$node->safe_psql('postgres',
+				"SELECT symbol, (extract(epoch FROM open_time) * 1000)::bigint, closed, "
+				  . "(extract(epoch FROM updated_at) * 1000000)::bigint, volume, trades, close, high, low "
+				  . "FROM mdfeed.candles_1m WHERE open_time = mdfeed.interval_floor('1m', now())"))
+		{
+			my ($s, $o, $c, $u, @v) = split /\|/, $l;
+			$r{$s} = { open => $o, closed => $c, updated => $u, values => join('|', @v) };
+		}
+		return \%r;
+	};
+	avoid_minute_edge(3, 54);
+	my $a = $snap->();
+	is(scalar(keys %$a), 2, 'a row for the forming 1m candle of both symbols');
+	is(join(',', map { $a->{$_}{closed} } sort keys %$a), 'f,f', 'the forming candles have closed = false');
+	my $changed = wait_until(
+		sub {
+			my $b = $snap->();
+			my $n = 0;
+			for my $s (@syms)
+			{
+				next unless $a->{$s} && $b->{$s} && $a->{$s}{open} == $b->{$s}{open};
+				$n++ if $b->{$s}{updated} > $a->{$s}{updated}
+				  && $b->{$s}{values} ne $a->{$s}{values}
+				  && $b->{$s}{closed} eq 'f';
+			}
+			return $n == 2;
+		},
+		4, 0.25);
+	ok($changed, 'the forming candles were updated (updated_at and values changed, still closed = false)')
+	  or diag(encode_json({ before => $a, after => $snap->() }));
+}
+
+# NOTIFY mdfeed_candles for the candles the stream closes
+my $listener = $node->background_psql('postgres');
+$listener->query_safe('LISTEN mdfeed_candles');
+
+my $boundary = wait_next_minute(0);
+my $closed_open = $boundary - 60_000;
+note 'waiting for the 1m candle ' . iso_ms($closed_open) . ' to close';
+
+my %got;
+my $notes = '';
+my $all = wait_until(
+	sub {
+		my $out = $listener->query_safe('SELECT 1');
+		$notes .= $out;
+		while ($notes =~ /Asynchronous notification "mdfeed_candles" with payload "(.*?)" received/g)
+		{
+			my $p = eval { decode_json($1) };
+			next unless $p;
+			$got{"$p->{symbol}|$p->{interval}|$p->{open_time}"} = $p;
+		}
+		return (grep { $got{"$_|1m|" . iso_ms($closed_open)} } @syms) == 2;
+	},
+	10, 0.2);
+my $t_notified = now_ms();
+ok($all, 'NOTIFY mdfeed_candles announced the closed 1m candle of both symbols')
+  or diag("notifications: $notes");
+ok($t_notified - $boundary < 10_000,
+	sprintf('... within %.1f s of the close', ($t_notified - $boundary) / 1000));
+my $p = $got{'BTCUSDT|1m|' . iso_ms($closed_open)};
+is_deeply($p,
+	{ exchange => 'binance', symbol => 'BTCUSDT', interval => '1m', open_time => iso_ms($closed_open) },
+	'the payload is {exchange, symbol, interval, open_time}')
+  if $p;
+$listener->quit;
+
+# the closed candles written by the stream: close within a few seconds
+# after their close time (the REST repairs wait longer), equal to the truth
+my $first_live = align_down('1m', $t_track);
+for my $s (@syms)
+{
+	my $late = $node->safe_psql('postgres',
+		"SELECT count(*) FILTER (WHERE updated_at > close_time + interval '5 s'), count(*) "
+		  . "FROM mdfeed.candles_1m WHERE symbol = '$s' AND closed "
+		  . "AND open_time >= @{[ms_sql($first_live)]} AND open_time < @{[ms_sql($boundary)]}");
+	my ($n_late, $n) = split /\|/, $late;
+	ok($n >= 1, "$s: $n 1m candles closed while streaming");
+	is($n_late, 0, "$s: each was written within 5 s of its close");
+	compare_with_truth($node, $fake, $s, '1m', $first_live, $boundary, "streamed $s 1m");
+	compare_with_truth($node, $fake, $s, '1m', $sync{"$s|1m"}{from}, $boundary, "all $s 1m");
+}
+
+my $sw = stream_worker($node);
+ok($sw->{messages} > 0, "mdfeed.workers: the stream worker counted $sw->{messages} messages");
+is($sw->{reconnects}, 0, 'no reconnect');
+is($sw->{malformed}, 0, 'no malformed message');
+ok(defined $sw->{latency_p50_ms} && $sw->{latency_p50_ms} >= 0
+	  && $sw->{latency_p99_ms} >= $sw->{latency_p50_ms} && $sw->{latency_p99_ms} < 5000,
+	"latency columns are set (p50 $sw->{latency_p50_ms} ms, p99 $sw->{latency_p99_ms} ms)");
+ok($sw->{last_message_at}, 'last_message_at is set');
+is(fake_ws($fake)->{rate_drops}, 0, 'the fake dropped no connection for its message rate');
+unlike(log_contents($node), qr/PANIC|terminated by signal|refused a request/,
+	'no crash or refused request in the server log');
+
+finish();
