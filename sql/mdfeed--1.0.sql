@@ -526,7 +526,7 @@ LANGUAGE C VOLATILE STRICT;
 CREATE FUNCTION mdfeed_liquid_symbols(min_quote_volume numeric DEFAULT 0, top_n integer DEFAULT NULL,
 									  exchange text DEFAULT 'binance')
 RETURNS TABLE (symbol text, quote_volume numeric, rank integer)
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE

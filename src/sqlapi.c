@@ -66,8 +66,11 @@ md_xact_callback(XactEvent event, void *arg)
 	{
 		if (at_commit_flags & WAKE_BACKFILL)
 			md_wake_role(MD_ROLE_BACKFILL);
-		if (at_commit_flags & WAKE_LISTS)
+		if ((at_commit_flags & WAKE_LISTS) && md_shared != NULL)
 		{
+			SpinLockAcquire(&md_shared->mutex);
+			md_shared->lists_version++;
+			SpinLockRelease(&md_shared->mutex);
 			md_wake_role(MD_ROLE_STREAM);
 			md_wake_role(MD_ROLE_WATCH);
 		}

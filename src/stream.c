@@ -121,7 +121,6 @@ static HTAB *buffer = NULL;
 static int64 frames_total = 0;
 static int64 frames_malformed = 0;
 static int64 reconnects = 0;
-static bool is_restart = false;
 static MemoryContext loop_ctx = NULL;
 
 /* event-to-commit latencies of recent flushes, in ms */
@@ -445,6 +444,13 @@ new_conn(void)
 			c->in_use = true;
 			c->successor = -1;
 			c->backoff_ms = RECONNECT_MIN_MS;
+
+			/*
+			 * Whatever closed before this connection first delivers data
+			 * (this worker just started: server start, crash restart) is
+			 * repaired over REST; the pairs' sync jobs are deduplicated.
+			 */
+			c->repair_on_open = true;
 			{
 				MemoryContext old = MemoryContextSwitchTo(conn_ctx);
 
@@ -904,7 +910,7 @@ mdfeed_stream_main(Datum main_arg)
 	md_worker_init("mdfeed stream worker");
 
 	SpinLockAcquire(&md_shared->mutex);
-	is_restart = md_shared->stream_starts++ > 0;
+	md_shared->stream_starts++;
 	SpinLockRelease(&md_shared->mutex);
 
 	conn_ctx = AllocSetContextCreate(TopMemoryContext, "mdfeed stream connections", ALLOCSET_DEFAULT_SIZES);
@@ -974,14 +980,6 @@ mdfeed_stream_main(Datum main_arg)
 				next_refresh = now + DESIRED_REFRESH_MS;
 				want = desired_streams();
 				apply_desired(want);
-				if (is_restart)
-				{
-					/* the previous stream worker died: repair what it missed */
-					for (int i = 0; i < nconns; i++)
-						if (conns[i].in_use)
-							conns[i].repair_on_open = true;
-					is_restart = false;
-				}
 			}
 			manage_conns();
 		}

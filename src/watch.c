@@ -238,7 +238,7 @@ check_gaps(const MdExchange *ex)
  * rank_board fetches every ticker (no transaction open) and makes the top of
  * the board the auto-tracked set; with auto-tracking off, it empties it.
  */
-static void
+static bool
 rank_board(const MdExchange *ex, int top_n, double min_qv)
 {
 	MdTicker   *t = NULL;
@@ -254,7 +254,7 @@ rank_board(const MdExchange *ex, int top_n, double min_qv)
 	{
 		md_slot_set_error(err);
 		ereport(LOG, (errmsg("mdfeed watch worker: could not rank %s: %s", ex->name, err)));
-		return;
+		return false;
 	}
 	syms = palloc(sizeof(Datum) * Max(n, 1));
 	qvs = palloc(sizeof(Datum) * Max(n, 1));
@@ -276,6 +276,7 @@ rank_board(const MdExchange *ex, int top_n, double min_qv)
 		elog(ERROR, "could not apply the ranking");
 	md_commit_tx();
 	md_wake_role(MD_ROLE_STREAM);
+	return true;
 }
 
 /*
@@ -328,6 +329,8 @@ mdfeed_watch_main(Datum main_arg)
 	volatile int64 next_derivs = 0;
 	volatile int ranked_top_n = -1;
 	volatile double ranked_min = -1;
+	volatile int64 ranked_lists = -1;
+	volatile int64 rank_retry_at = 0;
 
 	md_worker_init("mdfeed watch worker");
 	before_shmem_exit(watch_on_exit, (Datum) 0);
@@ -345,6 +348,7 @@ mdfeed_watch_main(Datum main_arg)
 	for (;;)
 	{
 		int64		now;
+		int64		lists_version;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -378,18 +382,34 @@ mdfeed_watch_main(Datum main_arg)
 				queued += check_gaps(ex);
 				next_gaps = md_now_ms() + mdfeed_gap_check_interval_s * INT64CONST(1000);
 			}
-			if (mdfeed_auto_track_top_n != ranked_top_n ||
-				mdfeed_auto_track_min_quote_volume != ranked_min ||
-				(mdfeed_auto_track_top_n > 0 && now >= next_rank))
+			SpinLockAcquire(&md_shared->mutex);
+			lists_version = md_shared->lists_version;
+			SpinLockRelease(&md_shared->mutex);
+
+			/*
+			 * Rank when the settings change, when the lists change (a
+			 * blacklisted symbol's place goes to the next one), and hourly; a
+			 * failed ranking is tried again ten seconds later.
+			 */
+			if ((mdfeed_auto_track_top_n != ranked_top_n ||
+				 mdfeed_auto_track_min_quote_volume != ranked_min ||
+				 (mdfeed_auto_track_top_n > 0 &&
+				  (now >= next_rank || lists_version != ranked_lists))) &&
+				now >= rank_retry_at)
 			{
 				md_slot_set_state("ranking");
-				rank_board(ex, mdfeed_auto_track_top_n, mdfeed_auto_track_min_quote_volume);
-				ranked_top_n = mdfeed_auto_track_top_n;
-				ranked_min = mdfeed_auto_track_min_quote_volume;
-				next_rank = now + 3600 * INT64CONST(1000);
-				/* newly tracked symbols get their sync and derivatives now */
-				queued += sync_new_pairs(ex);
-				next_derivs = 0;
+				if (rank_board(ex, mdfeed_auto_track_top_n, mdfeed_auto_track_min_quote_volume))
+				{
+					ranked_top_n = mdfeed_auto_track_top_n;
+					ranked_min = mdfeed_auto_track_min_quote_volume;
+					ranked_lists = lists_version;
+					next_rank = now + 3600 * INT64CONST(1000);
+					/* newly tracked symbols get their sync and derivatives now */
+					queued += sync_new_pairs(ex);
+					next_derivs = 0;
+				}
+				else
+					rank_retry_at = now + 10 * INT64CONST(1000);
 			}
 			if (mdfeed_derivatives_enabled && now >= next_derivs)
 			{
