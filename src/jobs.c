@@ -221,3 +221,35 @@ md_job_set_detail(const MdJob *job, const char *detail)
 							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update job " INT64_FORMAT, job->id);
 }
+
+/*
+ * md_sync_lookback is mdfeed.sync_lookback as an interval datum.
+ */
+Datum
+md_sync_lookback(void)
+{
+	return DirectFunctionCall3(interval_in,
+							   CStringGetDatum(psprintf("%d minutes", mdfeed_sync_lookback_min)),
+							   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+}
+
+/*
+ * md_queue_pair_sync queues a job bringing one pair up to date, from its
+ * newest closed candle (mdfeed.sync_pair), unless one already covers it.
+ */
+void
+md_queue_pair_sync(const char *exchange, const char *symbol, const char *interval,
+				   const char *origin)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, INTERVALOID, TEXTOID};
+	Datum		values[5];
+
+	values[0] = CStringGetTextDatum(exchange);
+	values[1] = CStringGetTextDatum(symbol);
+	values[2] = CStringGetTextDatum(interval);
+	values[3] = md_sync_lookback();
+	values[4] = CStringGetTextDatum(origin);
+	if (SPI_execute_with_args("SELECT mdfeed.sync_pair($1, $2, $3, $4, $5)",
+							  5, types, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not queue a sync of %s %s", symbol, interval);
+}

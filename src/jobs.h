@@ -29,5 +29,8 @@ extern void md_job_finish(const MdJob *job, const char *state, const char *error
 extern char *md_job_state(int64 id);
 extern void md_job_release(const MdJob *job);
 extern void md_job_set_detail(const MdJob *job, const char *detail);
+extern Datum md_sync_lookback(void);
+extern void md_queue_pair_sync(const char *exchange, const char *symbol, const char *interval,
+							   const char *origin);
 
 #endif

@@ -54,6 +54,7 @@
 
 #include "mdfeed.h"
 #include "exchange.h"
+#include "jobs.h"
 #include "shmem.h"
 #include "store.h"
 #include "workers.h"
@@ -667,8 +668,6 @@ static void
 repair_holes(Conn *c)
 {
 	ListCell   *lc;
-	const MdInterval *ivs[32];
-	int			niv = md_tracked_intervals(ivs, lengthof(ivs));
 
 	md_begin_tx();
 	foreach(lc, c->desired)
@@ -677,10 +676,6 @@ repair_holes(Conn *c)
 		char	   *at = strchr(s, '@');
 		char	   *sym;
 		const char *ivname = at ? strstr(at, "_") : NULL;
-		Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, INTERVALOID, TEXTOID};
-		Datum		values[5];
-		int			ret;
-
 		if (at == NULL || ivname == NULL)
 			continue;
 		ivname++;
@@ -688,18 +683,7 @@ repair_holes(Conn *c)
 		sym = asc_toupper(s, at - s);
 		if (md_interval_lookup(ivname) == NULL)
 			continue;
-		(void) niv;
-		values[0] = CStringGetTextDatum(ex->name);
-		values[1] = CStringGetTextDatum(sym);
-		values[2] = CStringGetTextDatum(ivname);
-		values[3] = DirectFunctionCall3(interval_in,
-										CStringGetDatum(psprintf("%d minutes", mdfeed_sync_lookback_min)),
-										ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-		values[4] = CStringGetTextDatum("stream");
-		ret = SPI_execute_with_args("SELECT mdfeed.sync_pair($1, $2, $3, $4, $5)",
-									5, types, values, NULL, false, 1);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "could not queue a hole repair");
+		md_queue_pair_sync(ex->name, sym, ivname, "stream");
 	}
 	md_commit_tx();
 	md_wake_role(MD_ROLE_BACKFILL);

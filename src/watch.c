@@ -46,6 +46,7 @@
 #include "exchange.h"
 #include "http.h"
 #include "instruments.h"
+#include "jobs.h"
 #include "shmem.h"
 #include "workers.h"
 
@@ -115,17 +116,6 @@ tracked_symbols(const MdExchange *ex, int *n)
 	return out;
 }
 
-static int64
-queue(const char *sql, int nargs, Oid *types, Datum *values)
-{
-	bool		isnull;
-	int			ret = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 1);
-
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not queue a job");
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
 /*
  * sync_new_pairs queues a sync job for every tracked pair not synced since
  * this worker started.  Returns the number queued.
@@ -160,17 +150,7 @@ sync_new_pairs(const MdExchange *ex)
 			p->seen = true;
 			if (!found)
 			{
-				Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, INTERVALOID, TEXTOID};
-				Datum		values[5];
-
-				values[0] = CStringGetTextDatum(ex->name);
-				values[1] = CStringGetTextDatum(syms[i]);
-				values[2] = CStringGetTextDatum(ivs[j]->name);
-				values[3] = DirectFunctionCall3(interval_in,
-												CStringGetDatum(psprintf("%d minutes", mdfeed_sync_lookback_min)),
-												ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-				values[4] = CStringGetTextDatum("sync");
-				queue("SELECT mdfeed.sync_pair($1, $2, $3, $4, $5)", 5, types, values);
+				md_queue_pair_sync(ex->name, syms[i], ivs[j]->name, "sync");
 				queued++;
 			}
 		}
@@ -298,9 +278,7 @@ sync_derivatives(const MdExchange *ex)
 
 		values[0] = CStringGetTextDatum(ex->name);
 		values[1] = CStringGetTextDatum(syms[i]);
-		values[2] = DirectFunctionCall3(interval_in,
-										CStringGetDatum(psprintf("%d minutes", mdfeed_sync_lookback_min)),
-										ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+		values[2] = md_sync_lookback();
 		if (SPI_execute_with_args("SELECT mdfeed.sync_derivs($1, $2, $3)", 3, types, values, NULL,
 								  false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not queue derivatives collection");
