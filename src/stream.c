@@ -67,6 +67,7 @@
 #define MAX_FRAME_BYTES (4 * 1024 * 1024)
 #define DEC_LEN 48
 #define LATENCY_SAMPLES 16384
+#define SECOND_REPAIR_MS 5000
 
 typedef struct Conn
 {
@@ -82,6 +83,7 @@ typedef struct Conn
 	int64		next_attempt_ms;
 	int64		backoff_ms;
 	bool		repair_on_open; /* queue hole repairs when established */
+	int64		second_repair_at;	/* and again at this time, or 0 */
 	bool		got_data;
 	/* streams this connection should carry, and what to (un)subscribe */
 	List	   *desired;		/* of char * (stream names) */
@@ -790,6 +792,18 @@ manage_conns(void)
 		if (c->open && c->repair_on_open)
 		{
 			c->repair_on_open = false;
+			repair_holes(c);
+
+			/*
+			 * Once more when the subscriptions are surely in place and a
+			 * candle that closed while they were being made is final: its
+			 * closing event may have been sent before we subscribed.
+			 */
+			c->second_repair_at = now + SECOND_REPAIR_MS;
+		}
+		if (c->open && c->second_repair_at != 0 && now >= c->second_repair_at)
+		{
+			c->second_repair_at = 0;
 			repair_holes(c);
 		}
 		if (c->open && now - c->last_rx_ms > mdfeed_stream_silence_s * INT64CONST(1000))
