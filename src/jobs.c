@@ -235,21 +235,23 @@ md_sync_lookback(void)
 
 /*
  * md_queue_pair_sync queues a job bringing one pair up to date, from its
- * newest closed candle (mdfeed.sync_pair), unless one already covers it.
+ * newest closed candle (mdfeed.sync_pair), unless one already covers it or,
+ * with only_if_behind, the newest closed candle is stored.
  */
 void
 md_queue_pair_sync(const char *exchange, const char *symbol, const char *interval,
-				   const char *origin)
+				   const char *origin, bool only_if_behind)
 {
-	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, INTERVALOID, TEXTOID};
-	Datum		values[5];
+	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, INTERVALOID, TEXTOID, BOOLOID};
+	Datum		values[6];
 
 	values[0] = CStringGetTextDatum(exchange);
 	values[1] = CStringGetTextDatum(symbol);
 	values[2] = CStringGetTextDatum(interval);
 	values[3] = md_sync_lookback();
 	values[4] = CStringGetTextDatum(origin);
-	if (SPI_execute_with_args("SELECT mdfeed.sync_pair($1, $2, $3, $4, $5)",
-							  5, types, values, NULL, false, 1) != SPI_OK_SELECT)
+	values[5] = BoolGetDatum(only_if_behind);
+	if (SPI_execute_with_args("SELECT mdfeed.sync_pair($1, $2, $3, $4, $5, $6)",
+							  6, types, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not queue a sync of %s %s", symbol, interval);
 }

@@ -667,7 +667,7 @@ apply_desired(List *want)
  * down: the candles that closed meanwhile come over REST.
  */
 static void
-repair_holes(Conn *c)
+repair_holes(Conn *c, bool only_if_behind)
 {
 	ListCell   *lc;
 
@@ -685,7 +685,7 @@ repair_holes(Conn *c)
 		sym = asc_toupper(s, at - s);
 		if (md_interval_lookup(ivname) == NULL)
 			continue;
-		md_queue_pair_sync(ex->name, sym, ivname, "stream");
+		md_queue_pair_sync(ex->name, sym, ivname, "stream", only_if_behind);
 	}
 	md_commit_tx();
 	md_wake_role(MD_ROLE_BACKFILL);
@@ -792,7 +792,7 @@ manage_conns(void)
 		if (c->open && c->repair_on_open)
 		{
 			c->repair_on_open = false;
-			repair_holes(c);
+			repair_holes(c, false);
 
 			/*
 			 * Once more when the subscriptions are surely in place and a
@@ -804,7 +804,7 @@ manage_conns(void)
 		if (c->open && c->second_repair_at != 0 && now >= c->second_repair_at)
 		{
 			c->second_repair_at = 0;
-			repair_holes(c);
+			repair_holes(c, true);
 		}
 		if (c->open && now - c->last_rx_ms > mdfeed_stream_silence_s * INT64CONST(1000))
 		{
