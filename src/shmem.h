@@ -83,7 +83,6 @@ typedef struct MdShared
 	MdBudget	budget;
 	MdWorkerSlot slots[MD_MAX_WORKERS];
 	ConditionVariable job_cv;	/* broadcast when any job ends */
-	int64		stream_starts;	/* how often a stream worker started */
 	int64		lists_version;	/* bumped when the symbol lists change */
 } MdShared;
 

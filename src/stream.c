@@ -907,9 +907,6 @@ mdfeed_stream_main(Datum main_arg)
 
 	md_worker_init("mdfeed stream worker");
 
-	SpinLockAcquire(&md_shared->mutex);
-	md_shared->stream_starts++;
-	SpinLockRelease(&md_shared->mutex);
 
 	conn_ctx = AllocSetContextCreate(TopMemoryContext, "mdfeed stream connections", ALLOCSET_DEFAULT_SIZES);
 	frame_ctx = AllocSetContextCreate(TopMemoryContext, "mdfeed stream frame", ALLOCSET_DEFAULT_SIZES);
