@@ -22,6 +22,7 @@
 #include "budget.h"
 #include "instruments.h"
 #include "rest.h"
+#include "store.h"
 
 /*
  * md_fetch_exchange_info returns the body of the exchange's info answer, or
@@ -51,22 +52,6 @@ md_fetch_exchange_info(const MdExchange *ex, char **err)
 	if (ex->parse_weight_limit(resp.body.data, resp.body.len, &limit))
 		md_budget_set_limit(limit);
 	return resp.body.data;
-}
-
-static Datum
-text_array(char **vals, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-	bool	   *nulls = palloc(sizeof(bool) * Max(n, 1));
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-
-	for (int i = 0; i < n; i++)
-	{
-		nulls[i] = vals[i] == NULL;
-		d[i] = vals[i] ? CStringGetTextDatum(vals[i]) : (Datum) 0;
-	}
-	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /*
@@ -104,7 +89,7 @@ md_store_instruments(const MdExchange *ex, const char *body, char **err)
 	for (int c = 0; c < 8; c++)
 	{
 		types[c + 1] = TEXTARRAYOID;
-		values[c + 1] = text_array(cols[c], n);
+		values[c + 1] = md_cstring_array(cols[c], n, false);
 	}
 	ret = SPI_execute_with_args(
 		"INSERT INTO mdfeed.instruments AS i (exchange, symbol, status, contract_type, base_asset, "

@@ -397,8 +397,12 @@ md_keep_plan(const char *sql, int nargs, Oid *types)
 	return plan;
 }
 
-static Datum
-numeric_array(char **vals, int n)
+/*
+ * md_cstring_array builds a one-dimensional text[] or numeric[] from C
+ * strings, a NULL string making a NULL element.
+ */
+Datum
+md_cstring_array(char **vals, int n, bool numeric)
 {
 	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
 	bool	   *nulls = palloc(sizeof(bool) * Max(n, 1));
@@ -408,10 +412,17 @@ numeric_array(char **vals, int n)
 	for (int i = 0; i < n; i++)
 	{
 		nulls[i] = vals[i] == NULL;
-		d[i] = vals[i] ? DirectFunctionCall3(numeric_in, CStringGetDatum(vals[i]),
-											 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)) : (Datum) 0;
+		if (vals[i] == NULL)
+			d[i] = (Datum) 0;
+		else if (numeric)
+			d[i] = DirectFunctionCall3(numeric_in, CStringGetDatum(vals[i]),
+									   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+		else
+			d[i] = CStringGetTextDatum(vals[i]);
 	}
-	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, NUMERICOID, -1, false, TYPALIGN_INT));
+	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs,
+											  numeric ? NUMERICOID : TEXTOID, -1, false,
+											  TYPALIGN_INT));
 }
 
 static Datum
@@ -462,8 +473,8 @@ md_store_funding(const char *symbol, MdFunding *rows, int n)
 			4, types);
 	values[0] = CStringGetTextDatum(symbol);
 	values[1] = timestamptz_array(ms, n);
-	values[2] = numeric_array(rate, n);
-	values[3] = numeric_array(mark, n);
+	values[2] = md_cstring_array(rate, n, true);
+	values[3] = md_cstring_array(mark, n, true);
 	ret = SPI_execute_plan(funding_plan, values, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "upsert into mdfeed.funding_rates failed: %s", SPI_result_code_string(ret));
@@ -503,8 +514,8 @@ md_store_open_interest(const char *symbol, MdOpenInterest *rows, int n)
 			4, types);
 	values[0] = CStringGetTextDatum(symbol);
 	values[1] = timestamptz_array(ms, n);
-	values[2] = numeric_array(soi, n);
-	values[3] = numeric_array(soiv, n);
+	values[2] = md_cstring_array(soi, n, true);
+	values[3] = md_cstring_array(soiv, n, true);
 	ret = SPI_execute_plan(oi_plan, values, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "upsert into mdfeed.open_interest_1h failed: %s", SPI_result_code_string(ret));

@@ -12,6 +12,7 @@
 
 #include "exchange.h"
 
+extern Datum md_cstring_array(char **vals, int n, bool numeric);
 extern SPIPlanPtr md_keep_plan(const char *sql, int nargs, Oid *types);
 extern int64 md_store_candles(const MdInterval *iv, MdCandle *rows, int nrows);
 extern int64 md_store_funding(const char *symbol, MdFunding *rows, int n);
