@@ -51,6 +51,8 @@
 
 /* a candle is taken as final this long after its close time */
 #define CLOSE_GRACE_MS 2000
+/* a job waits for a forming candle of its range that closes this soon */
+#define SETTLE_AHEAD_MS 3000
 #define BACKOFF_BASE_MS 250
 #define BACKOFF_CAP_MS 30000
 #define SERVER_TIME_MAX_AGE_MS (10 * 60 * 1000)
@@ -71,7 +73,7 @@ md_job_cancel_requested(void)
 }
 
 /*
- * sleep_ms waits interruptibly; returns false if the job was canceled.
+ * md_sleep_ms waits interruptibly; returns false if the job was canceled.
  */
 bool
 md_sleep_ms(int64 ms)
@@ -442,10 +444,14 @@ run_candles_job(const MdJob *job)
 		 * A candle that has closed, but too recently for its values to be
 		 * final, is stored as forming and fetched again in a moment, so that
 		 * a sync right after a candle's close (a stream reconnecting, say)
-		 * does not leave it open.
+		 * does not leave it open.  So is one about to close: a stream that
+		 * subscribes just after the close never hears of it, and the job
+		 * would otherwise leave it open behind its cursor.  Further from its
+		 * close, the forming candle is the stream's to finish.
 		 */
 		settle_ms = 0;
-		if (last > first && !rows[last - 1].closed && rows[last - 1].close_ms < server_now)
+		if (last > first && !rows[last - 1].closed &&
+			rows[last - 1].close_ms < server_now + SETTLE_AHEAD_MS)
 		{
 			cursor = rows[last - 1].open_ms;
 			settle_ms = rows[last - 1].close_ms + CLOSE_GRACE_MS - server_now + 50;

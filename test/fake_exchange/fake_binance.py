@@ -1493,6 +1493,19 @@ def make_app(srv):
             return None
         return S, iv
 
+    def note_subscribed(c, stream):
+        """Remember the candle forming when a stream is subscribed: like
+        Binance, the fake sends its closing event to whoever is subscribed at
+        the close, even before the first push of the subscription."""
+        p = parse_stream(stream)
+        if p is None or stream in c.state:
+            return
+        S, iv = p
+        o = floor_open(iv, srv.now())
+        last = S.last_open(iv)
+        if o >= S.first_open(iv) and (last is None or o <= last):
+            c.state[stream] = o
+
     async def send(c, text, kline=False):
         if c.closing or c.ws.closed:
             return
@@ -1660,6 +1673,7 @@ def make_app(srv):
                     for p in new:
                         if p not in c.subs:
                             c.subs.append(p)
+                            note_subscribed(c, p)
                 else:
                     for p in params:
                         if p in c.subs:
@@ -1718,6 +1732,8 @@ def make_app(srv):
         await ws.prepare(request)
         c = Conn(ws, ok_route, combined)
         c.subs = list(dict.fromkeys(initial))
+        for stream in c.subs:
+            note_subscribed(c, stream)
         srv.conns.add(c)
         srv.stats.ws_connections_total += 1
         pusher = asyncio.ensure_future(push_loop(c))

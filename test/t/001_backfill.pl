@@ -176,6 +176,32 @@ ok($served <= 2 * scalar(@cases), "second round re-downloaded (almost) no rows (
 }
 
 #--------------------------------------------------------------------------
+# 3b. a range reaching now, asked for just before its forming candle closes:
+# the job waits for the close and stores that candle closed (no stream here
+# would close it otherwise)
+#--------------------------------------------------------------------------
+{
+	my $boundary = align_down('1m', now_ms() + 3000) + 60_000;
+	usleep(($boundary - 1500 - now_ms()) * 1000);
+	my $submit = now_ms();
+	my $from = $boundary - 30 * 60_000;
+	my $id = $node->safe_psql('postgres',
+		"SELECT mdfeed_backfill('ETHUSDT', '1m', " . ms_sql($from) . ")");
+	note 'submitted ' . ($boundary - $submit) . ' ms before a minute boundary';
+	track_job($node, $id);
+	job_is($node, $id, 'succeeded', 'backfill up to a close 1.5 s away succeeded', 60);
+	my $finished = $node->safe_psql('postgres',
+		"SELECT (extract(epoch FROM finished_at) * 1000)::bigint FROM mdfeed.jobs WHERE id = $id");
+	ok($finished >= $boundary + 2000,
+		'the job ended after the candle closed and settled (' . ($finished - $boundary) . ' ms after the close)');
+	is($node->safe_psql('postgres',
+			"SELECT count(*) FILTER (WHERE NOT closed) || '|' || count(*) FROM mdfeed.candles_1m "
+			  . "WHERE symbol = 'ETHUSDT' AND open_time >= " . ms_sql($from)),
+		'0|30', 'all 30 candles of the range are stored closed, the one that closed during the job included');
+	compare_with_truth($node, $fake, 'ETHUSDT', '1m', $from, $boundary, 'ETHUSDT 1m up to the close');
+}
+
+#--------------------------------------------------------------------------
 # 4. a symbol listed 10 days ago, asked from before its listing
 #--------------------------------------------------------------------------
 {

@@ -8,7 +8,8 @@
 #  - 1m candles that close while streaming are written within seconds of
 #    their close, equal to the truth row for row;
 #  - LISTEN mdfeed_candles gets a JSON payload for each such candle.
-# Waits for one minute boundary after tracking starts.
+# Tracking starts a second before a minute boundary, so that the startup sync
+# and the subscriptions straddle a close; then waits for one more boundary.
 
 use strict;
 use warnings;
@@ -33,6 +34,11 @@ my $node = new_node('stream', $fake,
 ok(wait_until(sub { worker_row($node, 'stream') && worker_row($node, 'watch') }, 30),
 	'stream and watch workers are running');
 
+# Track the symbols a second before a minute boundary, every run: the
+# connection, its subscriptions and the startup sync then straddle a close,
+# which must neither be lost nor left forming.
+my $first_close = align_down('1m', now_ms() + 3000) + 60_000;
+usleep(($first_close - 1000 - now_ms()) * 1000);
 my $t_track = now_ms();
 is($node->safe_psql('postgres', "SELECT mdfeed_whitelist(ARRAY['BTCUSDT', 'ETHUSDT'])"),
 	'2', 'mdfeed_whitelist adds 2 symbols');
@@ -82,16 +88,21 @@ for my $s (@syms)
 		is($j->{to}, next_open($iv, align_down($iv, $j->{created})),
 			"$s $iv: sync ends after the forming candle");
 		my $tab = candle_table($iv);
-		my ($min, $max, $forming) = split /\|/,
+		# a candle that has just closed may still be forming for as long as
+		# the stream takes to write its close (under 5 s, checked below)
+		my ($min, $max, $forming, $stale) = split /\|/,
 		  $node->safe_psql('postgres',
 			"SELECT (extract(epoch FROM min(open_time)) * 1000)::bigint, "
 			  . "(extract(epoch FROM max(open_time)) * 1000)::bigint, "
-			  . "count(*) FILTER (WHERE NOT closed) FROM $tab WHERE symbol = '$s'");
+			  . "count(*) FILTER (WHERE NOT closed AND close_time >= now()), "
+			  . "count(*) FILTER (WHERE NOT closed AND close_time < now() - interval '5 s') "
+			  . "FROM $tab WHERE symbol = '$s'");
 		is($min, $j->{from}, "$s $iv: oldest stored candle is the first of the lookback window");
 		ok($max <= align_down($iv, now_ms()), "$s $iv: no candle from the future");
-		ok($forming <= 1, "$s $iv: at most one forming candle ($forming)");
+		ok($forming <= 1, "$s $iv: at most one candle still forming ($forming)");
+		is($stale, 0, "$s $iv: no candle that closed over 5 s ago is stored as forming");
 		compare_with_truth($node, $fake, $s, $iv, $j->{from},
-			align_down($iv, now_ms() - 3000), "startup sync $s $iv");
+			align_down($iv, now_ms() - 5000), "startup sync $s $iv");
 	}
 }
 
