@@ -450,11 +450,15 @@ run_candles_job(const MdJob *job)
 		 * close, the forming candle is the stream's to finish.
 		 */
 		settle_ms = 0;
-		if (last > first && !rows[last - 1].closed &&
-			rows[last - 1].close_ms < server_now + SETTLE_AHEAD_MS)
+		for (int i = first; i < last; i++)
 		{
-			cursor = rows[last - 1].open_ms;
-			settle_ms = rows[last - 1].close_ms + CLOSE_GRACE_MS - server_now + 50;
+			/* not necessarily the last row: the next one may be forming */
+			if (!rows[i].closed && rows[i].close_ms < server_now + SETTLE_AHEAD_MS)
+			{
+				cursor = rows[i].open_ms;
+				settle_ms = rows[i].close_ms + CLOSE_GRACE_MS - server_now + 50;
+				break;
+			}
 		}
 		progress = (double) (Min(cursor, job->to_ms) - from) / (double) (job->to_ms - from);
 

@@ -83,7 +83,8 @@ typedef struct Conn
 	int64		next_attempt_ms;
 	int64		backoff_ms;
 	bool		repair_on_open; /* queue hole repairs when established */
-	int64		second_repair_at;	/* and again at this time, or 0 */
+	int64		second_repair_at;	/* and again (after a SUBSCRIBE too) at
+									 * this time, or 0 */
 	bool		got_data;
 	/* streams this connection should carry, and what to (un)subscribe */
 	List	   *desired;		/* of char * (stream names) */
@@ -289,6 +290,15 @@ send_pending(Conn *c, struct lws *wsi)
 	c->sent_pos = (c->sent_pos + 1) % CLIENT_MSGS_PER_SEC;
 	if (written < (int) len)
 		return -1;
+
+	/*
+	 * A stream added to a connection already open (a symbol whitelisted, a
+	 * new interval) may miss the close of its forming candle just as a new
+	 * connection's streams may: check its newest closed candle once the
+	 * subscription is surely in place.
+	 */
+	if (subscribe)
+		c->second_repair_at = now + SECOND_REPAIR_MS;
 	if (c->to_sub != NIL || c->to_unsub != NIL)
 		lws_callback_on_writable(wsi);
 	return 0;

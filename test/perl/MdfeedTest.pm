@@ -58,6 +58,10 @@ my $ROOT = abs_path(dirname(abs_path(__FILE__)) . '/../..');
 my $PYTHON = '/usr/bin/python3';
 my $FAKE = "$ROOT/test/fake_exchange/fake_binance.py";
 
+# One universe for the whole test, even if it runs across midnight UTC: the
+# fake server and the truth CLIs count NEWUSDT's listing from this day.
+$ENV{FAKE_BINANCE_TODAY_MS} //= int(Time::HiRes::time() * 1000);
+
 my @fakes;    # started fake exchanges, killed at END
 my @nodes;    # nodes, for diagnostics
 my @jobs;     # [node, id] of jobs created through backfill()

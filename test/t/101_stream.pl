@@ -194,6 +194,34 @@ for my $s (@syms)
 	compare_with_truth($node, $fake, $s, '1m', $sync{"$s|1m"}{from}, $boundary, "all $s 1m");
 }
 
+# A symbol added to the open connection, whose SUBSCRIBE the exchange takes
+# 6 s over: its startup sync stores the forming candle 4.5 s before the close,
+# and the closing event goes out before the subscription is in place.  The
+# stream checks the newest closed candle 5 s after sending the SUBSCRIBE, and
+# the candle is stored closed within seconds, long before the gap watchdog
+# (which leaves the newest 15 s alone) would see it.
+{
+	my $b = align_down('1m', now_ms() + 8000) + 60_000;
+	fake_config($fake, { ws_subscribe_delay_ms => 6000 });
+	usleep(($b - 4500 - now_ms()) * 1000);
+	my $t_new = now_ms();
+	is($node->safe_psql('postgres', "SELECT mdfeed_whitelist(ARRAY['NEWUSDT'])"), '1',
+		'whitelisted NEWUSDT ' . ($b - $t_new) . ' ms before a close, SUBSCRIBE delayed 6 s');
+	my $closed_sql = "SELECT closed FROM mdfeed.candles_1m WHERE symbol = 'NEWUSDT' AND open_time = "
+	  . ms_sql($b - 60_000);
+	ok(wait_until(sub { try_sql($node, $closed_sql) eq 't' }, 12, 0.2),
+		'the candle that closed before the subscription took effect is stored closed');
+	note 'stored closed ' . (now_ms() - $b) . ' ms after its close';
+	ok($node->safe_psql('postgres',
+			"SELECT count(*) FROM mdfeed.jobs WHERE kind = 'candles' AND symbol = 'NEWUSDT' "
+			  . "AND \"interval\" = '1m' AND origin = 'stream' AND created_at >= " . ms_sql($t_new)) >= 1,
+		'by a job the stream queued');
+	fake_config($fake, { ws_subscribe_delay_ms => 0 });
+	ok(wait_fake_subs($fake, 9, 20), 'the fake has 9 subscriptions');
+	compare_with_truth($node, $fake, 'NEWUSDT', '1m', align_down('1m', $t_new) - 30 * 60_000, $b,
+		'NEWUSDT 1m up to that close');
+}
+
 my $sw = stream_worker($node);
 ok($sw->{messages} > 0, "mdfeed.workers: the stream worker counted $sw->{messages} messages");
 is($sw->{reconnects}, 0, 'no reconnect');
