@@ -68,6 +68,10 @@
 #define DEC_LEN 48
 #define LATENCY_SAMPLES 16384
 #define SECOND_REPAIR_MS 5000
+/* and this long after the exchange has answered the last SUBSCRIBE */
+#define ANSWERED_REPAIR_MS 2000
+/* a reply this late is taken as lost */
+#define REPLY_WAIT_MS 10000
 
 typedef struct Conn
 {
@@ -93,6 +97,8 @@ typedef struct Conn
 	int64		sent_at[CLIENT_MSGS_PER_SEC];	/* ring of send times */
 	int			sent_pos;
 	int64		next_id;
+	int			awaiting_replies;	/* (UN)SUBSCRIBEs not yet answered */
+	int64		last_sent_ms;	/* when the last of them was sent */
 	StringInfoData rx;
 } Conn;
 
@@ -207,6 +213,9 @@ handle_frame(Conn *c, const char *data, size_t len)
 			c->got_data = true;
 			break;
 		case MD_FRAME_REPLY:
+			/* answered in order: the subscriptions are now in effect */
+			if (c->awaiting_replies > 0 && --c->awaiting_replies == 0)
+				c->second_repair_at = md_now_ms() + ANSWERED_REPAIR_MS;
 			if (memmem(data, len, "\"error\"", 7) != NULL)
 				elog(LOG, "mdfeed stream connection %d: the exchange refused a request: %.*s",
 					 c->id, (int) Min(len, 300), data);
@@ -290,12 +299,15 @@ send_pending(Conn *c, struct lws *wsi)
 	c->sent_pos = (c->sent_pos + 1) % CLIENT_MSGS_PER_SEC;
 	if (written < (int) len)
 		return -1;
+	c->awaiting_replies++;
+	c->last_sent_ms = now;
 
 	/*
 	 * A stream added to a connection already open (a symbol whitelisted, a
 	 * new interval) may miss the close of its forming candle just as a new
 	 * connection's streams may: check its newest closed candle once the
-	 * subscription is surely in place.
+	 * subscription is in place (when the exchange answers, or after this
+	 * long if the answer is lost).
 	 */
 	if (subscribe)
 		c->second_repair_at = now + SECOND_REPAIR_MS;
@@ -360,6 +372,7 @@ stream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, v
 				list_free(c->to_sub);
 				list_free(c->to_unsub);
 				c->to_unsub = NIL;
+				c->awaiting_replies = 0;
 				c->to_sub = list_copy(c->desired);
 				if (c->to_sub != NIL)
 					c->to_sub = list_delete_first(c->to_sub);
@@ -813,8 +826,21 @@ manage_conns(void)
 		}
 		if (c->open && c->second_repair_at != 0 && now >= c->second_repair_at)
 		{
-			c->second_repair_at = 0;
-			repair_holes(c, true);
+			int64		since_close = now % 60000;
+			int64		settled = mdfeed_stream_flush_ms + 1000;
+
+			/*
+			 * Every interval closes on a minute.  Right after one, the
+			 * stream's own closing candles are not written yet, and every
+			 * pair would look behind.
+			 */
+			if (since_close < settled)
+				c->second_repair_at = now - since_close + settled;
+			else
+			{
+				c->second_repair_at = 0;
+				repair_holes(c, true);
+			}
 		}
 		if (c->open && now - c->last_rx_ms > mdfeed_stream_silence_s * INT64CONST(1000))
 		{
@@ -838,6 +864,8 @@ manage_conns(void)
 					s->desired = lappend(s->desired, pstrdup(lfirst(lc)));
 				MemoryContextSwitchTo(old);
 				s->next_attempt_ms = 0;
+				/* its predecessor streams until it does: there is no hole */
+				s->repair_on_open = false;
 				c->successor = s - conns;
 				elog(LOG, "mdfeed stream connection %d is %d s old: opening connection %d to replace it",
 					 c->id, (int) ((now - c->connected_at) / 1000), s->id);
@@ -847,9 +875,15 @@ manage_conns(void)
 		{
 			Conn	   *s = &conns[c->successor];
 
-			if (s->in_use && s->open && s->got_data)
+			/*
+			 * Only once the successor streams, and the exchange has answered
+			 * all its SUBSCRIBEs (it carries every stream), is the old one
+			 * stopped, so that no close falls between the two.  A reply
+			 * that never comes holds the old one for REPLY_WAIT_MS at most.
+			 */
+			if (s->in_use && s->open && s->got_data && s->to_sub == NIL &&
+				(s->awaiting_replies == 0 || now - s->last_sent_ms > REPLY_WAIT_MS))
 			{
-				/* the successor streams: stop the old one, without a gap */
 				c->retiring = true;
 				c->successor = -1;
 				lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);

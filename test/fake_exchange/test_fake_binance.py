@@ -949,28 +949,31 @@ class FakeBinanceTest(unittest.TestCase):
                 self.symbol("BTCUSDT"), "1m", rest[0])).split(",")[2].strip('"')))
 
     def test_ws_subscribed_just_before_close(self):
-        # subscribed 80 ms before the close, usually before the stream's first
-        # push: the closing event still comes, as on Binance
-        now = int(time.time() * 1000)
-        nxt = (now // MIN + 1) * MIN
-        self.control("/_fake/config", {"clock_offset_ms": nxt - now - 300})
+        # pushes every 2 s; subscribed about 1 s before a close, before the
+        # stream's first push: the closing event still comes, as on Binance
+        self.control("/_fake/config", {"ws_interval_ms": 2000})
+        got = {}
 
         async def go(s, base):
             async with s.ws_connect(base + "/market/stream") as ws:
-                await asyncio.sleep(0.22)
+                now = int(time.time() * 1000)
+                got["nxt"] = nxt = (now // MIN + 1) * MIN
+                async with s.post(base + "/_fake/config", json={"clock_offset_ms": nxt - now - 1000}) as r:
+                    self.assertEqual(r.status, 200)
                 await ws.send_str(json.dumps({"method": "SUBSCRIBE", "params": ["ethusdt@kline_1m"], "id": 1}))
                 frames = []
                 t = time.time()
-                while time.time() - t < 1.0:
+                while time.time() - t < 3.0:
                     try:
-                        frames.append(json.loads((await ws.receive(timeout=1)).data))
+                        frames.append(json.loads((await ws.receive(timeout=3)).data))
                     except asyncio.TimeoutError:
                         break
             return frames
         try:
             frames = self.ws_run(go)
         finally:
-            self.control("/_fake/config", {"clock_offset_ms": 0})
+            self.control("/_fake/config", {"clock_offset_ms": 0, "ws_interval_ms": 250})
+        nxt = got["nxt"]
         klines = [f["data"]["k"] for f in frames if "stream" in f]
         self.assertIn((nxt - MIN, True), [(k["t"], k["x"]) for k in klines])
         self.assertIn((nxt, False), [(k["t"], k["x"]) for k in klines])

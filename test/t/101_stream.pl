@@ -195,21 +195,21 @@ for my $s (@syms)
 }
 
 # A symbol added to the open connection, whose SUBSCRIBE the exchange takes
-# 6 s over: its startup sync stores the forming candle 4.5 s before the close,
+# 8 s over: its startup sync stores the forming candle 6 s before the close,
 # and the closing event goes out before the subscription is in place.  The
-# stream checks the newest closed candle 5 s after sending the SUBSCRIBE, and
-# the candle is stored closed within seconds, long before the gap watchdog
-# (which leaves the newest 15 s alone) would see it.
+# stream checks the newest closed candle once the exchange has answered the
+# SUBSCRIBE (2 s after), and the candle is stored closed within seconds, long
+# before the gap watchdog (which leaves the newest 15 s alone) would see it.
 {
-	my $b = align_down('1m', now_ms() + 8000) + 60_000;
-	fake_config($fake, { ws_subscribe_delay_ms => 6000 });
-	usleep(($b - 4500 - now_ms()) * 1000);
+	my $b = align_down('1m', now_ms() + 10_000) + 60_000;
+	fake_config($fake, { ws_subscribe_delay_ms => 8000 });
+	usleep(($b - 6000 - now_ms()) * 1000);
 	my $t_new = now_ms();
 	is($node->safe_psql('postgres', "SELECT mdfeed_whitelist(ARRAY['NEWUSDT'])"), '1',
-		'whitelisted NEWUSDT ' . ($b - $t_new) . ' ms before a close, SUBSCRIBE delayed 6 s');
+		'whitelisted NEWUSDT ' . ($b - $t_new) . ' ms before a close, SUBSCRIBE delayed 8 s');
 	my $closed_sql = "SELECT closed FROM mdfeed.candles_1m WHERE symbol = 'NEWUSDT' AND open_time = "
 	  . ms_sql($b - 60_000);
-	ok(wait_until(sub { try_sql($node, $closed_sql) eq 't' }, 12, 0.2),
+	ok(wait_until(sub { try_sql($node, $closed_sql) eq 't' }, 14, 0.2),
 		'the candle that closed before the subscription took effect is stored closed');
 	note 'stored closed ' . (now_ms() - $b) . ' ms after its close';
 	ok($node->safe_psql('postgres',
