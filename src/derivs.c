@@ -30,34 +30,88 @@
 
 #define HOUR_MS INT64CONST(3600000)
 
-typedef struct FundingOut
+/*
+ * What differs between the two kinds of job: the endpoint, its bucket, how
+ * its page is parsed and stored, and where the next page starts.
+ */
+typedef struct DerivPager
+{
+	int			bucket;			/* MD_BUCKET_* */
+	int			per_5min;		/* the endpoint's request limit */
+	int			limit;			/* rows a page holds at most */
+	int64		span_ms;		/* a page asks for at most this much (0: all) */
+	int64		step_ms;		/* the next page starts this far past a page's
+								 * last row */
+	char	   *(*path) (const MdExchange *ex, const char *symbol, int64 start_ms,
+						 int64 end_ms, int limit);
+	bool		(*parse) (const MdExchange *ex, const char *body, size_t len,
+						  void **rows, int *n, char **err);
+	int64		(*row_ms) (const void *rows, int i);
+	int64		(*store) (const char *symbol, void *rows, int first, int n);
+} DerivPager;
+
+typedef struct PageOut
 {
 	const MdExchange *ex;
-	MdFunding  *rows;
+	const DerivPager *pager;
+	void	   *rows;
 	int			n;
-} FundingOut;
+} PageOut;
 
 static bool
-parse_funding_cb(const char *body, size_t len, void *arg, char **err)
+parse_page_cb(const char *body, size_t len, void *arg, char **err)
 {
-	FundingOut *out = arg;
+	PageOut    *out = arg;
 
-	return out->ex->parse_funding(body, len, &out->rows, &out->n, err);
+	return out->pager->parse(out->ex, body, len, &out->rows, &out->n, err);
 }
 
-typedef struct OiOut
+static char *
+funding_path(const MdExchange *ex, const char *symbol, int64 start_ms, int64 end_ms, int limit)
 {
-	const MdExchange *ex;
-	MdOpenInterest *rows;
-	int			n;
-} OiOut;
+	return ex->funding_path(symbol, start_ms, end_ms, limit);
+}
 
 static bool
-parse_oi_cb(const char *body, size_t len, void *arg, char **err)
+funding_parse(const MdExchange *ex, const char *body, size_t len, void **rows, int *n, char **err)
 {
-	OiOut	   *out = arg;
+	return ex->parse_funding(body, len, (MdFunding **) rows, n, err);
+}
 
-	return out->ex->parse_open_interest(body, len, &out->rows, &out->n, err);
+static int64
+funding_row_ms(const void *rows, int i)
+{
+	return ((const MdFunding *) rows)[i].funding_ms;
+}
+
+static int64
+funding_store(const char *symbol, void *rows, int first, int n)
+{
+	return md_store_funding(symbol, (MdFunding *) rows + first, n);
+}
+
+static char *
+oi_path(const MdExchange *ex, const char *symbol, int64 start_ms, int64 end_ms, int limit)
+{
+	return ex->oi_path(symbol, start_ms, end_ms, limit);
+}
+
+static bool
+oi_parse(const MdExchange *ex, const char *body, size_t len, void **rows, int *n, char **err)
+{
+	return ex->parse_open_interest(body, len, (MdOpenInterest **) rows, n, err);
+}
+
+static int64
+oi_row_ms(const void *rows, int i)
+{
+	return ((const MdOpenInterest *) rows)[i].ts_ms;
+}
+
+static int64
+oi_store(const char *symbol, void *rows, int first, int n)
+{
+	return md_store_open_interest(symbol, (MdOpenInterest *) rows + first, n);
 }
 
 static double
@@ -69,21 +123,76 @@ progress_of(const MdJob *job, int64 from, int64 cursor)
 }
 
 /*
- * checkpoint commits a page and the job's progress; false if the job was
- * canceled meanwhile (nothing is written then).
+ * run_pages pages forward from cursor to the job's end, committing each
+ * page with the job's progress, and finishes the job.
  */
-static bool
-checkpoint(const MdJob *job, int64 cursor, int64 written, double progress, JobCounters *cnt)
+static void
+run_pages(const MdJob *job, const MdExchange *ex, const DerivPager *pg, int64 from, int64 cursor)
 {
-	if (!md_job_checkpoint(job, cursor, written, cnt->requests, cnt->retries, progress))
+	JobCounters cnt = {0, 0};
+	MemoryContext pagectx = AllocSetContextCreate(CurrentMemoryContext, "mdfeed derivatives page",
+												  ALLOCSET_DEFAULT_SIZES);
+
+	while (cursor < job->to_ms)
 	{
-		md_abort_tx();
-		return false;
+		PageOut		out = {ex, pg, NULL, 0};
+		char	   *failmsg = NULL;
+		char	   *path;
+		PageResult	pr;
+		int			first,
+					last;
+		int64		written;
+		int64		page_end = pg->span_ms > 0 ? Min(job->to_ms, cursor + pg->span_ms) : job->to_ms;
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+		if (md_job_cancel_requested() && !md_job_still_running(job))
+			break;
+		MemoryContextReset(pagectx);
+		old = MemoryContextSwitchTo(pagectx);
+		path = pg->path(ex, job->symbol, cursor, page_end - 1, pg->limit);
+		pr = md_fetch_with_retries(ex, job, path, 0, pg->bucket, pg->per_5min,
+								   parse_page_cb, &out, &cnt, &failmsg);
+		MemoryContextSwitchTo(old);
+		if (pr == PAGE_CANCELED)
+		{
+			if (md_job_still_running(job))
+				continue;
+			break;
+		}
+		if (pr == PAGE_FAILED)
+		{
+			md_finish_job(job, "failed", failmsg, &cnt);
+			break;
+		}
+		for (first = 0; first < out.n && pg->row_ms(out.rows, first) < cursor; first++)
+			;
+		for (last = first; last < out.n && pg->row_ms(out.rows, last) < page_end; last++)
+			;
+		/* a short page means nothing more up to the page's end */
+		if (out.n < pg->limit || last == first)
+			cursor = page_end;
+		else
+			cursor = pg->row_ms(out.rows, last - 1) + pg->step_ms;
+
+		md_begin_tx();
+		old = MemoryContextSwitchTo(pagectx);
+		written = pg->store(job->symbol, out.rows, first, last - first);
+		MemoryContextSwitchTo(old);
+		if (!md_job_checkpoint(job, cursor, written, cnt.requests, cnt.retries,
+							   progress_of(job, from, cursor)))
+		{
+			/* canceled meanwhile: write nothing */
+			md_abort_tx();
+			break;
+		}
+		md_commit_tx();
+		cnt.requests = cnt.retries = 0;
+		md_slot_set_error(NULL);
+		if (cursor >= job->to_ms)
+			md_finish_job(job, "succeeded", NULL, &cnt);
 	}
-	md_commit_tx();
-	cnt->requests = cnt->retries = 0;
-	md_slot_set_error(NULL);
-	return true;
+	MemoryContextDelete(pagectx);
 }
 
 /*
@@ -93,68 +202,18 @@ void
 md_run_funding_job(const MdJob *job)
 {
 	const MdExchange *ex = md_exchange_lookup(job->exchange);
-	JobCounters cnt = {0, 0};
+	DerivPager	pg = {MD_BUCKET_FUNDING, ex->funding_requests_per_5min, ex->funding_max_limit,
+		0, 1, funding_path, funding_parse, funding_row_ms, funding_store};
 	int64		from = job->from_ms;
-	int64		cursor = job->cursor_ms > from ? job->cursor_ms : from;
-	MemoryContext pagectx = AllocSetContextCreate(CurrentMemoryContext, "mdfeed funding page",
-												  ALLOCSET_DEFAULT_SIZES);
 
-	while (cursor < job->to_ms)
+	if (from >= job->to_ms)
 	{
-		FundingOut	out = {ex, NULL, 0};
-		char	   *failmsg = NULL;
-		char	   *path;
-		PageResult	pr;
-		int			first,
-					last;
-		int64		written;
-		MemoryContext old;
+		JobCounters cnt = {0, 0};
 
-		CHECK_FOR_INTERRUPTS();
-		if (md_job_cancel_requested() && !md_job_still_running(job))
-			break;
-		MemoryContextReset(pagectx);
-		old = MemoryContextSwitchTo(pagectx);
-		path = ex->funding_path(job->symbol, cursor, job->to_ms - 1, ex->funding_max_limit);
-		pr = md_fetch_with_retries(ex, job, path, 0, MD_BUCKET_FUNDING, ex->funding_requests_per_5min,
-								   parse_funding_cb, &out, &cnt, &failmsg);
-		MemoryContextSwitchTo(old);
-		if (pr == PAGE_CANCELED)
-		{
-			if (md_job_still_running(job))
-				continue;
-			MemoryContextDelete(pagectx);
-			return;
-		}
-		if (pr == PAGE_FAILED)
-		{
-			md_finish_job(job, "failed", failmsg, &cnt);
-			MemoryContextDelete(pagectx);
-			return;
-		}
-		for (first = 0; first < out.n && out.rows[first].funding_ms < cursor; first++)
-			;
-		for (last = first; last < out.n && out.rows[last].funding_ms < job->to_ms; last++)
-			;
-		/* a short page means nothing more up to to_time */
-		if (out.n < ex->funding_max_limit || last == first)
-			cursor = job->to_ms;
-		else
-			cursor = out.rows[last - 1].funding_ms + 1;
-
-		md_begin_tx();
-		old = MemoryContextSwitchTo(pagectx);
-		written = md_store_funding(job->symbol, out.rows + first, last - first);
-		MemoryContextSwitchTo(old);
-		if (!checkpoint(job, cursor, written, progress_of(job, from, cursor), &cnt))
-		{
-			MemoryContextDelete(pagectx);
-			return;
-		}
-	}
-	MemoryContextDelete(pagectx);
-	if (cursor >= job->to_ms)
 		md_finish_job(job, "succeeded", NULL, &cnt);
+		return;
+	}
+	run_pages(job, ex, &pg, from, job->cursor_ms > from ? job->cursor_ms : from);
 }
 
 /*
@@ -165,17 +224,14 @@ void
 md_run_open_interest_job(const MdJob *job)
 {
 	const MdExchange *ex = md_exchange_lookup(job->exchange);
-	JobCounters cnt = {0, 0};
-	int64		from = job->from_ms;
-	int64		cursor;
+	DerivPager	pg = {MD_BUCKET_OPEN_INTEREST, ex->oi_requests_per_5min, ex->oi_max_limit,
+		ex->oi_max_limit * HOUR_MS, HOUR_MS, oi_path, oi_parse, oi_row_ms, oi_store};
+	/* the first hour at or after from_time */
+	int64		from = ((job->from_ms + HOUR_MS - 1) / HOUR_MS) * HOUR_MS;
+	int64		cursor = job->cursor_ms > from ? job->cursor_ms : from;
 	/* the oldest hour the exchange still has, with an hour to spare */
 	int64		oldest = ((md_now_ms() - ex->oi_retention_ms) / HOUR_MS + 1) * HOUR_MS;
-	MemoryContext pagectx = AllocSetContextCreate(CurrentMemoryContext, "mdfeed open interest page",
-												  ALLOCSET_DEFAULT_SIZES);
 
-	/* the first hour at or after from_time */
-	from = ((from + HOUR_MS - 1) / HOUR_MS) * HOUR_MS;
-	cursor = job->cursor_ms > from ? job->cursor_ms : from;
 	if (cursor < oldest)
 	{
 		char	   *note = psprintf("open interest before %s is not available: %s keeps %d days",
@@ -187,61 +243,12 @@ md_run_open_interest_job(const MdJob *job)
 		md_commit_tx();
 		cursor = oldest;
 	}
-
-	while (cursor < job->to_ms)
-	{
-		OiOut		out = {ex, NULL, 0};
-		char	   *failmsg = NULL;
-		char	   *path;
-		PageResult	pr;
-		int			first,
-					last;
-		int64		written;
-		int64		page_end = Min(job->to_ms, cursor + ex->oi_max_limit * HOUR_MS);
-		MemoryContext old;
-
-		CHECK_FOR_INTERRUPTS();
-		if (md_job_cancel_requested() && !md_job_still_running(job))
-			break;
-		MemoryContextReset(pagectx);
-		old = MemoryContextSwitchTo(pagectx);
-		path = ex->oi_path(job->symbol, cursor, page_end - 1, ex->oi_max_limit);
-		pr = md_fetch_with_retries(ex, job, path, 0, MD_BUCKET_OPEN_INTEREST, ex->oi_requests_per_5min,
-								   parse_oi_cb, &out, &cnt, &failmsg);
-		MemoryContextSwitchTo(old);
-		if (pr == PAGE_CANCELED)
-		{
-			if (md_job_still_running(job))
-				continue;
-			MemoryContextDelete(pagectx);
-			return;
-		}
-		if (pr == PAGE_FAILED)
-		{
-			md_finish_job(job, "failed", failmsg, &cnt);
-			MemoryContextDelete(pagectx);
-			return;
-		}
-		for (first = 0; first < out.n && out.rows[first].ts_ms < cursor; first++)
-			;
-		for (last = first; last < out.n && out.rows[last].ts_ms < page_end; last++)
-			;
-		if (out.n < ex->oi_max_limit || last == first)
-			cursor = page_end;
-		else
-			cursor = out.rows[last - 1].ts_ms + HOUR_MS;
-
-		md_begin_tx();
-		old = MemoryContextSwitchTo(pagectx);
-		written = md_store_open_interest(job->symbol, out.rows + first, last - first);
-		MemoryContextSwitchTo(old);
-		if (!checkpoint(job, cursor, written, progress_of(job, from, cursor), &cnt))
-		{
-			MemoryContextDelete(pagectx);
-			return;
-		}
-	}
-	MemoryContextDelete(pagectx);
 	if (cursor >= job->to_ms)
+	{
+		JobCounters cnt = {0, 0};
+
 		md_finish_job(job, "succeeded", NULL, &cnt);
+		return;
+	}
+	run_pages(job, ex, &pg, from, cursor);
 }

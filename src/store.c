@@ -437,6 +437,30 @@ timestamptz_array(int64 *ms, int n)
 }
 
 /*
+ * upsert_series runs a derivatives upsert whose parameters are the symbol,
+ * the rows' times and two numeric columns given as decimal strings.
+ */
+static int64
+upsert_series(SPIPlanPtr *plan, const char *sql, const char *table, const char *symbol,
+			  int64 *ms, char **a, char **b, int n)
+{
+	Oid			types[4] = {TEXTOID, TIMESTAMPTZARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID};
+	Datum		values[4];
+	int			ret;
+
+	if (*plan == NULL)
+		*plan = md_keep_plan(sql, 4, types);
+	values[0] = CStringGetTextDatum(symbol);
+	values[1] = timestamptz_array(ms, n);
+	values[2] = md_cstring_array(a, n, true);
+	values[3] = md_cstring_array(b, n, true);
+	ret = SPI_execute_plan(*plan, values, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "upsert into mdfeed.%s failed: %s", table, SPI_result_code_string(ret));
+	return (int64) SPI_processed;
+}
+
+/*
  * md_store_funding upserts funding events.  The key is the funding time
  * rounded down to the minute: the exchange reports each event a few
  * milliseconds past its boundary, and the exact time it sent is kept in
@@ -445,40 +469,31 @@ timestamptz_array(int64 *ms, int n)
 int64
 md_store_funding(const char *symbol, MdFunding *rows, int n)
 {
-	Oid			types[4] = {TEXTOID, TIMESTAMPTZARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID};
-	Datum		values[4];
-	int64	   *ms = palloc(sizeof(int64) * Max(n, 1));
-	char	  **rate = palloc(sizeof(char *) * Max(n, 1));
-	char	  **mark = palloc(sizeof(char *) * Max(n, 1));
-	int			ret;
+	int64	   *ms;
+	char	  **rate;
+	char	  **mark;
 
 	if (n <= 0)
 		return 0;
+	ms = palloc(sizeof(int64) * n);
+	rate = palloc(sizeof(char *) * n);
+	mark = palloc(sizeof(char *) * n);
 	for (int i = 0; i < n; i++)
 	{
 		ms[i] = rows[i].funding_ms;
 		rate[i] = rows[i].rate;
 		mark[i] = rows[i].mark_price;
 	}
-	if (funding_plan == NULL)
-		funding_plan = md_keep_plan(
-			"INSERT INTO mdfeed.funding_rates AS f (symbol, funding_time, funding_rate, mark_price, exchange_time) "
-			"SELECT $1, pg_catalog.date_trunc('minute', t, 'UTC'), r, m, t "
-			"FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(t, r, m) "
-			"ON CONFLICT (symbol, funding_time) DO UPDATE SET funding_rate = excluded.funding_rate, "
-			"mark_price = coalesce(excluded.mark_price, f.mark_price), exchange_time = excluded.exchange_time, "
-			"updated_at = pg_catalog.now() "
-			"WHERE (f.funding_rate, f.mark_price, f.exchange_time) IS DISTINCT FROM "
-			"(excluded.funding_rate, coalesce(excluded.mark_price, f.mark_price), excluded.exchange_time)",
-			4, types);
-	values[0] = CStringGetTextDatum(symbol);
-	values[1] = timestamptz_array(ms, n);
-	values[2] = md_cstring_array(rate, n, true);
-	values[3] = md_cstring_array(mark, n, true);
-	ret = SPI_execute_plan(funding_plan, values, NULL, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "upsert into mdfeed.funding_rates failed: %s", SPI_result_code_string(ret));
-	return (int64) SPI_processed;
+	return upsert_series(&funding_plan,
+						 "INSERT INTO mdfeed.funding_rates AS f (symbol, funding_time, funding_rate, mark_price, exchange_time) "
+						 "SELECT $1, pg_catalog.date_trunc('minute', t, 'UTC'), r, m, t "
+						 "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(t, r, m) "
+						 "ON CONFLICT (symbol, funding_time) DO UPDATE SET funding_rate = excluded.funding_rate, "
+						 "mark_price = coalesce(excluded.mark_price, f.mark_price), exchange_time = excluded.exchange_time, "
+						 "updated_at = pg_catalog.now() "
+						 "WHERE (f.funding_rate, f.mark_price, f.exchange_time) IS DISTINCT FROM "
+						 "(excluded.funding_rate, coalesce(excluded.mark_price, f.mark_price), excluded.exchange_time)",
+						 "funding_rates", symbol, ms, rate, mark, n);
 }
 
 /*
@@ -487,37 +502,28 @@ md_store_funding(const char *symbol, MdFunding *rows, int n)
 int64
 md_store_open_interest(const char *symbol, MdOpenInterest *rows, int n)
 {
-	Oid			types[4] = {TEXTOID, TIMESTAMPTZARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID};
-	Datum		values[4];
-	int64	   *ms = palloc(sizeof(int64) * Max(n, 1));
-	char	  **soi = palloc(sizeof(char *) * Max(n, 1));
-	char	  **soiv = palloc(sizeof(char *) * Max(n, 1));
-	int			ret;
+	int64	   *ms;
+	char	  **soi;
+	char	  **soiv;
 
 	if (n <= 0)
 		return 0;
+	ms = palloc(sizeof(int64) * n);
+	soi = palloc(sizeof(char *) * n);
+	soiv = palloc(sizeof(char *) * n);
 	for (int i = 0; i < n; i++)
 	{
 		ms[i] = rows[i].ts_ms;
 		soi[i] = rows[i].sum_open_interest;
 		soiv[i] = rows[i].sum_open_interest_value;
 	}
-	if (oi_plan == NULL)
-		oi_plan = md_keep_plan(
-			"INSERT INTO mdfeed.open_interest_1h AS o (symbol, ts, sum_open_interest, sum_open_interest_value) "
-			"SELECT $1, t, a, b "
-			"FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(t, a, b) "
-			"ON CONFLICT (symbol, ts) DO UPDATE SET sum_open_interest = excluded.sum_open_interest, "
-			"sum_open_interest_value = excluded.sum_open_interest_value, updated_at = pg_catalog.now() "
-			"WHERE (o.sum_open_interest, o.sum_open_interest_value) IS DISTINCT FROM "
-			"(excluded.sum_open_interest, excluded.sum_open_interest_value)",
-			4, types);
-	values[0] = CStringGetTextDatum(symbol);
-	values[1] = timestamptz_array(ms, n);
-	values[2] = md_cstring_array(soi, n, true);
-	values[3] = md_cstring_array(soiv, n, true);
-	ret = SPI_execute_plan(oi_plan, values, NULL, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "upsert into mdfeed.open_interest_1h failed: %s", SPI_result_code_string(ret));
-	return (int64) SPI_processed;
+	return upsert_series(&oi_plan,
+						 "INSERT INTO mdfeed.open_interest_1h AS o (symbol, ts, sum_open_interest, sum_open_interest_value) "
+						 "SELECT $1, t, a, b "
+						 "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(t, a, b) "
+						 "ON CONFLICT (symbol, ts) DO UPDATE SET sum_open_interest = excluded.sum_open_interest, "
+						 "sum_open_interest_value = excluded.sum_open_interest_value, updated_at = pg_catalog.now() "
+						 "WHERE (o.sum_open_interest, o.sum_open_interest_value) IS DISTINCT FROM "
+						 "(excluded.sum_open_interest, excluded.sum_open_interest_value)",
+						 "open_interest_1h", symbol, ms, soi, soiv, n);
 }

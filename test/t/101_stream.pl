@@ -7,7 +7,9 @@
 #  - the forming candle is stored with closed = false and keeps changing;
 #  - 1m candles that close while streaming are written within seconds of
 #    their close, equal to the truth row for row;
-#  - LISTEN mdfeed_candles gets a JSON payload for each such candle.
+#  - LISTEN mdfeed_candles gets a JSON payload for each such candle;
+#  - a symbol whose SUBSCRIBE lands after a close still gets that candle
+#    closed within seconds.
 # Tracking starts a second before a minute boundary, so that the startup sync
 # and the subscriptions straddle a close; then waits for one more boundary.
 
@@ -147,9 +149,22 @@ for my $s (@syms)
 my $listener = $node->background_psql('postgres');
 $listener->query_safe('LISTEN mdfeed_candles');
 
-my $boundary = wait_next_minute(0);
+# The same close, for a symbol added to the open connection whose SUBSCRIBE
+# the exchange takes 8 s over: its startup sync stores the forming candle 6 s
+# before the close, and the closing event goes out before the subscription
+# is in place.  The stream checks the newest closed candle once the exchange
+# has answered the SUBSCRIBE (2 s after), and the candle is stored closed
+# within seconds, long before the gap watchdog (which leaves the newest 15 s
+# alone) would see it.
+my $boundary = align_down('1m', now_ms() + 10_000) + 60_000;
 my $closed_open = $boundary - 60_000;
+fake_config($fake, { ws_subscribe_delay_ms => 8000 });
+usleep(($boundary - 6000 - now_ms()) * 1000);
+my $t_new = now_ms();
+is($node->safe_psql('postgres', "SELECT mdfeed_whitelist(ARRAY['NEWUSDT'])"), '1',
+	'whitelisted NEWUSDT ' . ($boundary - $t_new) . ' ms before a close, SUBSCRIBE delayed 8 s');
 note 'waiting for the 1m candle ' . iso_ms($closed_open) . ' to close';
+usleep(($boundary - now_ms()) * 1000) if now_ms() < $boundary;
 
 my %got;
 my $notes = '';
@@ -194,31 +209,20 @@ for my $s (@syms)
 	compare_with_truth($node, $fake, $s, '1m', $sync{"$s|1m"}{from}, $boundary, "all $s 1m");
 }
 
-# A symbol added to the open connection, whose SUBSCRIBE the exchange takes
-# 8 s over: its startup sync stores the forming candle 6 s before the close,
-# and the closing event goes out before the subscription is in place.  The
-# stream checks the newest closed candle once the exchange has answered the
-# SUBSCRIBE (2 s after), and the candle is stored closed within seconds, long
-# before the gap watchdog (which leaves the newest 15 s alone) would see it.
+# NEWUSDT, subscribed too late for the close
 {
-	my $b = align_down('1m', now_ms() + 10_000) + 60_000;
-	fake_config($fake, { ws_subscribe_delay_ms => 8000 });
-	usleep(($b - 6000 - now_ms()) * 1000);
-	my $t_new = now_ms();
-	is($node->safe_psql('postgres', "SELECT mdfeed_whitelist(ARRAY['NEWUSDT'])"), '1',
-		'whitelisted NEWUSDT ' . ($b - $t_new) . ' ms before a close, SUBSCRIBE delayed 8 s');
 	my $closed_sql = "SELECT closed FROM mdfeed.candles_1m WHERE symbol = 'NEWUSDT' AND open_time = "
-	  . ms_sql($b - 60_000);
-	ok(wait_until(sub { try_sql($node, $closed_sql) eq 't' }, 14, 0.2),
-		'the candle that closed before the subscription took effect is stored closed');
-	note 'stored closed ' . (now_ms() - $b) . ' ms after its close';
+	  . ms_sql($closed_open);
+	ok(wait_until(sub { try_sql($node, $closed_sql) eq 't' }, $boundary / 1000 + 14 - Time::HiRes::time(), 0.2),
+		'NEWUSDT: the candle that closed before the subscription took effect is stored closed');
+	note 'NEWUSDT: stored closed by ' . (now_ms() - $boundary) . ' ms after its close';
 	ok($node->safe_psql('postgres',
 			"SELECT count(*) FROM mdfeed.jobs WHERE kind = 'candles' AND symbol = 'NEWUSDT' "
 			  . "AND \"interval\" = '1m' AND origin = 'stream' AND created_at >= " . ms_sql($t_new)) >= 1,
-		'by a job the stream queued');
+		'NEWUSDT: by a job the stream queued');
 	fake_config($fake, { ws_subscribe_delay_ms => 0 });
 	ok(wait_fake_subs($fake, 9, 20), 'the fake has 9 subscriptions');
-	compare_with_truth($node, $fake, 'NEWUSDT', '1m', align_down('1m', $t_new) - 30 * 60_000, $b,
+	compare_with_truth($node, $fake, 'NEWUSDT', '1m', align_down('1m', $t_new) - 30 * 60_000, $boundary,
 		'NEWUSDT 1m up to that close');
 }
 
