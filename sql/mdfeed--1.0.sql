@@ -408,17 +408,20 @@ $fn$;
 /*
  * mdfeed.sync_pair brings one tracked pair up to date: from its newest closed
  * candle, or mdfeed.sync_lookback back when it has none, to the present;
- * with p_only_if_behind, only if the newest closed candle is missing.
+ * with p_only_if_behind, only if the newest candle closed by p_closed_by
+ * (default now) is missing.
  */
 CREATE FUNCTION mdfeed.sync_pair(p_exchange text, p_symbol text, p_interval text,
 								 p_lookback interval, p_origin text,
-								 p_only_if_behind boolean DEFAULT false)
+								 p_only_if_behind boolean DEFAULT false,
+								 p_closed_by timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	v_last timestamptz;
+	v_expect timestamptz;
 	v_step interval := mdfeed.interval_step(p_interval);
 	v_from timestamptz;
 	v_to timestamptz := ((mdfeed.interval_floor(p_interval, now()) AT TIME ZONE 'UTC') + v_step) AT TIME ZONE 'UTC';
@@ -426,11 +429,16 @@ BEGIN
 	EXECUTE format('SELECT max(open_time) FROM mdfeed.%I WHERE symbol = $1 AND closed',
 				   mdfeed.interval_table(p_interval))
 		INTO v_last USING p_symbol;
-	-- unless asked to sync anyway: nothing to do when the newest closed
-	-- candle is stored
-	IF p_only_if_behind AND v_last IS NOT NULL
-	   AND v_last >= ((mdfeed.interval_floor(p_interval, now()) AT TIME ZONE 'UTC') - v_step) AT TIME ZONE 'UTC' THEN
-		RETURN NULL;
+	-- unless asked to sync anyway: nothing to do when the newest candle
+	-- closed by then is stored, or lies before the lookback (a pair whose
+	-- interval is longer than the lookback has none to store)
+	IF p_only_if_behind THEN
+		v_expect := ((mdfeed.interval_floor(p_interval, coalesce(p_closed_by, now())) AT TIME ZONE 'UTC')
+					 - v_step) AT TIME ZONE 'UTC';
+		IF coalesce(v_last >= v_expect, false)
+		   OR v_expect < mdfeed.interval_floor(p_interval, now() - p_lookback) THEN
+			RETURN NULL;
+		END IF;
 	END IF;
 	IF v_last IS NULL OR v_last < now() - p_lookback THEN
 		v_from := mdfeed.interval_floor(p_interval, now() - p_lookback);
@@ -704,7 +712,7 @@ REVOKE ALL ON FUNCTION mdfeed.fetch_tickers(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed_liquid_symbols(numeric, integer, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed_backfill_open_interest(text, timestamptz, timestamptz, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed_backfill_funding(text, timestamptz, timestamptz, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mdfeed.sync_pair(text, text, text, interval, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdfeed.sync_pair(text, text, text, interval, text, boolean, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed.refresh_instruments(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed.wake_workers() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed_whitelist(text[], text) FROM PUBLIC;

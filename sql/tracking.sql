@@ -64,3 +64,20 @@ SELECT * FROM mdfeed_gaps('btcusdt', '1m', '2023-01-01', '2024-01-01');
 DELETE FROM mdfeed.candles_1m;
 DELETE FROM mdfeed.exchange_gaps;
 DELETE FROM mdfeed.instruments;
+
+-- mdfeed.sync_pair with p_only_if_behind: a job only when the newest candle
+-- closed by p_closed_by (default now) is missing and lies in the lookback
+SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1w', '1 minute', 'stream', true) IS NULL AS none_in_lookback;
+SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'stream', true) IS NOT NULL AS queued;
+DELETE FROM mdfeed.jobs WHERE symbol = 'XYZUSDT';
+SELECT mdfeed.ingest_binance_klines('XYZUSDT', '1h', format(
+	'[[%s,"1.0","1.0","1.0","1.0","1.0",%s,"1.0",1,"1.0","1.0","0"]]', t, t + 3599999), now())
+FROM (SELECT (extract(epoch FROM mdfeed.interval_floor('1h', now()) - interval '2 hours') * 1000)::bigint AS t) s;
+-- the candle before the newest closed one is stored: behind now, not as of an hour ago
+SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'stream', true) IS NOT NULL AS behind_now;
+DELETE FROM mdfeed.jobs WHERE symbol = 'XYZUSDT';
+SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'stream', true, now() - interval '1 hour') IS NULL AS not_behind_an_hour_ago;
+-- and without p_only_if_behind, a sync is queued anyway
+SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'stream') IS NOT NULL AS queued_anyway;
+DELETE FROM mdfeed.jobs WHERE symbol = 'XYZUSDT';
+DELETE FROM mdfeed.candles_1h;

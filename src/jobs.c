@@ -236,14 +236,15 @@ md_sync_lookback(void)
 /*
  * md_queue_pair_sync queues a job bringing one pair up to date, from its
  * newest closed candle (mdfeed.sync_pair), unless one already covers it or,
- * with only_if_behind, the newest closed candle is stored.
+ * with only_if_behind, the newest candle closed by closed_by_ms is stored.
  */
 void
 md_queue_pair_sync(const char *exchange, const char *symbol, const char *interval,
-				   const char *origin, bool only_if_behind)
+				   const char *origin, bool only_if_behind, int64 closed_by_ms)
 {
-	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, INTERVALOID, TEXTOID, BOOLOID};
-	Datum		values[6];
+	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, INTERVALOID, TEXTOID, BOOLOID, TIMESTAMPTZOID};
+	Datum		values[7];
+	char		nulls[7] = "      n";
 
 	values[0] = CStringGetTextDatum(exchange);
 	values[1] = CStringGetTextDatum(symbol);
@@ -251,7 +252,13 @@ md_queue_pair_sync(const char *exchange, const char *symbol, const char *interva
 	values[3] = md_sync_lookback();
 	values[4] = CStringGetTextDatum(origin);
 	values[5] = BoolGetDatum(only_if_behind);
-	if (SPI_execute_with_args("SELECT mdfeed.sync_pair($1, $2, $3, $4, $5, $6)",
-							  6, types, values, NULL, false, 1) != SPI_OK_SELECT)
+	values[6] = (Datum) 0;
+	if (only_if_behind)
+	{
+		values[6] = TimestampTzGetDatum(md_ms_to_timestamptz(closed_by_ms));
+		nulls[6] = ' ';
+	}
+	if (SPI_execute_with_args("SELECT mdfeed.sync_pair($1, $2, $3, $4, $5, $6, $7)",
+							  7, types, values, nulls, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not queue a sync of %s %s", symbol, interval);
 }

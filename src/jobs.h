@@ -31,6 +31,6 @@ extern void md_job_release(const MdJob *job);
 extern void md_job_set_detail(const MdJob *job, const char *detail);
 extern Datum md_sync_lookback(void);
 extern void md_queue_pair_sync(const char *exchange, const char *symbol, const char *interval,
-							   const char *origin, bool only_if_behind);
+							   const char *origin, bool only_if_behind, int64 closed_by_ms);
 
 #endif

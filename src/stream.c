@@ -89,6 +89,7 @@ typedef struct Conn
 	bool		repair_on_open; /* queue hole repairs when established */
 	int64		second_repair_at;	/* and again (after a SUBSCRIBE too) at
 									 * this time, or 0 */
+	int64		repair_as_of;	/* for the candles closed by this time */
 	bool		got_data;
 	/* streams this connection should carry, and what to (un)subscribe */
 	List	   *desired;		/* of char * (stream names) */
@@ -198,6 +199,21 @@ coalesce(MdStreamKline *k)
  * handle_frame parses one complete message.  Called inside an lws callback:
  * it must not raise an error.
  */
+/*
+ * arm_check schedules, delay_ms from now, the check that every pair of the
+ * connection has stored the newest candle closed by as_of_ms: a close that
+ * went out before a subscription took effect never reaches the stream.  Only
+ * the closes up to the moment the subscriptions were known to be in place
+ * count, so that one the stream did hear but has not written yet is not
+ * taken for a hole.
+ */
+static void
+arm_check(Conn *c, int64 as_of_ms, int64 delay_ms)
+{
+	c->repair_as_of = as_of_ms;
+	c->second_repair_at = md_now_ms() + delay_ms;
+}
+
 static void
 handle_frame(Conn *c, const char *data, size_t len)
 {
@@ -215,7 +231,7 @@ handle_frame(Conn *c, const char *data, size_t len)
 		case MD_FRAME_REPLY:
 			/* answered in order: the subscriptions are now in effect */
 			if (c->awaiting_replies > 0 && --c->awaiting_replies == 0)
-				c->second_repair_at = md_now_ms() + ANSWERED_REPAIR_MS;
+				arm_check(c, md_now_ms(), ANSWERED_REPAIR_MS);
 			if (memmem(data, len, "\"error\"", 7) != NULL)
 				elog(LOG, "mdfeed stream connection %d: the exchange refused a request: %.*s",
 					 c->id, (int) Min(len, 300), data);
@@ -310,7 +326,7 @@ send_pending(Conn *c, struct lws *wsi)
 	 * long if the answer is lost).
 	 */
 	if (subscribe)
-		c->second_repair_at = now + SECOND_REPAIR_MS;
+		arm_check(c, now, SECOND_REPAIR_MS);
 	if (c->to_sub != NIL || c->to_unsub != NIL)
 		lws_callback_on_writable(wsi);
 	return 0;
@@ -690,7 +706,7 @@ apply_desired(List *want)
  * down: the candles that closed meanwhile come over REST.
  */
 static void
-repair_holes(Conn *c, bool only_if_behind)
+repair_holes(Conn *c, bool only_if_behind, int64 as_of_ms)
 {
 	ListCell   *lc;
 
@@ -708,7 +724,7 @@ repair_holes(Conn *c, bool only_if_behind)
 		sym = asc_toupper(s, at - s);
 		if (md_interval_lookup(ivname) == NULL)
 			continue;
-		md_queue_pair_sync(ex->name, sym, ivname, "stream", only_if_behind);
+		md_queue_pair_sync(ex->name, sym, ivname, "stream", only_if_behind, as_of_ms);
 	}
 	md_commit_tx();
 	md_wake_role(MD_ROLE_BACKFILL);
@@ -815,32 +831,19 @@ manage_conns(void)
 		if (c->open && c->repair_on_open)
 		{
 			c->repair_on_open = false;
-			repair_holes(c, false);
+			repair_holes(c, false, 0);
 
 			/*
 			 * Once more when the subscriptions are surely in place and a
 			 * candle that closed while they were being made is final: its
 			 * closing event may have been sent before we subscribed.
 			 */
-			c->second_repair_at = now + SECOND_REPAIR_MS;
+			arm_check(c, now, SECOND_REPAIR_MS);
 		}
 		if (c->open && c->second_repair_at != 0 && now >= c->second_repair_at)
 		{
-			int64		since_close = now % 60000;
-			int64		settled = mdfeed_stream_flush_ms + 1000;
-
-			/*
-			 * Every interval closes on a minute.  Right after one, the
-			 * stream's own closing candles are not written yet, and every
-			 * pair would look behind.
-			 */
-			if (since_close < settled)
-				c->second_repair_at = now - since_close + settled;
-			else
-			{
-				c->second_repair_at = 0;
-				repair_holes(c, true);
-			}
+			c->second_repair_at = 0;
+			repair_holes(c, true, c->repair_as_of);
 		}
 		if (c->open && now - c->last_rx_ms > mdfeed_stream_silence_s * INT64CONST(1000))
 		{

@@ -150,7 +150,7 @@ sync_new_pairs(const MdExchange *ex)
 			p->seen = true;
 			if (!found)
 			{
-				md_queue_pair_sync(ex->name, syms[i], ivs[j]->name, "sync", false);
+				md_queue_pair_sync(ex->name, syms[i], ivs[j]->name, "sync", false, 0);
 				queued++;
 			}
 		}
