@@ -196,10 +196,6 @@ coalesce(MdStreamKline *k)
 }
 
 /*
- * handle_frame parses one complete message.  Called inside an lws callback:
- * it must not raise an error.
- */
-/*
  * arm_check schedules, delay_ms from now, the check that every pair of the
  * connection has stored the newest candle closed by as_of_ms: a close that
  * went out before a subscription took effect never reaches the stream.  Only
@@ -214,6 +210,10 @@ arm_check(Conn *c, int64 as_of_ms, int64 delay_ms)
 	c->second_repair_at = md_now_ms() + delay_ms;
 }
 
+/*
+ * handle_frame parses one complete message.  Called inside an lws callback:
+ * it must not raise an error.
+ */
 static void
 handle_frame(Conn *c, const char *data, size_t len)
 {
