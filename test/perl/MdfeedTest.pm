@@ -50,7 +50,7 @@ our @EXPORT = qw(
   ts_ms now_ms ms_sql
   fake_stats fake_klines_requests fake_rows_served fake_429_rate_limited
   fake_429_injected fake_418 set_faults clear_faults reset_fake fake_config fake_symbols
-  log_tail log_contents diag_state track_job finish query_json worker_pids
+  log_tail log_contents diag_state track_job finish query_json comparison_json worker_pids
   wait_workers
 );
 
@@ -397,6 +397,22 @@ sub log_tail
 	return "--- last lines of " . $node->logfile . ":\n" . join("\n", @l) . "\n";
 }
 
+# comparison_json($node, $sql, $what, $timeout): runs a comparison script
+# whose last line is one JSON object and returns it decoded; when the script
+# fails, that is a failed test named $what, and undef is returned
+sub comparison_json
+{
+	my ($node, $sql, $what, $timeout) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', $sql, timeout => $timeout);
+	if ($ret != 0)
+	{
+		fail($what);
+		diag($err);
+		return undef;
+	}
+	return decode_json((split /\n/, $out)[-1]);
+}
+
 # run a query returning one json value per line; returns list of decoded values
 sub query_json
 {
@@ -575,14 +591,8 @@ SELECT json_build_object(
   'missing_sample', (SELECT json_agg(m) FROM (SELECT * FROM missing ORDER BY open_time_ms LIMIT 3) m),
   'extra_sample', (SELECT json_agg(e) FROM (SELECT * FROM extra ORDER BY open_time_ms LIMIT 3) e))::jsonb::text;
 EOS
-	my ($ret, $out, $err) = $node->psql('postgres', $sql, timeout => 300);
-	if ($ret != 0)
-	{
-		fail("$name: truth comparison query failed");
-		diag($err);
-		return undef;
-	}
-	my $r = decode_json((split /\n/, $out)[-1]);
+	my $r = comparison_json($node, $sql, "$name: truth comparison query failed", 300)
+	  or return undef;
 	my $ok = 1;
 	$ok &&= is($r->{truth}, $ntruth, "$name: truth loaded ($ntruth rows)");
 	$ok &&= ok($r->{truth} > 0, "$name: truth not empty") unless $opt{allow_empty};

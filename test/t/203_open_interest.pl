@@ -90,14 +90,8 @@ SELECT json_build_object(
                ORDER BY coalesce(t_ms, g_ms) LIMIT 3) x)
 )::text;
 EOS
-	my ($ret, $out, $err) = $node->psql('postgres', $sql, timeout => 120);
-	if ($ret != 0)
-	{
-		fail("$name: comparison query failed");
-		diag($err);
-		return undef;
-	}
-	my $r = decode_json((split /\n/, $out)[-1]);
+	my $r = comparison_json($node, $sql, "$name: comparison query failed", 120)
+	  or return undef;
 	my $ok = 1;
 	$ok &= is($r->{truth}, $ntruth, "$name: truth loaded ($ntruth hours)");
 	$ok &= ok($ntruth > 0, "$name: truth not empty");
