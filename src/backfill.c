@@ -61,6 +61,8 @@
 
 /* the job being worked on, for the error handler */
 static MdJob current_job;
+/* the job this worker last yielded: the next claim passes it over once */
+static int64 yielded_job = 0;
 
 static int64 server_offset_ms = 0;
 static int64 server_time_at = 0;
@@ -314,6 +316,21 @@ md_finish_job(const MdJob *job, const char *state, const char *error, JobCounter
 }
 
 /*
+ * md_job_yielded puts the running job back in the queue if another job
+ * should have this worker now (jobs.c says when), and says whether it did.
+ * The caller then returns, leaving the job queued with its cursor.
+ */
+bool
+md_job_yielded(const MdJob *job)
+{
+	if (!md_job_should_yield(job))
+		return false;
+	md_job_yield(job);
+	yielded_job = job->id;
+	return true;
+}
+
+/*
  * record_exchange_gap notes that the exchange has no candles in [from, to).
  */
 static void
@@ -479,7 +496,8 @@ run_candles_job(const MdJob *job)
 		/*
 		 * Ranges the exchange answered with nothing, though their candles
 		 * would have closed, are remembered so that gap repair does not ask
-		 * for them again: before the first row, and after the last row of a
+		 * for them again and mdfeed_gaps can tell them from real holes:
+		 * before the first row, between rows, and after the last row of a
 		 * short page.
 		 */
 		{
@@ -488,6 +506,14 @@ run_candles_job(const MdJob *job)
 
 			if (head_end > gap_start)
 				record_exchange_gap(ex, job, gap_start, Min(head_end, closed_before));
+			/* and the holes between rows (a maintenance window, say) */
+			for (int i = first + 1; i < last; i++)
+			{
+				int64		expected = md_interval_next(iv, rows[i - 1].open_ms);
+
+				if (rows[i].open_ms > expected)
+					record_exchange_gap(ex, job, expected, Min(rows[i].open_ms, closed_before));
+			}
 			if ((nrows < limit || last == first) && last > first)
 				record_exchange_gap(ex, job, md_interval_next(iv, rows[last - 1].open_ms),
 									Min(gap_end, closed_before));
@@ -503,6 +529,8 @@ run_candles_job(const MdJob *job)
 		cnt.requests = cnt.retries = 0;
 		md_slot_set_error(NULL);
 		MemoryContextSwitchTo(old);
+		if (md_job_yielded(job))
+			break;
 		if (settle_ms > 0 && !md_sleep_ms(settle_ms) && !md_job_still_running(job))
 			break;
 	}
@@ -519,13 +547,13 @@ run_one_job(void)
 	bool		claimed;
 
 	md_begin_tx();
-	claimed = md_job_claim(&job);
+	claimed = md_job_claim(&job, yielded_job);
 	md_commit_tx();
+	yielded_job = 0;
 	if (!claimed)
 		return false;
 	current_job = job;
 
-	md_slot_set_job(job.id);
 	md_slot_set_state("working");
 	elog(DEBUG1, "mdfeed backfill worker took job " INT64_FORMAT, job.id);
 
@@ -542,7 +570,7 @@ run_one_job(void)
 		md_finish_job(&job, "failed", psprintf("unknown job kind \"%s\"", job.kind), &cnt);
 	}
 
-	/* whatever happened, the lock is not ours any more */
+	/* whatever happened, the claim is not ours any more */
 	md_begin_tx();
 	md_job_release(&job);
 	md_commit_tx();

@@ -33,6 +33,7 @@ typedef bool (*MdParseFn) (const char *body, size_t len, void *arg, char **err);
 extern bool md_job_cancel_requested(void);
 extern bool md_sleep_ms(int64 ms);
 extern bool md_job_still_running(const MdJob *job);
+extern bool md_job_yielded(const MdJob *job);
 extern void md_finish_job(const MdJob *job, const char *state, const char *error,
 						  JobCounters *cnt);
 extern PageResult md_fetch_with_retries(const MdExchange *ex, const MdJob *job,

@@ -35,6 +35,8 @@ int			mdfeed_http_timeout_ms = 30000;
 int			mdfeed_rest_max_retries = 10;
 int			mdfeed_rest_max_response_kb = 65536;
 int			mdfeed_job_poll_ms = 5000;
+int			mdfeed_max_queued_jobs_per_role = 1000;
+int			mdfeed_job_slice_ms = 10000;
 char	   *mdfeed_intervals = NULL;
 int			mdfeed_sync_lookback_min = 7 * 24 * 60;
 int			mdfeed_gap_check_interval_s = 60;
@@ -394,6 +396,24 @@ mdfeed_define_gucs(void)
 							"Workers are also woken at once when a job is queued.",
 							&mdfeed_job_poll_ms,
 							5000, 100, 3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.max_queued_jobs_per_role",
+							"Most unfinished jobs one role may have queued.",
+							"Beyond it, queueing a job is an error; 0 means no limit.",
+							&mdfeed_max_queued_jobs_per_role,
+							1000, 0, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.job_time_slice",
+							"How long a user's job runs before it yields to another role's waiting job.",
+							"Jobs of roles with fewer running jobs go first; mdfeed's own upkeep never waits behind users' jobs.",
+							&mdfeed_job_slice_ms,
+							10000, 100, 3600000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);

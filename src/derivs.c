@@ -191,6 +191,8 @@ run_pages(const MdJob *job, const MdExchange *ex, const DerivPager *pg, int64 fr
 		md_slot_set_error(NULL);
 		if (cursor >= job->to_ms)
 			md_finish_job(job, "succeeded", NULL, &cnt);
+		else if (md_job_yielded(job))
+			break;
 	}
 	MemoryContextDelete(pagectx);
 }

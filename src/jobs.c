@@ -1,14 +1,26 @@
 /*-------------------------------------------------------------------------
  *
  * jobs.c
- *	  The job queue: how a worker claims a job, records progress and ends it.
+ *	  The job queue: how a worker claims a job, records progress, yields it
+ *	  and ends it.
  *
- * A worker owns a job by holding a session-level advisory lock on it, not a
- * row lock, because no transaction stays open while it waits on the network.
- * The lock goes away with the worker however it dies, so a job left
- * 'running' by a crash is simply claimed again, and resumes from its
- * cursor_time.  Progress is recorded in the same transaction as the candles
- * it describes, so the cursor never runs ahead of the data.
+ * A worker owns a job by a claim in shared memory (its status slot's job),
+ * not by a row lock, because no transaction stays open while it waits on
+ * the network, and not by an advisory lock, because any role may take
+ * advisory locks and so could hold every job back.  A claim ends with the
+ * worker however it dies, so a job left 'running' by a crash is simply
+ * claimed again, and resumes from its cursor_time.  Progress is recorded
+ * in the same transaction as the candles it describes, so the cursor never
+ * runs ahead of the data.
+ *
+ * Which job goes next: mdfeed's own upkeep (sync, repair, stream repairs,
+ * collection) before any user's job, oldest first; then users' jobs, the
+ * role with the fewest jobs running first, so that one role's flood is
+ * served beside another's single job rather than before it.  A running user
+ * job yields between pages when upkeep waits and every worker is busy, or
+ * when a role with fewer running jobs waits (at once if that is unfair by
+ * two jobs or more, after mdfeed.job_time_slice if by one), and goes back
+ * to the queue with its cursor.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,17 +29,23 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "mdfeed.h"
+#include "interval.h"
 #include "jobs.h"
+#include "shmem.h"
+#include "workers.h"
 
-/* first key of mdfeed's advisory locks: 'mdfd' */
-#define MD_LOCK_KEY1 0x6d646664
+/* the job this process has claimed, 0 if none, and since when */
+static int64 claimed_job = 0;
+static int64 claimed_ms = 0;
+static int64 yield_checked_ms = 0;
 
-/* the job whose lock this process holds, 0 if none */
-static int64 locked_job = 0;
+/* at most this often a running job asks whether it should yield */
+#define YIELD_CHECK_MS 1000
 
 static void
 copy_text(HeapTuple tup, TupleDesc desc, int col, char *dst, size_t size)
@@ -37,39 +55,71 @@ copy_text(HeapTuple tup, TupleDesc desc, int col, char *dst, size_t size)
 	strlcpy(dst, v ? v : "", size);
 }
 
-static bool
-try_lock(int64 id, bool unlock)
+/*
+ * claimed_array returns the jobs live workers hold as an int8[] datum.
+ */
+static Datum
+claimed_array(int *idle_backfill)
 {
-	Oid			types[2] = {INT4OID, INT4OID};
-	Datum		values[2] = {Int32GetDatum(MD_LOCK_KEY1), Int32GetDatum((int32) (id & 0x7fffffff))};
-	bool		isnull;
-	int			ret;
+	int64		ids[MD_MAX_WORKERS];
+	Datum		elems[MD_MAX_WORKERS];
+	int			n = md_claimed_jobs(ids, MD_MAX_WORKERS, idle_backfill);
 
-	ret = SPI_execute_with_args(unlock ? "SELECT pg_catalog.pg_advisory_unlock($1, $2)"
-								: "SELECT pg_catalog.pg_try_advisory_lock($1, $2)",
-								2, types, values, NULL, false, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "advisory lock call failed");
-	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	for (int i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(ids[i]);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 /*
- * md_job_claim takes the oldest queued job, or a running one whose worker
- * died, and marks it running.  Returns false if there is none.
+ * clip_to_present ends a job's range at the present, as the SQL functions
+ * do when they queue one: a job queued before they did (or by hand) must
+ * not page through an empty future either.
+ */
+static void
+clip_to_present(MdJob *job)
+{
+	const MdInterval *iv = md_interval_lookup(job->interval);
+	int64		now = md_now_ms();
+	int64		end = iv ? md_interval_next(iv, md_interval_floor(iv, now)) : now;
+
+	if (job->to_ms > end)
+		job->to_ms = Max(end, job->from_ms + 1);
+}
+
+/*
+ * md_job_claim takes the next job (see the header for the order), queued
+ * or left running by a worker that died, and marks it running.  skip_id, if
+ * not 0, is a job this worker just yielded: it goes to someone else first.
+ * Returns false if there is none.
  */
 bool
-md_job_claim(MdJob *job)
+md_job_claim(MdJob *job, int64 skip_id)
 {
+	Oid			types[2] = {INT8ARRAYOID, INT8OID};
+	Datum		values[2];
 	int			ret;
 	uint64		n;
 	SPITupleTable *tab;
 
-	ret = SPI_execute("SELECT id, kind, exchange, symbol, \"interval\", "
-					  "(extract(epoch FROM from_time) * 1000)::int8, "
-					  "(extract(epoch FROM to_time) * 1000)::int8, "
-					  "(extract(epoch FROM cursor_time) * 1000)::int8 "
-					  "FROM mdfeed.jobs WHERE state IN ('queued', 'running') "
-					  "ORDER BY id LIMIT 64", false, 0);
+	values[0] = claimed_array(NULL);
+	values[1] = Int64GetDatum(skip_id);
+	ret = SPI_execute_with_args("WITH busy AS ("
+								"  SELECT requester, count(*) AS n FROM mdfeed.jobs "
+								"  WHERE id = ANY ($1) AND origin = 'user' GROUP BY requester), "
+								"c AS ("
+								"  SELECT j.*, row_number() OVER (PARTITION BY j.origin = 'user', j.requester "
+								"                                 ORDER BY j.id) AS rn "
+								"  FROM mdfeed.jobs j "
+								"  WHERE j.state IN ('queued', 'running') AND NOT (j.id = ANY ($1))) "
+								"SELECT c.id, c.kind, c.exchange, c.symbol, c.\"interval\", "
+								"(extract(epoch FROM c.from_time) * 1000)::int8, "
+								"(extract(epoch FROM c.to_time) * 1000)::int8, "
+								"(extract(epoch FROM c.cursor_time) * 1000)::int8, "
+								"c.origin, c.requester "
+								"FROM c LEFT JOIN busy b ON c.origin = 'user' AND b.requester = c.requester "
+								"ORDER BY c.origin = 'user', c.id = $2, coalesce(b.n, 0) + c.rn, c.id "
+								"LIMIT 16",
+								2, types, values, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read mdfeed.jobs");
 	n = SPI_processed;
@@ -80,29 +130,31 @@ md_job_claim(MdJob *job)
 		HeapTuple	tup = tab->vals[i];
 		TupleDesc	desc = tab->tupdesc;
 		bool		isnull;
-		Oid			types[2] = {INT8OID, INT4OID};
-		Datum		values[2];
+		Oid			utypes[2] = {INT8OID, INT4OID};
+		Datum		uvalues[2];
 
 		job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		if (!try_lock(job->id, false))
-			continue;			/* another worker has it */
+		if (!md_slot_try_claim(job->id))
+			continue;			/* another worker took it meanwhile */
 
-		values[0] = Int64GetDatum(job->id);
-		values[1] = Int32GetDatum(MyProcPid);
+		uvalues[0] = Int64GetDatum(job->id);
+		uvalues[1] = Int32GetDatum(MyProcPid);
 		ret = SPI_execute_with_args("UPDATE mdfeed.jobs SET state = 'running', "
-									"started_at = coalesce(started_at, pg_catalog.now()), "
-									"worker_pid = $2, updated_at = pg_catalog.now() "
+									"started_at = coalesce(started_at, now()), "
+									"worker_pid = $2, updated_at = now() "
 									"WHERE id = $1 AND state IN ('queued', 'running')",
-									2, types, values, NULL, false, 0);
+									2, utypes, uvalues, NULL, false, 0);
 		if (ret != SPI_OK_UPDATE)
 			elog(ERROR, "could not claim job " INT64_FORMAT, job->id);
 		if (SPI_processed != 1)
 		{
 			/* it ended while we looked */
-			try_lock(job->id, true);
+			md_slot_set_job(0);
 			continue;
 		}
-		locked_job = job->id;
+		claimed_job = job->id;
+		claimed_ms = md_now_ms();
+		yield_checked_ms = claimed_ms;
 		copy_text(tup, desc, 2, job->kind, sizeof(job->kind));
 		copy_text(tup, desc, 3, job->exchange, sizeof(job->exchange));
 		copy_text(tup, desc, 4, job->symbol, sizeof(job->symbol));
@@ -112,9 +164,89 @@ md_job_claim(MdJob *job)
 		job->cursor_ms = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
 		if (isnull)
 			job->cursor_ms = -1;
+		copy_text(tup, desc, 9, job->origin, sizeof(job->origin));
+		job->requester = DatumGetObjectId(SPI_getbinval(tup, desc, 10, &isnull));
+		if (isnull)
+			job->requester = InvalidOid;
+		clip_to_present(job);
 		return true;
 	}
 	return false;
+}
+
+/*
+ * md_job_should_yield says whether the running job should go back to the
+ * queue now, for upkeep or for another role's job (see the header).  Cheap
+ * enough to call after every page: it asks the table at most once a second.
+ */
+bool
+md_job_should_yield(const MdJob *job)
+{
+	Oid			types[3] = {INT8ARRAYOID, OIDOID, BOOLOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	int64		now = md_now_ms();
+	int			idle;
+	bool		isnull;
+	bool		upkeep,
+				unfair,
+				waiting;
+
+	if (strcmp(job->origin, "user") != 0 || now - yield_checked_ms < YIELD_CHECK_MS)
+		return false;
+	yield_checked_ms = now;
+
+	values[0] = claimed_array(&idle);
+	/* a worker that is idle takes whatever waits: nobody need yield */
+	if (idle > 0)
+		return false;
+	values[1] = ObjectIdGetDatum(job->requester);
+	nulls[1] = OidIsValid(job->requester) ? ' ' : 'n';
+	values[2] = BoolGetDatum(now - claimed_ms >= mdfeed_job_slice_ms);
+
+	md_begin_tx();
+	if (SPI_execute_with_args("WITH busy AS ("
+							  "  SELECT requester, count(*) AS n FROM mdfeed.jobs "
+							  "  WHERE id = ANY ($1) AND origin = 'user' GROUP BY requester), "
+							  "mine AS (SELECT coalesce((SELECT n FROM busy WHERE requester IS NOT DISTINCT FROM $2), 1) AS n), "
+							  "waiting AS ("
+							  "  SELECT j.origin, j.requester, coalesce(b.n, 0) AS n FROM mdfeed.jobs j "
+							  "  LEFT JOIN busy b ON b.requester = j.requester "
+							  "  WHERE j.state IN ('queued', 'running') AND NOT (j.id = ANY ($1))) "
+							  "SELECT EXISTS (SELECT 1 FROM waiting WHERE origin <> 'user'), "
+							  "       EXISTS (SELECT 1 FROM waiting w, mine m WHERE w.origin = 'user' "
+							  "               AND w.requester IS DISTINCT FROM $2 AND w.n + 1 < m.n), "
+							  "       $3 AND EXISTS (SELECT 1 FROM waiting w, mine m WHERE w.origin = 'user' "
+							  "               AND w.requester IS DISTINCT FROM $2 AND w.n + 1 <= m.n)",
+							  3, types, values, nulls, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read mdfeed.jobs");
+	upkeep = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	unfair = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	waiting = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	md_commit_tx();
+	if (upkeep || unfair || waiting)
+		elog(DEBUG1, "mdfeed job " INT64_FORMAT " yields: %s", job->id,
+			 upkeep ? "upkeep waits" : "another role's job waits");
+	return upkeep || unfair || waiting;
+}
+
+/*
+ * md_job_yield puts the running job back in the queue, its cursor kept, and
+ * drops this worker's claim on it.
+ */
+void
+md_job_yield(const MdJob *job)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(job->id)};
+
+	md_begin_tx();
+	if (SPI_execute_with_args("UPDATE mdfeed.jobs SET state = 'queued', worker_pid = NULL, "
+							  "updated_at = now() WHERE id = $1 AND state = 'running'",
+							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not requeue job " INT64_FORMAT, job->id);
+	md_job_release(job);
+	md_commit_tx();
 }
 
 /*
@@ -201,10 +333,10 @@ md_job_state(int64 id)
 void
 md_job_release(const MdJob *job)
 {
-	if (locked_job != job->id)
+	if (claimed_job != job->id)
 		return;
-	try_lock(job->id, true);
-	locked_job = 0;
+	md_slot_set_job(0);
+	claimed_job = 0;
 }
 
 /*

@@ -28,6 +28,8 @@ extern int	mdfeed_http_timeout_ms;
 extern int	mdfeed_rest_max_retries;
 extern int	mdfeed_rest_max_response_kb;
 extern int	mdfeed_job_poll_ms;
+extern int	mdfeed_max_queued_jobs_per_role;
+extern int	mdfeed_job_slice_ms;
 extern char *mdfeed_intervals;
 extern int	mdfeed_sync_lookback_min;
 extern int	mdfeed_gap_check_interval_s;
@@ -50,24 +52,39 @@ extern void mdfeed_install_log_redaction(void);
 /* true when the library was loaded by shared_preload_libraries */
 extern bool mdfeed_preloaded;
 
-/* Times: exchanges speak milliseconds since the Unix epoch. */
-#define MD_UNIX_EPOCH_OFFSET_US \
-	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC)
+/*
+ * Times: exchanges speak milliseconds since the Unix epoch.  Both directions
+ * convert in milliseconds first, so that no intermediate value leaves the
+ * range of a timestamptz: adding the epoch offset to a time near the end of
+ * PostgreSQL's range (year 294276) in microseconds would overflow int64.
+ */
+#define MD_UNIX_EPOCH_OFFSET_MS \
+	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000)
 
 static inline TimestampTz
 md_ms_to_timestamptz(int64 ms)
 {
-	return (TimestampTz) (ms * 1000 - MD_UNIX_EPOCH_OFFSET_US);
+	return (TimestampTz) ((ms - MD_UNIX_EPOCH_OFFSET_MS) * 1000);
 }
 
 static inline int64
 md_timestamptz_to_ms(TimestampTz ts)
 {
-	int64		us = (int64) ts + MD_UNIX_EPOCH_OFFSET_US;
-
 	/* floor division, so that times before 1970 round down too */
-	return us >= 0 ? us / 1000 : -((-us + 999) / 1000);
+	int64		ms = ts >= 0 ? ts / 1000 : -((-ts + 999) / 1000);
+
+	return ms + MD_UNIX_EPOCH_OFFSET_MS;
 }
+
+/*
+ * Job ranges end at the present; their start must lie between 1970 and
+ * this bound, far enough for any market data and small enough that no
+ * interval arithmetic on it can overflow.
+ */
+#define MD_MAX_TIME_MS INT64CONST(253402300800000)	/* 10000-01-01 UTC */
+
+/* the version of the SQL objects this library works with */
+#define MD_SCHEMA_VERSION "1.1"
 
 extern int64 md_now_ms(void);
 

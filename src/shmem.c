@@ -199,3 +199,62 @@ md_broadcast_job_end(void)
 	if (md_shared != NULL)
 		ConditionVariableBroadcast(&md_shared->job_cv);
 }
+
+/*
+ * md_slot_try_claim makes job this worker's own unless a live worker
+ * already has it.  Claims live in shared memory, where no SQL role can take
+ * or hold one: a worker's claim ends with its slot (md_slot_detach), and a
+ * crash that resets shared memory ends them all.
+ */
+bool
+md_slot_try_claim(int64 job)
+{
+	bool		taken = false;
+
+	if (md_my_slot == NULL)
+		return false;
+	SpinLockAcquire(&md_shared->mutex);
+	for (int i = 0; i < MD_MAX_WORKERS && !taken; i++)
+	{
+		MdWorkerSlot *slot = &md_shared->slots[i];
+
+		taken = slot != md_my_slot && slot->pid != 0 && slot->job == job;
+	}
+	if (!taken)
+	{
+		md_my_slot->job = job;
+		md_my_slot->cancel_job = 0;
+		md_my_slot->claimed_at = GetCurrentTimestamp();
+	}
+	SpinLockRelease(&md_shared->mutex);
+	return !taken;
+}
+
+/*
+ * md_claimed_jobs fills out[] with the jobs live workers hold, and returns
+ * how many; *idle_backfill is set to the number of live backfill workers
+ * holding none.
+ */
+int
+md_claimed_jobs(int64 *out, int max, int *idle_backfill)
+{
+	int			n = 0;
+	int			idle = 0;
+
+	SpinLockAcquire(&md_shared->mutex);
+	for (int i = 0; i < MD_MAX_WORKERS; i++)
+	{
+		MdWorkerSlot *slot = &md_shared->slots[i];
+
+		if (slot->pid == 0)
+			continue;
+		if (slot->job != 0 && n < max)
+			out[n++] = slot->job;
+		else if (slot->job == 0 && slot->role == MD_ROLE_BACKFILL)
+			idle++;
+	}
+	SpinLockRelease(&md_shared->mutex);
+	if (idle_backfill)
+		*idle_backfill = idle;
+	return n;
+}

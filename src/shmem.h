@@ -44,7 +44,8 @@ typedef struct MdWorkerSlot
 	int64		malformed;
 	int64		latency_p50_ms;	/* event to commit, -1 if unknown */
 	int64		latency_p99_ms;
-	int64		job;			/* job being worked on, 0 if none */
+	int64		job;			/* job claimed and worked on, 0 if none */
+	TimestampTz claimed_at;		/* when it was claimed */
 	int64		cancel_job;		/* set by mdfeed_cancel: abort this job */
 	char		state[32];
 	char		last_error[256];
@@ -99,6 +100,8 @@ extern void md_slot_set_state(const char *state);
 extern void md_slot_set_error(const char *msg);
 extern void md_slot_set_job(int64 job);
 extern bool md_slot_cancel_requested(void);
+extern bool md_slot_try_claim(int64 job);
+extern int	md_claimed_jobs(int64 *out, int max, int *idle_backfill);
 
 extern void md_wake_role(MdWorkerRole role);
 extern void md_broadcast_job_end(void);

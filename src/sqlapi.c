@@ -24,6 +24,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #include "mdfeed.h"
@@ -44,6 +45,7 @@ PG_FUNCTION_INFO_V1(mdfeed_interval_table);
 PG_FUNCTION_INFO_V1(mdfeed_interval_step);
 PG_FUNCTION_INFO_V1(mdfeed_interval_floor);
 PG_FUNCTION_INFO_V1(mdfeed_check_symbol);
+PG_FUNCTION_INFO_V1(mdfeed_check_exchange);
 PG_FUNCTION_INFO_V1(mdfeed_refresh_instruments);
 PG_FUNCTION_INFO_V1(mdfeed_wake_workers);
 PG_FUNCTION_INFO_V1(mdfeed_backfill_open_interest);
@@ -172,23 +174,44 @@ md_check_database(void)
 /*
  * Run SPI as the extension's owner, so that callers need no rights on the
  * job table itself; the caller's identity is recorded explicitly.
+ *
+ * Code running with the owner's rights must not resolve a single name
+ * through the caller's search_path: a caller who can create objects in any
+ * schema could otherwise put an operator or function of its own in front
+ * of pg_catalog's and have the owner run it.  So the search_path is
+ * pg_catalog, pg_temp for exactly as long as the owner's rights last (a
+ * GUC nest level, undone at the end or by the error's abort), and every
+ * query below schema-qualifies its operators and functions as well.
  */
 typedef struct OwnerContext
 {
 	Oid			save_userid;
 	int			save_sec;
+	int			guc_level;
 } OwnerContext;
 
+#define SAFE_SEARCH_PATH "pg_catalog, pg_temp"
+
+/*
+ * begin_as_owner connects SPI, checks that the extension's SQL objects are
+ * the version this library was built for, and switches to the extension's
+ * owner with a safe search_path.
+ */
 static void
 begin_as_owner(OwnerContext *ctx)
 {
 	bool		isnull;
 	Oid			owner;
+	char	   *version;
 	int			ret;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'mdfeed'",
+	ctx->guc_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", SAFE_SEARCH_PATH, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	ret = SPI_execute("SELECT extowner, extversion FROM pg_catalog.pg_extension "
+					  "WHERE extname OPERATOR(pg_catalog.=) 'mdfeed'",
 					  true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR,
@@ -196,28 +219,60 @@ begin_as_owner(OwnerContext *ctx)
 				 errmsg("extension \"mdfeed\" is not installed in this database"),
 				 errhint("Run CREATE EXTENSION mdfeed.")));
 	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	if (version == NULL || strcmp(version, MD_SCHEMA_VERSION) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"mdfeed\" is at version %s, but its library needs version %s",
+						version ? version : "?", MD_SCHEMA_VERSION),
+				 errhint("Run ALTER EXTENSION mdfeed UPDATE.")));
 	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec);
 	SetUserIdAndSecContext(owner, ctx->save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 }
 
+/*
+ * end_as_owner gives the caller back its identity and search_path.
+ */
 static void
 end_as_owner(OwnerContext *ctx)
 {
 	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec);
+	AtEOXact_GUC(true, ctx->guc_level);
 	SPI_finish();
 }
 
 /*
- * check_range validates a job's [from_time, to_time).
+ * check_time_arg rejects a time no market data can have: infinite, or past
+ * year 9999 (where interval arithmetic in milliseconds would overflow).
  */
 static void
-check_range(TimestampTz from, TimestampTz to)
+check_time_arg(TimestampTz ts, const char *name)
 {
-	if (TIMESTAMP_NOT_FINITE(from) || TIMESTAMP_NOT_FINITE(to))
+	if (TIMESTAMP_NOT_FINITE(ts))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("from_time and to_time must be finite"),
+				 errmsg("%s must be finite", name),
 				 errhint("Give a range such as now() - interval '30 days' to now().")));
+	if (md_timestamptz_to_ms(ts) >= MD_MAX_TIME_MS)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("%s %s is after the year 9999", name, timestamptz_to_str(ts)),
+				 errhint("Job ranges end at the present; a to_time in the future is clipped to now().")));
+}
+
+/*
+ * check_range validates a job's [from_time, to_time) and clips its end at
+ * the present, *clip_to_ms being the first moment with nothing to fetch
+ * yet: the job kind's own (the close of the candle forming now, for
+ * candles).  A job never pages through an empty future.
+ */
+static TimestampTz
+check_range(TimestampTz from, TimestampTz to, int64 clip_to_ms)
+{
+	TimestampTz clipped;
+
+	check_time_arg(from, "from_time");
+	check_time_arg(to, "to_time");
 	if (from >= to)
 	{
 		/* timestamptz_to_str returns a static buffer */
@@ -234,6 +289,46 @@ check_range(TimestampTz from, TimestampTz to)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("from_time %s is before 1970", timestamptz_to_str(from)),
 				 errhint("Exchanges count time from 1970-01-01 00:00 UTC.")));
+	clipped = md_ms_to_timestamptz(clip_to_ms);
+	if (from >= clipped)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_time %s is in the future", timestamptz_to_str(from)),
+				 errhint("A job fetches what the exchange already has: give a from_time before now().")));
+	return Min(to, clipped);
+}
+
+
+/*
+ * check_queue_cap refuses a user job beyond mdfeed.max_queued_jobs_per_role
+ * unfinished jobs of the calling role (superusers included: the cap keeps
+ * one flood from growing every claim's scan).  Two sessions of one role
+ * queueing at the same moment may overshoot it by a job each; it is a
+ * guard against floods, not an accounting limit.
+ */
+static void
+check_queue_cap(Oid role)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(role)};
+	bool		isnull;
+	int64		n;
+
+	if (mdfeed_max_queued_jobs_per_role <= 0)
+		return;
+	if (SPI_execute_with_args("SELECT pg_catalog.count(*) FROM mdfeed.jobs "
+							  "WHERE requester OPERATOR(pg_catalog.=) $1 "
+							  "AND state OPERATOR(pg_catalog.=) ANY ('{queued,running}'::pg_catalog.text[])",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not count queued jobs");
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (n >= mdfeed_max_queued_jobs_per_role)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("role \"%s\" already has " INT64_FORMAT " unfinished mdfeed jobs",
+						GetUserNameFromId(role, false), n),
+				 errdetail("mdfeed.max_queued_jobs_per_role is %d.", mdfeed_max_queued_jobs_per_role),
+				 errhint("Wait for jobs to finish, cancel some with mdfeed_cancel(), or ask a superuser to raise mdfeed.max_queued_jobs_per_role.")));
 }
 
 /*
@@ -245,9 +340,9 @@ queue_job(const char *kind, const char *exchange, const char *symbol, const char
 		  TimestampTz from, TimestampTz to)
 {
 	OwnerContext ctx;
-	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, NAMEOID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, NAMEOID, OIDOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	int64		id;
 	int			ret;
@@ -259,6 +354,7 @@ queue_job(const char *kind, const char *exchange, const char *symbol, const char
 				(errmsg("mdfeed.backfill_workers is 0: the job stays queued until workers are enabled")));
 
 	begin_as_owner(&ctx);
+	check_queue_cap(ctx.save_userid);
 	values[0] = CStringGetTextDatum(kind);
 	values[1] = CStringGetTextDatum(exchange);
 	values[2] = CStringGetTextDatum(symbol);
@@ -269,10 +365,11 @@ queue_job(const char *kind, const char *exchange, const char *symbol, const char
 	values[4] = TimestampTzGetDatum(from);
 	values[5] = TimestampTzGetDatum(to);
 	values[6] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(ctx.save_userid, false)));
+	values[7] = ObjectIdGetDatum(ctx.save_userid);
 	ret = SPI_execute_with_args("INSERT INTO mdfeed.jobs (kind, exchange, symbol, \"interval\", "
-								"from_time, to_time, requested_by) "
-								"VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-								7, types, values, nulls, false, 1);
+								"from_time, to_time, requested_by, requester) "
+								"VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+								8, types, values, nulls, false, 1);
 	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not queue the job");
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -292,6 +389,7 @@ mdfeed_backfill(PG_FUNCTION_ARGS)
 	char	   *symbol;
 	char	   *interval;
 	char	   *exchange;
+	const MdInterval *iv;
 	TimestampTz from,
 				to;
 
@@ -308,8 +406,9 @@ mdfeed_backfill(PG_FUNCTION_ARGS)
 
 	md_check_exchange(exchange);
 	md_check_symbol(symbol);
-	md_check_interval(interval);
-	check_range(from, to);
+	iv = md_check_interval(interval);
+	/* the candle forming now is the last one a job can fetch */
+	to = check_range(from, to, md_interval_next(iv, md_interval_floor(iv, md_now_ms())));
 	PG_RETURN_INT64(queue_job("candles", exchange, symbol, interval, from, to));
 }
 
@@ -335,7 +434,7 @@ backfill_derivative(FunctionCallInfo fcinfo, const char *kind)
 	exchange = text_to_cstring(PG_GETARG_TEXT_PP(3));
 	md_check_exchange(exchange);
 	md_check_symbol(symbol);
-	check_range(from, to);
+	to = check_range(from, to, md_now_ms());
 	return queue_job(kind, exchange, symbol, NULL, from, to);
 }
 
@@ -405,8 +504,9 @@ read_job_state(int64 id, bool *ours)
 	int			ret;
 
 	begin_as_owner(&ctx);
-	ret = SPI_execute_with_args("SELECT state, xmin = pg_catalog.xid(pg_catalog.pg_current_xact_id_if_assigned()) "
-								"FROM mdfeed.jobs WHERE id = $1",
+	ret = SPI_execute_with_args("SELECT state, xmin OPERATOR(pg_catalog.=) "
+								"pg_catalog.xid(pg_catalog.pg_current_xact_id_if_assigned()) "
+								"FROM mdfeed.jobs WHERE id OPERATOR(pg_catalog.=) $1",
 								1, types, values, NULL, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read job " INT64_FORMAT, id);
@@ -506,6 +606,7 @@ mdfeed_cancel(PG_FUNCTION_ARGS)
 	char	   *requested_by;
 	char	   *caller;
 	Oid			requester;
+	bool		isnull;
 	bool		canceled;
 	int			ret;
 
@@ -515,7 +616,8 @@ mdfeed_cancel(PG_FUNCTION_ARGS)
 
 	begin_as_owner(&ctx);
 	values[0] = Int64GetDatum(id);
-	ret = SPI_execute_with_args("SELECT requested_by FROM mdfeed.jobs WHERE id = $1",
+	ret = SPI_execute_with_args("SELECT requested_by, requester FROM mdfeed.jobs "
+								"WHERE id OPERATOR(pg_catalog.=) $1",
 								1, types, values, NULL, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read job " INT64_FORMAT, id);
@@ -525,7 +627,15 @@ mdfeed_cancel(PG_FUNCTION_ARGS)
 				 errmsg("job " INT64_FORMAT " does not exist", id),
 				 errhint("Job ids are in mdfeed.jobs.")));
 	requested_by = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	requester = get_role_oid(requested_by, true);
+
+	/*
+	 * By the role's OID, not its name: a role dropped and created again
+	 * under the same name is another role, and inherits nothing.  mdfeed's
+	 * own jobs (no requester) are a superuser's to cancel.
+	 */
+	requester = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (isnull)
+		requester = InvalidOid;
 	if (!superuser_arg(ctx.save_userid) &&
 		!(OidIsValid(requester) && has_privs_of_role(ctx.save_userid, requester)))
 		ereport(ERROR,
@@ -537,7 +647,8 @@ mdfeed_cancel(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(psprintf("canceled by %s", caller));
 	ret = SPI_execute_with_args("UPDATE mdfeed.jobs SET state = 'canceled', error = $2, "
 								"finished_at = pg_catalog.now(), updated_at = pg_catalog.now() "
-								"WHERE id = $1 AND state IN ('queued', 'running')",
+								"WHERE id OPERATOR(pg_catalog.=) $1 "
+								"AND state OPERATOR(pg_catalog.=) ANY ('{queued,running}'::pg_catalog.text[])",
 								2, types, values, NULL, false, 0);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "could not cancel job " INT64_FORMAT, id);
@@ -802,6 +913,21 @@ mdfeed_check_symbol(PG_FUNCTION_ARGS)
 	REQUIRE_ARG(0, "symbol");
 	t = PG_GETARG_TEXT_PP(0);
 	md_check_symbol(text_to_cstring(t));
+	PG_RETURN_TEXT_P(t);
+}
+
+/*
+ * mdfeed_check_exchange raises the error of an unknown exchange, or returns
+ * its name.
+ */
+Datum
+mdfeed_check_exchange(PG_FUNCTION_ARGS)
+{
+	text	   *t;
+
+	REQUIRE_ARG(0, "exchange");
+	t = PG_GETARG_TEXT_PP(0);
+	md_check_exchange(text_to_cstring(t));
 	PG_RETURN_TEXT_P(t);
 }
 

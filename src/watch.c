@@ -193,11 +193,12 @@ check_gaps(const MdExchange *ex)
 			values[1] = CStringGetTextDatum(ivs[j]->name);
 			values[2] = Int32GetDatum(mdfeed_gap_lookback_min);
 			values[3] = CStringGetTextDatum(ex->name);
-			ret = SPI_execute_with_args(
+			/* the worker's search_path is pg_catalog only: qualify mdfeed_gaps */
+			ret = SPI_execute_with_args(psprintf(
 				"SELECT count(mdfeed.queue_sync($4, $1, $2, g.gap_start, g.gap_end, 'repair')) "
-				"FROM mdfeed_gaps($1, $2, pg_catalog.now() - pg_catalog.make_interval(mins => $3), "
+				"FROM %s.mdfeed_gaps($1, $2, pg_catalog.now() - pg_catalog.make_interval(mins => $3), "
 				"mdfeed.interval_floor($2, pg_catalog.now() - interval '" TAIL_GRACE "'), $4) g "
-				"WHERE NOT g.exchange_has_none",
+				"WHERE NOT g.exchange_has_none", md_extension_schema()),
 				4, types, values, NULL, false, 1);
 			if (ret != SPI_OK_SELECT)
 				elog(ERROR, "gap check failed");

@@ -15,7 +15,9 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
 #include "mdfeed.h"
@@ -47,6 +49,14 @@ md_worker_init(const char *name)
 	 * would make ingest several times slower.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * Workers run as a superuser: no name in their SQL may resolve through
+	 * a search_path that a database or role setting (ALTER DATABASE ... SET
+	 * search_path, which the database's owner may do) points at a schema
+	 * someone else can create objects in.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 /*
@@ -81,4 +91,29 @@ md_abort_tx(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	AbortCurrentTransaction();
+}
+
+/*
+ * md_extension_schema returns the quoted name of the schema holding the
+ * extension's unqualified functions (mdfeed_gaps and friends), for SQL that
+ * workers run with a pg_catalog-only search_path.  Call it in a
+ * transaction.
+ */
+const char *
+md_extension_schema(void)
+{
+	static char *schema = NULL;
+	bool		isnull;
+	Datum		d;
+
+	if (schema != NULL)
+		return schema;
+	if (SPI_execute("SELECT n.nspname FROM pg_catalog.pg_extension e "
+					"JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace "
+					"WHERE e.extname OPERATOR(pg_catalog.=) 'mdfeed'", true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "extension \"mdfeed\" is not installed");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	schema = MemoryContextStrdup(TopMemoryContext, quote_identifier(NameStr(*DatumGetName(d))));
+	return schema;
 }
