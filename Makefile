@@ -39,7 +39,7 @@ endif
 
 # Regression tests (pg_regress): inputs in sql/, outputs in expected/, run on
 # a temporary instance that preloads the library.
-REGRESS = schema validation privileges secrets parser tracking derivs
+REGRESS = schema validation privileges secrets parser tracking derivs security
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
 

@@ -30,10 +30,13 @@ CREATE INDEX jobs_requester_pending_idx ON mdfeed.jobs (requester)
 -- the README says every table is kept by pg_dump; 1.0 forgot this one
 SELECT pg_catalog.pg_extension_config_dump('mdfeed.auto_tracked', '');
 
-/* mdfeed.check_exchange raises the error of an unknown exchange, or returns it. */
+/*
+ * mdfeed.check_exchange raises the error of an unknown exchange, or returns
+ * it.  Like mdfeed.check_symbol it only validates, so it stays executable
+ * by PUBLIC: mdfeed_gaps runs with its caller's rights and calls it.
+ */
 CREATE FUNCTION mdfeed.check_exchange(exchange text) RETURNS text
 AS 'MODULE_PATHNAME', 'mdfeed_check_exchange' LANGUAGE C STABLE;
-REVOKE ALL ON FUNCTION mdfeed.check_exchange(text) FROM PUBLIC;
 
 /*
  * mdfeed_gaps: NULL arguments and infinite times are errors that say so

@@ -273,6 +273,12 @@ check_range(TimestampTz from, TimestampTz to, int64 clip_to_ms)
 
 	check_time_arg(from, "from_time");
 	check_time_arg(to, "to_time");
+	clipped = md_ms_to_timestamptz(clip_to_ms);
+	if (from >= clipped)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_time %s is in the future", timestamptz_to_str(from)),
+				 errhint("A job fetches what the exchange already has: give a from_time before now().")));
 	if (from >= to)
 	{
 		/* timestamptz_to_str returns a static buffer */
@@ -289,12 +295,6 @@ check_range(TimestampTz from, TimestampTz to, int64 clip_to_ms)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("from_time %s is before 1970", timestamptz_to_str(from)),
 				 errhint("Exchanges count time from 1970-01-01 00:00 UTC.")));
-	clipped = md_ms_to_timestamptz(clip_to_ms);
-	if (from >= clipped)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("from_time %s is in the future", timestamptz_to_str(from)),
-				 errhint("A job fetches what the exchange already has: give a from_time before now().")));
 	return Min(to, clipped);
 }
 
@@ -304,7 +304,9 @@ check_range(TimestampTz from, TimestampTz to, int64 clip_to_ms)
  * unfinished jobs of the calling role (superusers included: the cap keeps
  * one flood from growing every claim's scan).  Two sessions of one role
  * queueing at the same moment may overshoot it by a job each; it is a
- * guard against floods, not an accounting limit.
+ * guard against floods, not an accounting limit.  The count is not
+ * read-only, so that it takes a new snapshot and sees the jobs this very
+ * statement queued (SELECT mdfeed_backfill(...) FROM generate_series(...)).
  */
 static void
 check_queue_cap(Oid role)
@@ -319,7 +321,7 @@ check_queue_cap(Oid role)
 	if (SPI_execute_with_args("SELECT pg_catalog.count(*) FROM mdfeed.jobs "
 							  "WHERE requester OPERATOR(pg_catalog.=) $1 "
 							  "AND state OPERATOR(pg_catalog.=) ANY ('{queued,running}'::pg_catalog.text[])",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not count queued jobs");
 	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (n >= mdfeed_max_queued_jobs_per_role)
@@ -638,11 +640,17 @@ mdfeed_cancel(PG_FUNCTION_ARGS)
 		requester = InvalidOid;
 	if (!superuser_arg(ctx.save_userid) &&
 		!(OidIsValid(requester) && has_privs_of_role(ctx.save_userid, requester)))
+	{
+		bool		gone = OidIsValid(requester) && GetUserNameFromId(requester, true) == NULL;
+
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to cancel job " INT64_FORMAT, id),
-				 errdetail("The job was queued by role \"%s\".", requested_by),
-				 errhint("Only members of that role and superusers can cancel it.")));
+				 gone ? errdetail("The job was queued by a role named \"%s\" that has since been dropped.",
+								  requested_by)
+				 : errdetail("The job was queued by role \"%s\".", requested_by),
+				 errhint("Only members of the role that queued a job, and superusers, can cancel it.")));
+	}
 
 	values[1] = CStringGetTextDatum(psprintf("canceled by %s", caller));
 	ret = SPI_execute_with_args("UPDATE mdfeed.jobs SET state = 'canceled', error = $2, "
