@@ -59,6 +59,13 @@ SELECT mdfeed.parse_answer('binance', 'funding', convert_to(repeat('[', 100000),
 SELECT mdfeed.parse_answer('binance', 'server_time', convert_to('{"serverTime":1e400}', 'UTF8'));
 SELECT mdfeed.parse_answer('binance', 'open_interest', convert_to('[{"sumOpenInterest":"1","sumOpenInterestValue":"1","timestamp":' || repeat('9', 400) || '}]', 'UTF8'));
 SELECT mdfeed.parse_answer('binance', 'stream', ''::bytea);
+-- UTF-8 that json-c lets through: an overlong '/', a UTF-16 surrogate, past U+10FFFF
+SELECT mdfeed.parse_answer('binance', 'error', '\x7b22636f6465223a2d312c226d7367223a22c0af227d'::bytea);
+SELECT mdfeed.parse_answer('binance', 'error', '\x7b22636f6465223a2d312c226d7367223a22eda080227d'::bytea);
+SELECT mdfeed.parse_answer('binance', 'error', '\x7b22636f6465223a2d312c226d7367223a22f4908080227d'::bytea);
+-- escapes: json-c makes a lone surrogate U+FFFD; a NUL byte makes no error body
+SELECT mdfeed.parse_answer('binance', 'error', convert_to('{"code":-1,"msg":"\ud800"}', 'UTF8'));
+SELECT mdfeed.parse_answer('binance', 'error', convert_to('{"code":-1,"msg":"a\u0000b"}', 'UTF8'));
 -- the arguments are checked
 SELECT mdfeed.parse_answer('nasdaq', 'klines', '\x5b5d'::bytea);
 SELECT mdfeed.parse_answer('binance', 'trades', '\x5b5d'::bytea);

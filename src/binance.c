@@ -12,9 +12,11 @@
  *
  * Whatever a parser hands on must be storable as it is, since a store that
  * raises aborts a worker's transaction: a body that is not valid UTF-8 is
- * refused whole (JSON is UTF-8, so such a body is corrupt), a string with
- * a NUL byte (JSON's \u0000) is no valid name, and a string cut to a length
- * is cut between characters.
+ * refused whole (JSON is UTF-8, so such a body is corrupt; json-c's own
+ * check lets overlong forms, surrogates and code points past U+10FFFF
+ * through, so PostgreSQL's is used), a string whose escapes decode to a NUL
+ * byte or a lone surrogate is refused too, and a string cut to a length is
+ * cut between characters.
  *
  *-------------------------------------------------------------------------
  */
@@ -130,7 +132,7 @@ json_get_cstring(struct json_object *o, int maxlen)
 		return NULL;
 	s = json_object_get_string(o);
 	len = json_object_get_string_len(o);
-	if (len > maxlen || strlen(s) != (size_t) len)
+	if (len > maxlen || strlen(s) != (size_t) len || !pg_verify_mbstr(PG_UTF8, s, len, true))
 		return NULL;
 	return s;
 }
@@ -184,13 +186,18 @@ parse_json(const char *body, size_t len, char **err)
 		*err = pstrdup("body too large");
 		return NULL;
 	}
+	/* noError: reports, never raises; a NUL byte is invalid too */
+	if (!pg_verify_mbstr(PG_UTF8, body, (int) len, true))
+	{
+		*err = pstrdup("body is not valid UTF-8");
+		return NULL;
+	}
 	tok = json_tokener_new();
 	if (tok == NULL)
 	{
 		*err = pstrdup("out of memory");
 		return NULL;
 	}
-	json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
 	obj = json_tokener_parse_ex(tok, body, (int) len);
 	jerr = json_tokener_get_error(tok);
 	if (obj == NULL || jerr != json_tokener_success)
@@ -307,7 +314,7 @@ binance_parse_error(const char *body, size_t len, int *code, char **msg)
 		json_object_object_get_ex(root, "code", &c) &&
 		json_object_object_get_ex(root, "msg", &m) &&
 		json_object_is_type(c, json_type_int) &&
-		json_object_is_type(m, json_type_string))
+		json_get_cstring(m, INT_MAX) != NULL)
 	{
 		*code = json_object_get_int(c);
 		/* the exchange's text goes into job rows and logs: keep it short */

@@ -922,8 +922,10 @@ def mutate_body(rng, data):
         return kind, data[:m.start()] + big + data[m.end():]
     if not data:
         return kind, b"\x80"
+    # the high bit: a flipped ASCII byte is never valid UTF-8, so the corruption is
+    # detectable (a flipped digit would be a wrong value no parser can see)
     i = min(pos, len(data) - 1)
-    return kind, data[:i] + bytes([data[i] ^ (1 << rng.randrange(8))]) + data[i + 1:]
+    return kind, data[:i] + bytes([data[i] ^ 0x80]) + data[i + 1:]
 FAULT_PARAMS = ("slow_ms", "stall_ms", "ws_stall_ms", "seed", "paths", "script")
 
 
