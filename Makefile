@@ -26,7 +26,8 @@ OBJS = \
 	src/watch.o \
 	src/stream.o \
 	src/launcher.o \
-	src/sqlapi.o
+	src/sqlapi.o \
+	src/parsefuncs.o
 
 PG_CONFIG ?= pg_config
 

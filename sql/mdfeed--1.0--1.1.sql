@@ -248,6 +248,19 @@ $fn$;
 
 /* ---- the robustness test's parser entry points ---- */
 
+/*
+ * One entry point to every parser the workers use, on raw bytes (bytea, so
+ * that NUL bytes and invalid UTF-8 reach the parser as they come from the
+ * network).  It writes nothing: rows parsed, or an ERROR (SQLSTATE 22P02)
+ * with the parser's message.
+ */
+CREATE FUNCTION mdfeed.parse_answer(exchange text, what text, body bytea)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mdfeed_parse_answer'
+LANGUAGE C IMMUTABLE;
+COMMENT ON FUNCTION mdfeed.parse_answer(text, text, bytea)
+IS 'parse an exchange answer (klines, stream, exchange_info, weight_limit, server_time, tickers, funding, open_interest, error, ban) with the workers'' parser; returns rows parsed';
+REVOKE ALL ON FUNCTION mdfeed.parse_answer(text, text, bytea) FROM PUBLIC;
 
 
 /* ---- first fill of a new pair, sync de-duplication (7.9); confirmed-empty ranges (7.7) ---- */

@@ -38,6 +38,40 @@ SELECT * FROM mdfeed.parse_binance_stream(repeat('[', 100000));
 SELECT * FROM mdfeed.parse_binance_stream('garbage{');
 
 --
+-- mdfeed.parse_answer: every parser the workers use, on raw bytes
+--
+SELECT mdfeed.parse_answer('binance', 'klines', convert_to($$[[1700000000000,"1","2","0.5","1.5","10",1700000059999,"10",5,"1","1","0"]]$$, 'UTF8'));
+SELECT mdfeed.parse_answer('binance', 'stream', convert_to('{"result":null,"id":1}', 'UTF8'));
+SELECT mdfeed.parse_answer('binance', 'exchange_info', convert_to('{"rateLimits":[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":2400}],"symbols":[{"symbol":"BTCUSDT","status":"TRADING","contractType":"PERPETUAL","baseAsset":"BTC","quoteAsset":"USDT","onboardDate":1569398400000,"filters":[{"filterType":"PRICE_FILTER","tickSize":"0.10"}]},{"symbol":"btc","status":"TRADING"}]}', 'UTF8'));
+SELECT mdfeed.parse_answer('binance', 'weight_limit', convert_to('{"rateLimits":[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":2400}]}', 'UTF8'));
+SELECT mdfeed.parse_answer('binance', 'server_time', convert_to('{"serverTime":1700000000000}', 'UTF8'));
+SELECT mdfeed.parse_answer('binance', 'tickers', convert_to('[{"symbol":"BTCUSDT","quoteVolume":"123.45"},{"symbol":"ETHUSDT","quoteVolume":"6.7"}]', 'UTF8'));
+SELECT mdfeed.parse_answer('binance', 'funding', convert_to('[{"symbol":"BTCUSDT","fundingTime":1700006400001,"fundingRate":"0.00010000","markPrice":""}]', 'UTF8'));
+SELECT mdfeed.parse_answer('binance', 'open_interest', convert_to('[{"symbol":"BTCUSDT","sumOpenInterest":"1.5","sumOpenInterestValue":"2.5","timestamp":"1700000000000"}]', 'UTF8'));
+SELECT mdfeed.parse_answer('binance', 'error', convert_to('{"code":-1121,"msg":"Invalid symbol."}', 'UTF8'));
+SELECT mdfeed.parse_answer('binance', 'error', convert_to('[]', 'UTF8'));
+SELECT mdfeed.parse_answer('binance', 'ban', convert_to('{"code":-1003,"msg":"Way too many requests; IP banned until 1700000000000."}', 'UTF8'));
+-- garbage: NUL bytes, invalid UTF-8, deep nesting, huge numbers
+SELECT mdfeed.parse_answer('binance', 'klines', '\x5b5b00'::bytea);
+SELECT mdfeed.parse_answer('binance', 'tickers', '\x5b7b2273796d626f6c223a22425443555344545c7530303030222c2271756f7465566f6c756d65223a2231227d5d'::bytea);
+SELECT mdfeed.parse_answer('binance', 'exchange_info', '\x7b2273796d626f6c73223a5b7b2273796d626f6c223a2242544355534454222c22737461747573223a2254ff227d5d7d'::bytea);
+SELECT mdfeed.parse_answer('binance', 'funding', convert_to(repeat('[', 100000), 'UTF8'));
+SELECT mdfeed.parse_answer('binance', 'server_time', convert_to('{"serverTime":1e400}', 'UTF8'));
+SELECT mdfeed.parse_answer('binance', 'open_interest', convert_to('[{"sumOpenInterest":"1","sumOpenInterestValue":"1","timestamp":' || repeat('9', 400) || '}]', 'UTF8'));
+SELECT mdfeed.parse_answer('binance', 'stream', ''::bytea);
+-- UTF-8 that json-c lets through: an overlong '/', a UTF-16 surrogate, past U+10FFFF
+SELECT mdfeed.parse_answer('binance', 'error', '\x7b22636f6465223a2d312c226d7367223a22c0af227d'::bytea);
+SELECT mdfeed.parse_answer('binance', 'error', '\x7b22636f6465223a2d312c226d7367223a22eda080227d'::bytea);
+SELECT mdfeed.parse_answer('binance', 'error', '\x7b22636f6465223a2d312c226d7367223a22f4908080227d'::bytea);
+-- escapes: json-c makes a lone surrogate U+FFFD; a NUL byte makes no error body
+SELECT mdfeed.parse_answer('binance', 'error', convert_to('{"code":-1,"msg":"\ud800"}', 'UTF8'));
+SELECT mdfeed.parse_answer('binance', 'error', convert_to('{"code":-1,"msg":"a\u0000b"}', 'UTF8'));
+-- the arguments are checked
+SELECT mdfeed.parse_answer('nasdaq', 'klines', '\x5b5d'::bytea);
+SELECT mdfeed.parse_answer('binance', 'trades', '\x5b5d'::bytea);
+SELECT mdfeed.parse_answer('binance', 'klines', NULL);
+
+--
 -- Upserts are idempotent, a forming candle is replaced when it closes, and a
 -- closed candle is never replaced by a forming one.
 --

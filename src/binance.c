@@ -10,6 +10,14 @@
  * can leak the tree.  Every value is checked for type and syntax; one bad
  * field makes the whole answer malformed.
  *
+ * Whatever a parser hands on must be storable as it is, since a store that
+ * raises aborts a worker's transaction: a body that is not valid UTF-8 is
+ * refused whole (JSON is UTF-8, so such a body is corrupt; json-c's own
+ * check lets overlong forms, surrogates and code points past U+10FFFF
+ * through, so PostgreSQL's is used), a string whose escapes decode to a NUL
+ * byte or a lone surrogate is refused too, and a string cut to a length is
+ * cut between characters.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -19,6 +27,7 @@
 #include <json-c/json.h>
 
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 
 #include "mdfeed.h"
 #include "decimal.h"
@@ -109,6 +118,37 @@ json_get_count(struct json_object *o, int64 *out)
 	return true;
 }
 
+/*
+ * json_get_cstring returns a string value that C can hold: of type string,
+ * at most maxlen bytes and without a NUL byte, or NULL.
+ */
+static const char *
+json_get_cstring(struct json_object *o, int maxlen)
+{
+	const char *s;
+	int			len;
+
+	if (o == NULL || !json_object_is_type(o, json_type_string))
+		return NULL;
+	s = json_object_get_string(o);
+	len = json_object_get_string_len(o);
+	if (len > maxlen || strlen(s) != (size_t) len || !pg_verify_mbstr(PG_UTF8, s, len, true))
+		return NULL;
+	return s;
+}
+
+/*
+ * clip_string copies at most maxlen bytes of a UTF-8 string, never cutting
+ * a character in two.
+ */
+static char *
+clip_string(const char *s, int len, int maxlen)
+{
+	if (len > maxlen)
+		len = pg_encoding_mbcliplen(PG_UTF8, s, len, maxlen);
+	return pnstrdup(s, len);
+}
+
 static bool
 json_get_decimal(struct json_object *o, char **out)
 {
@@ -144,6 +184,12 @@ parse_json(const char *body, size_t len, char **err)
 	if (len > INT_MAX)
 	{
 		*err = pstrdup("body too large");
+		return NULL;
+	}
+	/* noError: reports, never raises; a NUL byte is invalid too */
+	if (!pg_verify_mbstr(PG_UTF8, body, (int) len, true))
+	{
+		*err = pstrdup("body is not valid UTF-8");
 		return NULL;
 	}
 	tok = json_tokener_new();
@@ -268,11 +314,11 @@ binance_parse_error(const char *body, size_t len, int *code, char **msg)
 		json_object_object_get_ex(root, "code", &c) &&
 		json_object_object_get_ex(root, "msg", &m) &&
 		json_object_is_type(c, json_type_int) &&
-		json_object_is_type(m, json_type_string))
+		json_get_cstring(m, INT_MAX) != NULL)
 	{
 		*code = json_object_get_int(c);
 		/* the exchange's text goes into job rows and logs: keep it short */
-		*msg = pnstrdup(json_object_get_string(m), Min(json_object_get_string_len(m), 500));
+		*msg = clip_string(json_object_get_string(m), json_object_get_string_len(m), 500);
 		ok = true;
 	}
 	json_object_put(root);
@@ -360,7 +406,9 @@ binance_parse_weight_limit(const char *body, size_t len, int *limit)
 				!json_object_is_type(lim, json_type_int) ||
 				strcmp(json_object_get_string(type), "REQUEST_WEIGHT") != 0)
 				continue;
-			if (json_object_get_int64(num) <= 0 || json_object_get_int64(lim) <= 0)
+			/* bounded, so that the arithmetic below cannot overflow */
+			if (json_object_get_int64(num) <= 0 || json_object_get_int64(num) > INT_MAX ||
+				json_object_get_int64(lim) <= 0 || json_object_get_int64(lim) > INT_MAX)
 				continue;
 			/* express the limit per minute, rounding down */
 			if (strcmp(json_object_get_string(unit), "MINUTE") == 0)
@@ -428,10 +476,16 @@ binance_parse_stream_frame(const char *frame, size_t len, MdStreamKline *out, ch
 			json_object_put(root);
 			return MD_FRAME_MALFORMED;
 		}
-		out->stream = pnstrdup(json_object_get_string(o), Min(json_object_get_string_len(o), 200));
+		if (json_get_cstring(o, INT_MAX) == NULL)
+		{
+			*err = pstrdup("combined-stream frame with a malformed stream name");
+			json_object_put(root);
+			return MD_FRAME_MALFORMED;
+		}
+		out->stream = clip_string(json_object_get_string(o), json_object_get_string_len(o), 200);
 	}
 
-	if (!json_object_object_get_ex(data, "e", &o) || !json_object_is_type(o, json_type_string))
+	if (!json_object_object_get_ex(data, "e", &o) || json_get_cstring(o, INT_MAX) == NULL)
 	{
 		*err = pstrdup("event without an event type");
 		json_object_put(root);
@@ -454,18 +508,16 @@ binance_parse_stream_frame(const char *frame, size_t len, MdStreamKline *out, ch
 	for (f = 0; ok && f < MD_NUM_DECIMALS; f++)
 		ok = json_object_object_get_ex(k, ws_decimal_keys[f], &o) && json_get_decimal(o, &c->dec[f]);
 	if (ok)
-		ok = json_object_object_get_ex(k, "s", &o) && json_object_is_type(o, json_type_string) &&
-			json_object_get_string_len(o) > 0 && json_object_get_string_len(o) <= 40;
+		ok = json_object_object_get_ex(k, "s", &o) && json_get_cstring(o, 40) != NULL;
 	if (ok)
 	{
 		out->symbol = pstrdup(json_object_get_string(o));
 		ok = md_valid_symbol(out->symbol);
 	}
 	if (ok)
-		ok = json_object_object_get_ex(k, "i", &o) && json_object_is_type(o, json_type_string);
+		ok = json_object_object_get_ex(k, "i", &o) && (iv_name = json_get_cstring(o, 8)) != NULL;
 	if (ok)
 	{
-		iv_name = json_object_get_string(o);
 		out->iv = md_interval_lookup(iv_name);
 		ok = out->iv != NULL;
 	}
@@ -484,12 +536,11 @@ static char *
 json_dup_string(struct json_object *parent, const char *key, int maxlen)
 {
 	struct json_object *o;
+	const char *s;
 
-	if (!json_object_object_get_ex(parent, key, &o) || !json_object_is_type(o, json_type_string))
+	if (!json_object_object_get_ex(parent, key, &o) || (s = json_get_cstring(o, maxlen)) == NULL)
 		return NULL;
-	if (json_object_get_string_len(o) > maxlen)
-		return NULL;
-	return pstrdup(json_object_get_string(o));
+	return pstrdup(s);
 }
 
 /*

@@ -893,6 +893,39 @@ SERVER_CONFIG_INTS = ("board_epoch", "funding_limit", "oi_limit", "oi_timestamp_
 
 REST_FAULTS = ("reset", "status_5xx", "status_429", "garbage", "truncate", "truncate_json", "stall", "slow")
 WS_FAULTS = ("ws_drop", "ws_garbage", "ws_duplicate", "ws_stall")
+# drawn after REST_FAULTS, and only when set, so that adding them changed no
+# seeded sequence of the older faults
+MUTATE_FAULTS = ("mutate",)
+MUTATIONS = ("nul", "bad_utf8", "escaped_nul", "deep_nesting", "huge_number", "byte_flip")
+
+
+def mutate_body(rng, data):
+    """A 200 answer's body, corrupted the way a broken proxy or exchange might: one of
+    MUTATIONS, picked by rng. Returns (mutation, new body)."""
+    kind = MUTATIONS[rng.randrange(len(MUTATIONS))]
+    pos = rng.randrange(len(data) + 1) if data else 0
+    q = data.find(b'"')
+    if kind == "nul":
+        return kind, data[:pos] + b"\x00" + data[pos:]
+    if kind in ("bad_utf8", "escaped_nul"):
+        ins = (b"\xc3", b"\xff\xfe", b"\xed\xa0\x80", b"\xc0\xaf")[rng.randrange(4)] \
+            if kind == "bad_utf8" else b"\\u0000"
+        at = q + 1 if q >= 0 else pos
+        return kind, data[:at] + ins + data[at:]
+    if kind == "deep_nesting":
+        return kind, b"[" * 100000 + data
+    if kind == "huge_number":
+        m = re.search(rb"\d+", data)
+        big = (b"1e400", b"9" * 400, b"-1e400", b"1e-400", b"18446744073709551616")[rng.randrange(5)]
+        if m is None:
+            return kind, big
+        return kind, data[:m.start()] + big + data[m.end():]
+    if not data:
+        return kind, b"\x80"
+    # the high bit: a flipped ASCII byte is never valid UTF-8, so the corruption is
+    # detectable (a flipped digit would be a wrong value no parser can see)
+    i = min(pos, len(data) - 1)
+    return kind, data[:i] + bytes([data[i] ^ 0x80]) + data[i + 1:]
 FAULT_PARAMS = ("slow_ms", "stall_ms", "ws_stall_ms", "seed", "paths", "script")
 
 
@@ -920,7 +953,8 @@ class Stats:
         self.rate_limited_429 = 0
         self.injected_429 = 0
         self.banned_418 = 0
-        self.faults = {k: 0 for k in REST_FAULTS + WS_FAULTS}
+        self.faults = {k: 0 for k in REST_FAULTS + WS_FAULTS + MUTATE_FAULTS}
+        self.mutations = {k: 0 for k in MUTATIONS}
         self.ws_connections_total = 0
         self.ws_frames_sent = 0
         self.ws_kline_frames_sent = 0
@@ -1005,7 +1039,7 @@ class Server:
         if not isinstance(f, dict):
             raise ValueError("faults must be a JSON object")
         for k, v in f.items():
-            if k in REST_FAULTS or k in WS_FAULTS:
+            if k in REST_FAULTS or k in WS_FAULTS or k in MUTATE_FAULTS:
                 if not isinstance(v, (int, float)) or not 0 <= v <= 1:
                     raise ValueError("fault %s must be a probability in [0,1]" % k)
             elif k not in FAULT_PARAMS:
@@ -1013,7 +1047,7 @@ class Server:
         self.faults = dict(f)
         self.script = list(f.get("script") or [])
         for s in self.script:
-            if s not in REST_FAULTS:
+            if s not in REST_FAULTS and s not in MUTATE_FAULTS:
                 raise ValueError("unknown scripted fault %s" % s)
         self.rng = random.Random(f.get("seed", self.args.seed))
         self.ws_rng = random.Random((f.get("seed", self.args.seed) or 0) + 7919)
@@ -1031,6 +1065,10 @@ class Server:
             p = self.faults.get(k, 0)
             if p and draws[k] < p:
                 hit.add(k)
+        for k in MUTATE_FAULTS:
+            p = self.faults.get(k, 0)
+            if p and self.rng.random() < p:
+                hit.add(k)
         return hit
 
     def stats_json(self):
@@ -1046,6 +1084,7 @@ class Server:
             "banned_418": st.banned_418,
             "banned_until": self.banned_until,
             "faults": st.faults,
+            "mutations": st.mutations,
             "ws": {
                 "connections_total": st.ws_connections_total,
                 "connections_open": len(self.conns),
@@ -1361,6 +1400,9 @@ def make_app(srv):
 
         status, body = route(path, q, now)
         data = body.encode()
+        if "mutate" in faults and status == 200:
+            kind, data = mutate_body(srv.rng, data)
+            st.mutations[kind] += 1
         if "truncate_json" in faults:
             return reply(status, data[:max(1, len(data) // 2)])
         if "truncate" in faults or "stall" in faults:

@@ -479,6 +479,27 @@ class FakeBinanceTest(unittest.TestCase):
             with self.assertRaises(ValueError):
                 json.loads(data)
 
+    def test_fault_mutate(self):
+        # every mutation, scripted one request at a time: a 200 answer whose body is not
+        # the answer it was (or not even valid UTF-8), with a consistent length
+        k = "/fapi/v1/klines?symbol=BTCUSDT&interval=1m&startTime=1704067200000&limit=100"
+        original = self.req(k)[2]
+        before = self.control("/_fake/stats")["mutations"]
+        for i in range(60):
+            self.control("/_fake/faults", {"script": ["mutate"], "seed": i})
+            c, r = self.raw_get(k)
+            data = r.read()
+            c.close()
+            self.assertEqual(r.status, 200)
+            self.assertEqual(int(r.getheader("Content-Length")), len(data))
+            self.assertNotEqual(data, original)
+            after = self.control("/_fake/stats")["mutations"]
+            self.assertEqual(sum(after.values()) - sum(before.values()), 1)
+            before = after
+        self.assertEqual({k for k, v in before.items() if v > 0}, set(fb.MUTATIONS))
+        self.control("/_fake/faults", {})
+        self.assertEqual(self.req(k)[2], original)
+
     def test_fault_reset(self):
         self.control("/_fake/faults", {"script": ["reset"]})
         with self.assertRaises((ConnectionError, http.client.RemoteDisconnected)):
