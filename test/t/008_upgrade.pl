@@ -38,7 +38,7 @@ sub schema_dump
 		'--no-comments', '-d', $node->connstr($db) ]);
 	die "pg_dump of $db failed: $err" if $err =~ /error/i;
 	my @keep = grep {
-		!/binary_upgrade_|^-- Dumped|^SELECT pg_catalog\.setval|^\\(un)?restrict|^SET |^SELECT pg_catalog\.set_config/
+		!/binary_upgrade_|^-- Dumped|^SELECT pg_catalog\.setval|^\\(un)?restrict|^SET |^SELECT pg_catalog\.set_config|relfrozenxid|^WHERE oid = '\d+';$/
 	} split /\n/, $out;
 	return join("\n", @keep) . "\n";
 }
@@ -71,7 +71,7 @@ VALUES ('candles', 'binance', 'BTCUSDT', '1m', '2024-01-01', '2024-01-02', 'succ
 		0, 0.5, '2024-01-02'),
 	   ('candles', 'binance', 'ETHUSDT', '1h', '2024-01-01', '2024-01-02', 'canceled', 'user', 'gone_role',
 		0, 0, '2024-01-02');
-INSERT INTO mdfeed.instruments VALUES ('binance', 'UPGUSDT', 'TRADING', 'PERPETUAL', 'UPG', 'USDT',
+INSERT INTO mdfeed.instruments VALUES ('binance', 'UPGUSDT', 'BREAK', 'PERPETUAL', 'UPG', 'USDT',
 	'2019-09-25', 0.1, 0.001, '2024-01-01');
 INSERT INTO mdfeed.symbol_lists VALUES ('binance', 'UPGUSDT', 'whitelist', '2024-01-01', 'postgres'),
 	('binance', 'UPG2USDT', 'blacklist', '2024-01-01', 'postgres');
@@ -85,7 +85,8 @@ EOS
 # columns 1.0 had (later versions add columns; they must keep these).  The
 # watch worker keeps mdfeed.instruments fresh from the fake exchange, which
 # does not list UPGUSDT: only the rows written here are compared there, and
-# since nothing written here is tracked, the workers touch no other row.
+# since nothing written here is tracked (UPGUSDT is not TRADING), the
+# workers touch no other row.
 my %cols10;
 sub fingerprint
 {
@@ -135,7 +136,7 @@ for my $v (@older)
 
 # 1.1: jobs queued before it know their requester by OID, when the role exists
 is($node->safe_psql('postgres',
-	"SELECT string_agg(requested_by || '=' || coalesce(requester::regrole::text, '-'), ',' ORDER BY id) FROM mdfeed.jobs"),
+	"SELECT string_agg(requested_by || '=' || coalesce(requester::regrole::text, '-'), ',' ORDER BY id) FROM mdfeed.jobs WHERE id <= 3"),
 	'upg_analyst=upg_analyst,postgres=-,gone_role=-',
 	'user jobs from before 1.1 got their role\'s OID; mdfeed\'s own and a dropped role\'s have none');
 
@@ -144,6 +145,6 @@ my $now = now_ms();
 my $id = backfill($node, 'ETHUSDT', '1h', $now - 3 * 24 * 3_600_000);
 job_is($node, $id, 'succeeded', 'a backfill on the upgraded database succeeds', 90);
 compare_with_truth($node, $fake, 'ETHUSDT', '1h', $now - 3 * 24 * 3_600_000, $now,
-	'and its candles equal the truth');
+	'and its candles equal the truth', allow_open => 1);
 
 done_testing();
