@@ -86,10 +86,12 @@ runuser -u postgres -- "$pgbin/pg_ctl" -D "$base/data" -l "$base/server.log" -w 
 
 psql_() { runuser -u postgres -- psql -X -q -h "$base" -p "$port" -d postgres "$@"; }
 psql_ -c "CREATE EXTENSION IF NOT EXISTS mdfeed"
-# a cluster made by an older build of this unreleased version: start afresh
-if [[ -z $(psql_ -At -c "SELECT 1 FROM pg_proc WHERE proname = 'mdfeed_liquid_symbols'") ]]; then
-	echo "== the extension in $base predates this build: recreating it"
-	psql_ -c "DROP EXTENSION mdfeed" -c "CREATE EXTENSION mdfeed"
+# a cluster made by an older release keeps its data: upgrade it in place
+installed=$(psql_ -At -c "SELECT extversion FROM pg_extension WHERE extname = 'mdfeed'")
+psql_ -c "SET client_min_messages = warning" -c "ALTER EXTENSION mdfeed UPDATE"
+current=$(psql_ -At -c "SELECT extversion FROM pg_extension WHERE extname = 'mdfeed'")
+if [[ $installed != "$current" ]]; then
+	echo "== upgraded mdfeed in $base from $installed to $current (ALTER EXTENSION mdfeed UPDATE)"
 fi
 # track two symbols: live streams plus a week of history, kept complete
 psql_ -At -c "SELECT mdfeed_whitelist(ARRAY['BTCUSDT', 'ETHUSDT'])" >/dev/null

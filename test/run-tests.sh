@@ -42,11 +42,13 @@ if [[ -n "${KEEP:-}" ]]; then
 else
 	trap 'rm -rf "$work"' EXIT
 fi
-# the tests look for ../shared beside the tree, as in the repository's layout
+# the tests look for ../shared beside the tree, as in the repository's layout;
+# a copy, not a link, since the postgres user may not be able to traverse the
+# path to the checkout's parent
 cp -a "$here" "$work/mdfeed"
 rm -rf "$work/mdfeed/.git"
 if [[ -d "$here/../shared" ]]; then
-	ln -s "$(cd "$here/../shared" && pwd)" "$work/shared"
+	cp -rL "$here/../shared" "$work/shared"
 fi
 chown -R postgres "$work"
 chmod 755 "$work"
