@@ -40,12 +40,14 @@
  * taken as punctuation and the SQL inside is scanned as SQL.
  *
  * The statement being reported (debug_query_string) cannot be rewritten:
- * when it names a secret or holds a current secret value, the hook sets
+ * when it has a value to mask or holds a current secret value, the hook sets
  * hide_stmt, and if PostgreSQL would have printed a STATEMENT line
  * (check_log_of_query) the scrubbed statement is appended to detail_log,
  * which reaches only the server log (the client sent the statement itself).
  * When that statement or the internal query names a secret, syntax errors'
- * "at or near "..."" fragments are masked, and the statement's masked values
+ * "at or near "..."" fragments are masked, every literal of the detail,
+ * hint and context is (logged parameters: "$1 = '...'" name nothing
+ * themselves when the name is in the statement), and the statement's values
  * (4 bytes or more) are masked wherever else they appear, as are the current
  * secret values (6 bytes or more, shorter ones would mask ordinary words).
  *
@@ -779,6 +781,7 @@ stmt_emit(Lexer *lx, const char *to, Scratch *sc, Out *o, Values *vals)
 	int			chain = 0;
 	int			armed = -1;		/* words since a secret's name, -1 none */
 	bool		valmode = false;
+	bool		after_uescape = false;
 
 	while (lx->p < to && next_tok(lx, &t))
 	{
@@ -804,12 +807,14 @@ stmt_emit(Lexer *lx, const char *to, Scratch *sc, Out *o, Values *vals)
 		}
 		completes = chain_feed(&chain, &t, s, len);
 		if (t.type == T_STRING)
-			mask = !is_secret_name(s, len);
+			mask = !is_secret_name(s, len) && !after_uescape;
 		else if (valmode)
 			mask = (t.type == T_WORD && !ci_equal(s, len, "default")) ||
 				t.type == T_NUMBER ||
 				(t.type == T_QIDENT && !is_secret_name(s, len));
 
+		/* UESCAPE '!' holds an escape character, not a value */
+		after_uescape = t.type == T_WORD && ci_equal(s, len, "uescape");
 		if (completes)
 			armed = 0;
 		else if (!valmode && armed >= 0)
@@ -848,8 +853,8 @@ stmt_emit(Lexer *lx, const char *to, Scratch *sc, Out *o, Values *vals)
  * secret masked (or, while o->buf is NULL, measures the result).
  */
 static void
-scrub_pass(const char *text, size_t len, bool scs, bool prose, Scratch *sc,
-		   Out *o, Values *vals)
+scrub_pass(const char *text, size_t len, bool scs, bool prose, bool force,
+		   Scratch *sc, Out *o, Values *vals)
 {
 	Lexer		lx = {text, text, text + len, scs, prose};
 
@@ -857,7 +862,7 @@ scrub_pass(const char *text, size_t len, bool scs, bool prose, Scratch *sc,
 	{
 		Lexer		start = lx;
 
-		if (stmt_scan(&lx, sc))
+		if (stmt_scan(&lx, sc) || force)
 			stmt_emit(&start, lx.p, sc, o, vals);
 		else
 			put(o, start.p, lx.p - start.p);
@@ -890,7 +895,8 @@ alloc_text(size_t len)
  * NULL when nothing is to be masked; *failed when memory ran out.
  */
 static char *
-scrub_sql(const char *s, bool scs, bool prose, Values *vals, bool *failed)
+scrub_sql(const char *s, bool scs, bool prose, bool force, Values *vals,
+		  bool *failed)
 {
 	size_t		len = strlen(s);
 	Scratch		sc;
@@ -898,7 +904,7 @@ scrub_sql(const char *s, bool scs, bool prose, Values *vals, bool *failed)
 
 	sc.cap = len;
 	sc.buf = alloc_text(len);
-	scrub_pass(s, len, scs, prose, &sc, &o, NULL);
+	scrub_pass(s, len, scs, prose, force, &sc, &o, NULL);
 	if (o.changed)
 	{
 		o.cap = o.len;
@@ -908,7 +914,7 @@ scrub_sql(const char *s, bool scs, bool prose, Values *vals, bool *failed)
 		else
 		{
 			o.len = 0;
-			scrub_pass(s, len, scs, prose, &sc, &o, vals);
+			scrub_pass(s, len, scs, prose, force, &sc, &o, vals);
 			o.buf[Min(o.len, o.cap)] = '\0';
 		}
 	}
@@ -923,13 +929,13 @@ scrub_sql(const char *s, bool scs, bool prose, Values *vals, bool *failed)
  * text such as logged parameters always doubles quotes only.
  */
 static char *
-scrub_both(const char *s, bool prose, Values *vals, bool *failed)
+scrub_both(const char *s, bool prose, bool force, Values *vals, bool *failed)
 {
-	char	   *r = scrub_sql(s, true, prose, vals, failed);
+	char	   *r = scrub_sql(s, true, prose, force, vals, failed);
 
 	if (!standard_conforming_strings && !*failed)
 	{
-		char	   *r2 = scrub_sql(r ? r : s, false, prose, vals, failed);
+		char	   *r2 = scrub_sql(r ? r : s, false, prose, force, vals, failed);
 
 		if (r2)
 			r = r2;
@@ -1037,10 +1043,11 @@ set_field(char **field, char *r, bool failed)
 }
 
 /*
- * scrub_field applies the whole policy to one field of a report.
+ * scrub_field applies the whole policy to one field of a report; force
+ * scrubs it as if it named a secret.
  */
 static void
-scrub_field(char **field, bool prose, bool near, const Values *all)
+scrub_field(char **field, bool prose, bool near, bool force, const Values *all)
 {
 	bool		failed = false;
 
@@ -1052,9 +1059,9 @@ scrub_field(char **field, bool prose, bool near, const Values *all)
 		if (failed)
 			return;
 	}
-	if (might_name(*field))
+	if (force || might_name(*field))
 	{
-		set_field(field, scrub_both(*field, prose, NULL, &failed), failed);
+		set_field(field, scrub_both(*field, prose, force, NULL, &failed), failed);
 		if (failed)
 			return;
 	}
@@ -1138,30 +1145,39 @@ md_redact_error(ErrorData *edata, const char *key, const char *secret)
 	/* the statement being reported, and the internal query */
 	if (stmt != NULL)
 	{
+		/*
+		 * A statement that names a secret but has nothing to mask (SHOW,
+		 * current_setting) keeps its own STATEMENT line.
+		 */
 		stmt_names = names_secret(stmt);
-		stmt_hide = stmt_names;
+		if (stmt_names)
+			stmt_scrubbed = scrub_both(stmt, false, false, &stmt_vals, &stmt_failed);
+		stmt_hide = stmt_scrubbed != NULL || stmt_failed;
 		for (int i = 0; i < all.n && !stmt_hide; i++)
 			stmt_hide = strstr(stmt, all.v[i]) != NULL;
-		if (stmt_names)
-			stmt_scrubbed = scrub_both(stmt, false, &stmt_vals, &stmt_failed);
 	}
 	if (edata->internalquery != NULL && names_secret(edata->internalquery))
 	{
 		stmt_names = true;
 		set_field(&edata->internalquery,
-				  scrub_both(edata->internalquery, false, &stmt_vals, &failed),
+				  scrub_both(edata->internalquery, false, false, &stmt_vals, &failed),
 				  failed);
 		failed = false;
 	}
 	for (int i = 0; i < stmt_vals.n; i++)
 		all.v[all.n++] = stmt_vals.v[i];
 
-	scrub_field(&edata->message, true, stmt_names, &all);
-	scrub_field(&edata->detail, true, false, &all);
-	scrub_field(&edata->detail_log, true, false, &all);
-	scrub_field(&edata->hint, true, false, &all);
-	scrub_field(&edata->context, true, false, &all);
-	scrub_field(&edata->internalquery, false, false, &all);
+	/*
+	 * Parameters of a statement that names a secret are listed in detail
+	 * ("parameters: $1 = '...'") or context ("portal with parameters"),
+	 * which name nothing themselves: there every literal is masked.
+	 */
+	scrub_field(&edata->message, true, stmt_names, false, &all);
+	scrub_field(&edata->detail, true, false, stmt_names, &all);
+	scrub_field(&edata->detail_log, true, false, stmt_names, &all);
+	scrub_field(&edata->hint, true, false, stmt_names, &all);
+	scrub_field(&edata->context, true, false, stmt_names, &all);
+	scrub_field(&edata->internalquery, false, false, false, &all);
 
 	if (stmt_hide)
 	{
