@@ -32,6 +32,13 @@
  *   (DEFAULT excepted), numbers and quoted identifiers are masked too.
  * - Statements that do not name a secret are left alone.
  *
+ * The scanner marks the bytes to mask (a literal's body, not its quotes);
+ * each run of marked bytes becomes one ********.  Marking rather than
+ * rewriting lets two readings of the same text be combined: with
+ * standard_conforming_strings off, SQL reads \' as a quote inside a
+ * literal, logged parameters do not, and what either reading takes for a
+ * value is masked.
+ *
  * This runs over the message, detail, detail_log, hint, context and
  * internal query of every report.  Messages are prose with SQL inside:
  * "statement: ...", "parameters: $1 = '...'", and context lines such as
@@ -53,8 +60,8 @@
  *
  * Known limits: messages in other languages than English keep the "at or
  * near" fragment and embedded SQL quoting cues; a parameter value truncated
- * by log_parameter_max_length may cut a secret's name short; with
- * standard_conforming_strings off both readings of '' are scrubbed.
+ * by log_parameter_max_length may cut a secret's name short; an empty
+ * literal stays empty.
  *
  * The hook runs inside error reporting (in ErrorContext): it must never
  * raise.  It allocates only with MCXT_ALLOC_NO_OOM, each string at most a
@@ -137,6 +144,15 @@ typedef struct Out
 	bool		changed;
 } Out;
 
+/* bytes of one text to mask, as the scanner finds them */
+typedef struct Marks
+{
+	const char *text;
+	size_t		len;
+	unsigned char *marks;		/* one per byte of text */
+	bool		any;
+} Marks;
+
 /* decoding room for one token's body */
 typedef struct Scratch
 {
@@ -151,6 +167,10 @@ typedef struct Values
 	const char *v[MAX_VALUES + 2];
 } Values;
 
+/*
+ * is_space and the character classes below are scan.l's, in ASCII: bytes
+ * from 0x80 up are identifier characters, whatever the encoding.
+ */
 static bool
 is_space(unsigned char c)
 {
@@ -181,6 +201,9 @@ is_opchar(unsigned char c)
 	return c != '\0' && strchr("~!@#^&|`?+-*/%<>=", c) != NULL;
 }
 
+/*
+ * hexval gives the value of a hex digit, -1 for anything else.
+ */
 static int
 hexval(unsigned char c)
 {
@@ -216,6 +239,9 @@ ci_contains(const char *s, size_t len, const char *name)
 	return false;
 }
 
+/*
+ * is_secret_name says whether s is exactly a secret's name.
+ */
 static bool
 is_secret_name(const char *s, size_t len)
 {
@@ -225,6 +251,9 @@ is_secret_name(const char *s, size_t len)
 	return false;
 }
 
+/*
+ * has_secret_name says whether a secret's name occurs anywhere in s.
+ */
 static bool
 has_secret_name(const char *s, size_t len)
 {
@@ -742,6 +771,9 @@ stmt_scan(Lexer *lx, Scratch *sc)
 	return names;
 }
 
+/*
+ * put appends n bytes to the output, or only counts them while measuring.
+ */
 static void
 put(Out *o, const char *s, size_t n)
 {
@@ -771,11 +803,36 @@ record_value(Values *vals, const char *s, size_t len)
 }
 
 /*
- * stmt_emit writes one statement that names a secret, with its values
- * masked; vals (writing pass only) collects them.
+ * mark sets the marks of n bytes from s, which the output masks.
  */
 static void
-stmt_emit(Lexer *lx, const char *to, Scratch *sc, Out *o, Values *vals)
+mark(Marks *m, const char *s, size_t n)
+{
+	if (n == 0)
+		return;
+	memset(m->marks + (s - m->text), 1, n);
+	m->any = true;
+}
+
+/*
+ * mark_body marks the body of a literal, quoted identifier or comment, so
+ * that its quotes or delimiters stay; other tokens are marked whole.
+ */
+static void
+mark_body(Marks *m, const Tok *t)
+{
+	if (t->type == T_STRING || t->type == T_QIDENT || t->type == T_COMMENT)
+		mark(m, t->start + t->open, t->body);
+	else
+		mark(m, t->start, t->len);
+}
+
+/*
+ * stmt_mark marks the values of one statement that names a secret, and
+ * collects them in vals (if any).
+ */
+static void
+stmt_mark(Lexer *lx, const char *to, Scratch *sc, Marks *m, Values *vals)
 {
 	Tok			t;
 	int			chain = 0;
@@ -788,28 +845,23 @@ stmt_emit(Lexer *lx, const char *to, Scratch *sc, Out *o, Values *vals)
 		const char *s;
 		size_t		len;
 		bool		completes;
-		bool		mask = false;
+		bool		masked = false;
 
-		if (t.type == T_SPACE || (t.type == T_COMMENT && !valmode))
-		{
-			put(o, t.start, t.len);
+		if (t.type == T_SPACE)
 			continue;
-		}
 		s = tok_text(lx, &t, sc, &len);
 		if (t.type == T_COMMENT)
 		{
 			/* people note old values beside new ones */
-			o->changed = true;
-			put(o, t.start, t.open);
-			put(o, MASK, MASK_LEN);
-			put(o, t.start + t.open + t.body, t.len - t.open - t.body);
+			if (valmode)
+				mark_body(m, &t);
 			continue;
 		}
 		completes = chain_feed(&chain, &t, s, len);
 		if (t.type == T_STRING)
-			mask = !is_secret_name(s, len) && !after_uescape;
+			masked = !is_secret_name(s, len) && !after_uescape;
 		else if (valmode)
-			mask = (t.type == T_WORD && !ci_equal(s, len, "default")) ||
+			masked = (t.type == T_WORD && !ci_equal(s, len, "default")) ||
 				t.type == T_NUMBER ||
 				(t.type == T_QIDENT && !is_secret_name(s, len));
 
@@ -829,43 +881,30 @@ stmt_emit(Lexer *lx, const char *to, Scratch *sc, Out *o, Values *vals)
 				armed = -1;
 		}
 
-		if (!mask)
+		if (masked)
 		{
-			put(o, t.start, t.len);
-			continue;
-		}
-		o->changed = true;
-		if (o->buf != NULL)
+			mark_body(m, &t);
 			record_value(vals, s, len);
-		if (t.type == T_STRING || t.type == T_QIDENT)
-		{
-			put(o, t.start, t.open);
-			put(o, MASK, MASK_LEN);
-			put(o, t.start + t.open + t.body, t.len - t.open - t.body);
 		}
-		else
-			put(o, MASK, MASK_LEN);
 	}
 }
 
 /*
- * scrub_pass writes text with the values of every statement that names a
- * secret masked (or, while o->buf is NULL, measures the result).
+ * mark_pass marks the values of every statement of text that names a
+ * secret (every statement if force), read with the given quoting rules.
  */
 static void
-scrub_pass(const char *text, size_t len, bool scs, bool prose, bool force,
-		   Scratch *sc, Out *o, Values *vals)
+mark_pass(Marks *m, bool scs, bool prose, bool force, Scratch *sc,
+		  Values *vals)
 {
-	Lexer		lx = {text, text, text + len, scs, prose};
+	Lexer		lx = {m->text, m->text, m->text + m->len, scs, prose};
 
 	while (lx.p < lx.end)
 	{
 		Lexer		start = lx;
 
 		if (stmt_scan(&lx, sc) || force)
-			stmt_emit(&start, lx.p, sc, o, vals);
-		else
-			put(o, start.p, lx.p - start.p);
+			stmt_mark(&start, lx.p, sc, m, vals);
 	}
 }
 
@@ -882,6 +921,10 @@ might_name(const char *s)
 		ci_contains(s, len, "uescape");
 }
 
+/*
+ * alloc_text allocates room for len bytes and a NUL without ever raising:
+ * NULL when memory runs out or the size is beyond palloc's limit.
+ */
 static char *
 alloc_text(size_t len)
 {
@@ -891,22 +934,67 @@ alloc_text(size_t len)
 }
 
 /*
+ * emit_marked writes the text with every run of marked bytes replaced by
+ * one mask (or, while o->buf is NULL, measures it).
+ */
+static void
+emit_marked(const Marks *m, Out *o)
+{
+	size_t		i = 0;
+
+	while (i < m->len)
+	{
+		size_t		j = i;
+
+		if (m->marks[i])
+		{
+			while (j < m->len && m->marks[j])
+				j++;
+			put(o, MASK, MASK_LEN);
+		}
+		else
+		{
+			while (j < m->len && !m->marks[j])
+				j++;
+			put(o, m->text + i, j - i);
+		}
+		i = j;
+	}
+}
+
+/*
  * scrub_sql returns s with the values of statements naming a secret masked,
- * NULL when nothing is to be masked; *failed when memory ran out.
+ * NULL when nothing is to be masked; *failed when memory ran out.  With
+ * standard_conforming_strings off, what either reading of '' (backslash
+ * escapes or not) takes for a value is masked: the SQL is read that way,
+ * but logged parameters still only double their quotes.
  */
 static char *
-scrub_sql(const char *s, bool scs, bool prose, bool force, Values *vals,
-		  bool *failed)
+scrub_sql(const char *s, bool prose, bool force, Values *vals, bool *failed)
 {
-	size_t		len = strlen(s);
+	Marks		m;
 	Scratch		sc;
 	Out			o = {0};
 
-	sc.cap = len;
-	sc.buf = alloc_text(len);
-	scrub_pass(s, len, scs, prose, force, &sc, &o, NULL);
-	if (o.changed)
+	m.text = s;
+	m.len = strlen(s);
+	m.any = false;
+	m.marks = (unsigned char *) alloc_text(m.len);
+	if (m.marks == NULL)
 	{
+		*failed = true;
+		return NULL;
+	}
+	memset(m.marks, 0, m.len);
+	sc.cap = m.len;
+	sc.buf = alloc_text(m.len);
+
+	mark_pass(&m, true, prose, force, &sc, vals);
+	if (!standard_conforming_strings)
+		mark_pass(&m, false, prose, force, &sc, vals);
+	if (m.any)
+	{
+		emit_marked(&m, &o);
 		o.cap = o.len;
 		o.buf = alloc_text(o.len);
 		if (o.buf == NULL)
@@ -914,33 +1002,14 @@ scrub_sql(const char *s, bool scs, bool prose, bool force, Values *vals,
 		else
 		{
 			o.len = 0;
-			scrub_pass(s, len, scs, prose, force, &sc, &o, vals);
-			o.buf[Min(o.len, o.cap)] = '\0';
+			emit_marked(&m, &o);
+			o.buf[o.len] = '\0';
 		}
 	}
 	if (sc.buf)
 		pfree(sc.buf);
+	pfree(m.marks);
 	return o.buf;
-}
-
-/*
- * scrub_both scrubs with the lexer's reading of '' and, if
- * standard_conforming_strings is off, with the other reading too: message
- * text such as logged parameters always doubles quotes only.
- */
-static char *
-scrub_both(const char *s, bool prose, bool force, Values *vals, bool *failed)
-{
-	char	   *r = scrub_sql(s, true, prose, force, vals, failed);
-
-	if (!standard_conforming_strings && !*failed)
-	{
-		char	   *r2 = scrub_sql(r ? r : s, false, prose, force, vals, failed);
-
-		if (r2)
-			r = r2;
-	}
-	return r;
 }
 
 /*
@@ -1061,7 +1130,7 @@ scrub_field(char **field, bool prose, bool near, bool force, const Values *all)
 	}
 	if (force || might_name(*field))
 	{
-		set_field(field, scrub_both(*field, prose, force, NULL, &failed), failed);
+		set_field(field, scrub_sql(*field, prose, force, NULL, &failed), failed);
 		if (failed)
 			return;
 	}
@@ -1151,7 +1220,7 @@ md_redact_error(ErrorData *edata, const char *key, const char *secret)
 		 */
 		stmt_names = names_secret(stmt);
 		if (stmt_names)
-			stmt_scrubbed = scrub_both(stmt, false, false, &stmt_vals, &stmt_failed);
+			stmt_scrubbed = scrub_sql(stmt, false, false, &stmt_vals, &stmt_failed);
 		stmt_hide = stmt_scrubbed != NULL || stmt_failed;
 		for (int i = 0; i < all.n && !stmt_hide; i++)
 			stmt_hide = strstr(stmt, all.v[i]) != NULL;
@@ -1160,7 +1229,7 @@ md_redact_error(ErrorData *edata, const char *key, const char *secret)
 	{
 		stmt_names = true;
 		set_field(&edata->internalquery,
-				  scrub_both(edata->internalquery, false, false, &stmt_vals, &failed),
+				  scrub_sql(edata->internalquery, false, false, &stmt_vals, &failed),
 				  failed);
 		failed = false;
 	}
