@@ -140,6 +140,8 @@ for my $k (sort keys %v)
 #    so that a scrubber stopping at the first quote leaks the rest.
 my %modes = (
 	none => '-c log_statement=none -c log_min_duration_statement=-1',
+	duration => '-c log_statement=none -c log_min_duration_statement=0 '
+	  . '-c log_parameter_max_length=-1',
 	all => '-c log_statement=all -c log_min_duration_statement=0 '
 	  . '-c log_parameter_max_length=-1 -c log_parameter_max_length_on_error=-1');
 
@@ -148,6 +150,8 @@ $node->safe_psql('postgres', q{
 	CREATE DATABASE spare;
 	CREATE FUNCTION inner_fail(t text) RETURNS void LANGUAGE plpgsql
 	  AS $f$ BEGIN RAISE EXCEPTION 'inner failed'; END $f$;
+	CREATE FUNCTION note() RETURNS int LANGUAGE plpgsql
+	  AS $f$ BEGIN RAISE LOG 'a note'; RETURN 1; END $f$;
 });
 
 # run sql in one session of the mode: as one query string, or split by psql
@@ -188,6 +192,7 @@ my @forms = (
 	[ 'unterminated', 'one', q{SET mdfeed.api_key = '@1''@2} ],
 	[ 'unterminated_dollar', 'one', q{SET mdfeed.api_key = $t$ @1 $t} ],
 	[ 'set', 'one', q{SET mdfeed.api_key = '@1''@2'; SELECT 1/0} ],
+	[ 'set_ok', 'one', q{SET mdfeed.api_key = '@1''@2'} ],
 	[ 'set_split', 'split', q{SET mdfeed.api_key = '@1''@2'; SELECT 1/0;} ],
 	[ 'set_local', 'one', q{BEGIN; SET LOCAL mdfeed.api_secret TO $$@1$$; SELECT 1/0} ],
 	[ 'set_session', 'one', q{SET SESSION mdfeed.api_key = $t$@1 $$ @2$t$; SELECT 1/0} ],
@@ -215,6 +220,10 @@ my @forms = (
 	[ 'do_execute', 'one', q{DO $$ BEGIN EXECUTE 'SET mdfeed.api_key = ' || quote_literal('@1'); PERFORM 1/0; END $$} ],
 	[ 'do_execute_ctx', 'one', q{DO $d$ BEGIN EXECUTE 'SELECT set_config(''mdfeed.api_secret'', ''@1'', true), 1/0'; END $d$} ],
 	[ 'plpgsql_ctx', 'split', q{CREATE OR REPLACE FUNCTION outer_f() RETURNS void LANGUAGE plpgsql AS $f$ BEGIN PERFORM inner_fail(set_config('mdfeed.api_secret', '@1', true)); END $f$; SELECT outer_f();} ],
+	# LOG ranks above ERROR for log_min_error_statement: a LOG in a
+	# statement prints its STATEMENT line too
+	[ 'raise_log', 'one', q{SELECT note(), set_config('mdfeed.api_key', '@1''@2', false)} ],
+	[ 'scs_off', 'split', q{SET standard_conforming_strings = off; SELECT set_config('mdfeed.api_key', 'a\' @1 ', false), 1/0;} ],
 	[ 'plpgsql_execute_ctx', 'split', q{CREATE OR REPLACE FUNCTION exec_f() RETURNS void LANGUAGE plpgsql AS $f$ BEGIN EXECUTE 'SELECT set_config(''mdfeed.api_key'', ''@1'', true) WHERE 1/0 = 1'; END $f$; SELECT exec_f();} ]);
 
 my @extended = (
@@ -252,6 +261,9 @@ for my $mode (sort keys %modes)
 	run_sql($mode, $_, 1) for @harmless, @public;
 	run_sql($mode, q{SELECT 'pUbLiC-4', 1/0}, 1);
 	run_sql($mode, q{SELECT current_setting('mdfeed.api_key', 1/0)}, 1);
+	# PostgreSQL prints no STATEMENT line here, nor does mdfeed
+	local $modes{$mode} = "$modes{$mode} -c log_min_error_statement=panic";
+	run_sql($mode, q{SET mdfeed.api_key /* quiet-} . $mode . q{ */ = 'x'; SELECT 1/0}, 1);
 }
 $node->safe_psql('postgres', 'SELECT 1');
 
@@ -284,6 +296,9 @@ like($log, qr/STATEMENT:  \QSELECT 'pUbLiC-4', 1\/0\E\n/,
 like($log, qr/DETAIL:  Statement, with mdfeed's secrets masked: \QBEGIN; ALTER SYSTEM SET mdfeed.api_secret = '********'; COMMIT\E\n/,
 	'a failing statement naming a secret is logged masked');
 like($log, qr/syntax error at or near "\*{8}"/, 'syntax error fragments are masked');
+unlike($log, qr/quiet-none/, 'no statement appended where log_min_error_statement hides it');
+like($log, qr/\Qduration: \E[0-9.]+ ms  statement: \QSET mdfeed.api_key = '********'\E\n/,
+	'log_min_duration_statement logs the statement, masked');
 my $params = q{DETAIL:  parameters: $1 = 'mdfeed.api_key', $2 = '********'};
 like($log, qr/\Q$params\E/,
 	'extended protocol parameters are logged, the value masked');
