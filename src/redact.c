@@ -58,8 +58,12 @@
  * (4 bytes or more) are masked wherever else they appear, as are the current
  * secret values (6 bytes or more, shorter ones would mask ordinary words).
  *
+ * In a message, a quoted string that contains a secret's name but is not
+ * one is masked whole: it may be SQL quoted without a cue known here (as in
+ * translated messages).
+ *
  * Known limits: messages in other languages than English keep the "at or
- * near" fragment and embedded SQL quoting cues; a parameter value truncated
+ * near" fragment; a parameter value truncated
  * by log_parameter_max_length may cut a secret's name short; an empty
  * literal stays empty.
  *
@@ -860,6 +864,12 @@ stmt_mark(Lexer *lx, const char *to, Scratch *sc, Marks *m, Values *vals)
 		completes = chain_feed(&chain, &t, s, len);
 		if (t.type == T_STRING)
 			masked = !is_secret_name(s, len) && !after_uescape;
+		else if (lx->prose && t.type == T_QIDENT && !is_secret_name(s, len) &&
+				 has_secret_name(s, len))
+		{
+			/* SQL quoted in a message whose cue we do not know */
+			masked = true;
+		}
 		else if (valmode)
 			masked = (t.type == T_WORD && !ci_equal(s, len, "default")) ||
 				t.type == T_NUMBER ||
