@@ -8,6 +8,7 @@ PGFILEDESC = "mdfeed - crypto market data ingested by background workers"
 OBJS = \
 	src/mdfeed.o \
 	src/config.o \
+	src/redact.o \
 	src/shmem.o \
 	src/interval.o \
 	src/decimal.o \

@@ -7,8 +7,9 @@
  * and pg_settings for everybody (pg_settings would show members of
  * pg_read_all_settings their reset and boot values raw).  Beyond that, a
  * show hook masks the value in SHOW and current_setting() for anyone but a
- * superuser, and a log hook scrubs them from server log lines such as the
- * "parameter changed to" message the postmaster writes on reload.
+ * superuser, and a log hook (redact.c) scrubs them from server log lines:
+ * statements that set or name them, their logged parameters, and messages
+ * such as the "parameter changed to" line the postmaster writes on reload.
  *
  *-------------------------------------------------------------------------
  */
@@ -16,13 +17,13 @@
 
 #include <limits.h>
 
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/elog.h"
 #include "utils/guc.h"
 
 #include "mdfeed.h"
 #include "interval.h"
+#include "redact.h"
 
 char	   *mdfeed_database = NULL;
 int			mdfeed_backfill_workers = 2;
@@ -170,117 +171,15 @@ show_api_secret(void)
 }
 
 /*
- * redact_after_name blanks the first quoted value that follows each mention
- * of a secret setting's name in a log message, e.g. the "changed to" message
- * of a reload or a logged ALTER SYSTEM statement.
- */
-static char *
-redact_after_name(const char *msg, const char *name)
-{
-	StringInfoData out;
-	const char *p = msg;
-	size_t		namelen = strlen(name);
-	bool		changed = false;
-
-	initStringInfo(&out);
-	for (;;)
-	{
-		const char *hit = strstr(p, name);
-		const char *q;
-		char		quote;
-		const char *end;
-
-		if (hit == NULL)
-			break;
-		q = hit + namelen;
-		/* skip the closing quote of the name itself, if any */
-		if (*q == '"')
-			q++;
-		while (*q && *q != '\'' && *q != '"' && *q != ';' && *q != '\n')
-			q++;
-		if (*q != '\'' && *q != '"')
-		{
-			appendBinaryStringInfo(&out, p, q - p);
-			p = q;
-			continue;
-		}
-		quote = *q;
-		end = strchr(q + 1, quote);
-		appendBinaryStringInfo(&out, p, q + 1 - p);
-		appendStringInfoString(&out, "********");
-		changed = true;
-		if (end == NULL)
-		{
-			p = q + strlen(q);
-			appendStringInfoChar(&out, quote);
-			break;
-		}
-		p = end;
-	}
-	if (!changed)
-	{
-		pfree(out.data);
-		return NULL;
-	}
-	appendStringInfoString(&out, p);
-	return out.data;
-}
-
-/*
- * redact_secret_values replaces every occurrence of the current secret
- * values, wherever they appear in a message.
- */
-static char *
-redact_value(const char *msg, const char *secret)
-{
-	StringInfoData out;
-	const char *p = msg;
-	const char *hit;
-	size_t		len;
-
-	if (secret == NULL || strlen(secret) < 6 || strstr(msg, secret) == NULL)
-		return NULL;
-	len = strlen(secret);
-	initStringInfo(&out);
-	while ((hit = strstr(p, secret)) != NULL)
-	{
-		appendBinaryStringInfo(&out, p, hit - p);
-		appendStringInfoString(&out, "********");
-		p = hit + len;
-	}
-	appendStringInfoString(&out, p);
-	return out.data;
-}
-
-static void
-scrub_field(char **field)
-{
-	char	   *s;
-
-	if (*field == NULL)
-		return;
-	if ((s = redact_after_name(*field, "mdfeed.api_key")) != NULL)
-		*field = s;
-	if ((s = redact_after_name(*field, "mdfeed.api_secret")) != NULL)
-		*field = s;
-	if ((s = redact_value(*field, mdfeed_api_key)) != NULL)
-		*field = s;
-	if ((s = redact_value(*field, mdfeed_api_secret)) != NULL)
-		*field = s;
-}
-
-/*
- * mdfeed_emit_log_hook scrubs secrets from every message before it reaches
- * the server log or a client.
+ * mdfeed_emit_log_hook scrubs secrets from every report before it reaches
+ * the server log (and a client, which gets the same fields); the policy is
+ * in redact.c.  It runs before any earlier hook, so that one sees the
+ * scrubbed report too.
  */
 static void
 mdfeed_emit_log_hook(ErrorData *edata)
 {
-	scrub_field(&edata->message);
-	scrub_field(&edata->detail);
-	scrub_field(&edata->detail_log);
-	scrub_field(&edata->context);
-	scrub_field(&edata->internalquery);
+	md_redact_error(edata, mdfeed_api_key, mdfeed_api_secret);
 
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
