@@ -16,7 +16,11 @@
 #include "datatype/timestamp.h"
 #include "utils/wait_event.h"
 
+/* the schema this library needs: the workers wait for this extversion */
+#define MD_SCHEMA_VERSION "1.1"
+
 /* settings (config.c) */
+extern bool mdfeed_enabled;
 extern char *mdfeed_database;
 extern int	mdfeed_backfill_workers;
 extern char *mdfeed_binance_rest_url;

@@ -29,5 +29,6 @@ extern void md_worker_init(const char *name);
 extern void md_begin_tx(void);
 extern void md_commit_tx(void);
 extern void md_abort_tx(void);
+extern bool md_schema_ready(void);
 
 #endif
