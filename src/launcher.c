@@ -31,8 +31,11 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
-#include "commands/dbcommands.h"
+#include "catalog/pg_database.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -40,6 +43,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 
@@ -97,17 +101,31 @@ md_register_launcher(void)
 
 /*
  * lookup_database returns the OID of mdfeed.database, or InvalidOid if it
- * does not exist; pg_database is a shared catalog, readable without a
- * database connection.
+ * does not exist.  pg_database is a shared catalog, readable without a
+ * database connection, but its indexes may not be: without a relcache init
+ * file only a database's backend can load them (as GetDatabaseTuple knows),
+ * so this is a heap scan, of a catalog of a few rows.
  */
 static Oid
 lookup_database(void)
 {
-	Oid			oid;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			oid = InvalidOid;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	oid = get_database_oid(mdfeed_database, true);
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_database_datname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum(mdfeed_database));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		oid = ((Form_pg_database) GETSTRUCT(tup))->oid;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	return oid;
