@@ -25,6 +25,7 @@
 #include "interval.h"
 #include "redact.h"
 
+bool		mdfeed_enabled = true;
 char	   *mdfeed_database = NULL;
 int			mdfeed_backfill_workers = 2;
 char	   *mdfeed_binance_rest_url = NULL;
@@ -199,6 +200,16 @@ mdfeed_install_log_redaction(void)
 void
 mdfeed_define_gucs(void)
 {
+	DefineCustomBoolVariable("mdfeed.enabled",
+							 "Whether mdfeed's workers run.",
+							 "Off stops every worker but the launcher, which then "
+							 "holds no database connection; on starts them again.",
+							 &mdfeed_enabled,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomStringVariable("mdfeed.database",
 							   "Database in which mdfeed's workers run.",
 							   "The extension must be created in this database.",

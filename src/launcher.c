@@ -5,19 +5,37 @@
  *	  the backfill workers, the watch worker and the stream worker.
  *
  * The postmaster starts the launcher (and restarts it if it dies).  The
- * launcher connects to mdfeed.database, waits until the extension exists
- * there, then starts the backfill workers as dynamic background workers.
+ * launcher connects to no database, as PostgreSQL's logical replication
+ * launcher does: a connected launcher would block DROP DATABASE of
+ * mdfeed.database, and could not outlive that database (a background worker
+ * cannot disconnect, and a static one that exits cleanly is never started
+ * again).  It finds mdfeed.database in the shared catalog pg_database and
+ * starts the workers there by OID.  While the database does not exist, it
+ * says so once and looks again after a backoff that grows to a cap, and at
+ * once on a configuration reload.
+ *
+ * The watch worker is started first, and is the schema probe: it reads
+ * pg_extension on each pass and publishes what it found (md_schema_ready).
+ * The launcher starts the backfill and stream workers only while the probe
+ * runs and has found the extension at MD_SCHEMA_VERSION, and stops them
+ * when the extension is dropped or has another version.
+ *
+ * mdfeed.enabled = off (a reload) stops every worker, so that nothing of
+ * mdfeed is connected to any database; on starts them again.
+ *
  * A worker that exits is started again after a backoff that grows while it
  * keeps failing quickly, so a broken worker neither spins nor takes the
- * cluster down.  If the extension is dropped, the workers are stopped until
- * it is created again.
+ * cluster down.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
-#include "commands/extension.h"
+#include "catalog/pg_database.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -25,6 +43,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 
@@ -36,6 +55,9 @@
 #define RESTART_BACKOFF_MAX_MS 60000
 /* a worker that lived this long was healthy: reset its backoff */
 #define HEALTHY_RUN_MS 60000
+/* looking again for a missing mdfeed.database */
+#define DATABASE_BACKOFF_MIN_MS 1000
+#define DATABASE_BACKOFF_MAX_MS 30000
 
 typedef struct ManagedWorker
 {
@@ -52,6 +74,10 @@ typedef struct ManagedWorker
 
 static ManagedWorker managed[MD_MAX_WORKERS];
 static int	nmanaged = 0;
+/* the watch worker, which is also the schema probe */
+static ManagedWorker *probe = NULL;
+/* mdfeed.database, InvalidOid while it is not known to exist */
+static Oid	dboid = InvalidOid;
 
 /*
  * md_register_launcher registers the launcher with the postmaster; called
@@ -73,17 +99,36 @@ md_register_launcher(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-static bool
-extension_exists(void)
+/*
+ * lookup_database returns the OID of mdfeed.database, or InvalidOid if it
+ * does not exist.  pg_database is a shared catalog, readable without a
+ * database connection, but its indexes may not be: without a relcache init
+ * file only a database's backend can load them (as GetDatabaseTuple knows),
+ * so this is a heap scan, of a catalog of a few rows.
+ */
+static Oid
+lookup_database(void)
 {
-	bool		exists;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			oid = InvalidOid;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	exists = OidIsValid(get_extension_oid("mdfeed", true));
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_database_datname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum(mdfeed_database));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		oid = ((Form_pg_database) GETSTRUCT(tup))->oid;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
-	return exists;
+	return oid;
 }
 
 static void
@@ -109,7 +154,7 @@ start_worker(ManagedWorker *w)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "%s %d", w->type, w->slot);
 	strlcpy(worker.bgw_type, w->type, BGW_MAXLEN);
 	worker.bgw_notify_pid = MyProcPid;
-	args.dboid = MyDatabaseId;
+	args.dboid = dboid;
 	args.slot = w->slot;
 	memcpy(worker.bgw_extra, &args, sizeof(args));
 
@@ -189,13 +234,14 @@ stop_all_workers(int code, Datum arg)
 
 /*
  * plan_workers lays out the slots: the launcher in slot 0, then the
- * backfill workers.
+ * backfill workers, the watch worker and the stream worker.  The backfill
+ * workers leave room for the other two: without the probe nothing runs.
  */
 static void
 plan_workers(void)
 {
 	nmanaged = 0;
-	for (int i = 0; i < mdfeed_backfill_workers && nmanaged + 1 < MD_MAX_WORKERS; i++)
+	for (int i = 0; i < mdfeed_backfill_workers && nmanaged + 3 < MD_MAX_WORKERS; i++)
 	{
 		ManagedWorker *w = &managed[nmanaged++];
 
@@ -216,6 +262,7 @@ plan_workers(void)
 		w->function = "mdfeed_watch_main";
 		w->type = "mdfeed watch worker";
 		w->backoff_ms = RESTART_BACKOFF_MIN_MS;
+		probe = w;
 
 		w = &managed[nmanaged++];
 		memset(w, 0, sizeof(*w));
@@ -228,18 +275,68 @@ plan_workers(void)
 }
 
 /*
+ * find_database looks up mdfeed.database when it is due.  It logs once
+ * that the database is missing, and once that it appeared, and it forgets
+ * the probe's finding when the database is another one than before.
+ */
+static void
+find_database(int64 now, int64 *next_check_ms, int64 *backoff_ms, bool *missing_logged)
+{
+	Oid			found;
+
+	if (now < *next_check_ms)
+		return;
+	found = lookup_database();
+	if (!OidIsValid(found))
+	{
+		if (!*missing_logged)
+			ereport(LOG,
+					(errcode(ERRCODE_UNDEFINED_DATABASE),
+					 errmsg("database \"%s\" does not exist; mdfeed waits for it",
+							mdfeed_database),
+					 errhint("Create the database and run CREATE EXTENSION mdfeed in it, or set mdfeed.database and restart the server.  mdfeed looks again at every configuration reload.")));
+		*missing_logged = true;
+		md_slot_set_state("waiting for database");
+		*backoff_ms = Min(Max(*backoff_ms * 2, DATABASE_BACKOFF_MIN_MS),
+						  DATABASE_BACKOFF_MAX_MS);
+		*next_check_ms = now + *backoff_ms;
+	}
+	else
+	{
+		if (*missing_logged)
+			ereport(LOG,
+					(errmsg("database \"%s\" exists now: mdfeed starts its workers there",
+							mdfeed_database)));
+		*missing_logged = false;
+		*backoff_ms = 0;
+		*next_check_ms = 0;
+	}
+	if (found != dboid)
+	{
+		SpinLockAcquire(&md_shared->mutex);
+		md_shared->schema_state = MD_SCHEMA_UNKNOWN;
+		SpinLockRelease(&md_shared->mutex);
+	}
+	dboid = found;
+}
+
+/*
  * mdfeed_launcher_main is the launcher's entry point.
  */
 void
 mdfeed_launcher_main(Datum main_arg)
 {
-	bool		waiting_logged = false;
+	bool		disabled_logged = false;
+	bool		missing_logged = false;
+	int64		next_db_check_ms = 0;
+	int64		db_backoff_ms = 0;
 
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(mdfeed_database, NULL, 0);
+	/* no database: see the header comment */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("mdfeed launcher");
 
 	md_shared->slots[0].role = MD_ROLE_LAUNCHER;
@@ -258,30 +355,68 @@ mdfeed_launcher_main(Datum main_arg)
 
 	for (;;)
 	{
-		bool		exists;
+		bool		probe_wanted;
+		bool		probe_up;
+		bool		ready;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* a reload is the way to say "the database is there now" */
+			next_db_check_ms = 0;
 		}
 
-		exists = extension_exists();
-		if (!exists && !waiting_logged)
+		if (!mdfeed_enabled)
 		{
-			ereport(LOG,
-					(errmsg("mdfeed launcher is waiting for CREATE EXTENSION mdfeed in database \"%s\"",
-							mdfeed_database)));
-			md_slot_set_state("waiting for extension");
+			if (!disabled_logged)
+				ereport(LOG,
+						(errmsg("mdfeed.enabled is off: mdfeed stops its workers")));
+			disabled_logged = true;
+			md_slot_set_state("disabled");
+			dboid = InvalidOid;
+			SpinLockAcquire(&md_shared->mutex);
+			md_shared->schema_state = MD_SCHEMA_UNKNOWN;
+			SpinLockRelease(&md_shared->mutex);
 		}
-		else if (exists)
+		else
+		{
+			if (disabled_logged)
+				ereport(LOG,
+						(errmsg("mdfeed.enabled is on: mdfeed starts its workers")));
+			disabled_logged = false;
+
+			/*
+			 * A running probe is connected to the database, so it exists;
+			 * otherwise look before starting one.
+			 */
+			if (probe == NULL || probe->handle == NULL)
+				find_database(md_now_ms(), &next_db_check_ms, &db_backoff_ms,
+							  &missing_logged);
+		}
+
+		probe_wanted = mdfeed_enabled && OidIsValid(dboid) && probe != NULL;
+		if (probe != NULL)
+			check_worker(probe, probe_wanted);
+		probe_up = probe != NULL && probe->handle != NULL;
+
+		SpinLockAcquire(&md_shared->mutex);
+		ready = md_shared->schema_state == MD_SCHEMA_READY;
+		SpinLockRelease(&md_shared->mutex);
+		if (probe_wanted && ready)
 			md_slot_set_state("running");
-		waiting_logged = !exists;
+		else if (probe_wanted && probe_up)
+			md_slot_set_state("waiting for schema");
 
 		for (int i = 0; i < nmanaged; i++)
+		{
+			if (&managed[i] == probe)
+				continue;
 			check_worker(&managed[i],
-						 exists && (managed[i].role != MD_ROLE_STREAM || mdfeed_stream_enabled));
+						 probe_wanted && probe_up && ready &&
+						 (managed[i].role != MD_ROLE_STREAM || mdfeed_stream_enabled));
+		}
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 1000, MD_WAIT_EVENT);

@@ -17,6 +17,7 @@
 #include "utils/wait_event.h"
 
 /* settings (config.c) */
+extern bool mdfeed_enabled;
 extern char *mdfeed_database;
 extern int	mdfeed_backfill_workers;
 extern char *mdfeed_binance_rest_url;
@@ -83,7 +84,7 @@ md_timestamptz_to_ms(TimestampTz ts)
  */
 #define MD_MAX_TIME_MS INT64CONST(253402300800000)	/* 10000-01-01 UTC */
 
-/* the version of the SQL objects this library works with */
+/* the schema this library needs: the workers wait for this extversion */
 #define MD_SCHEMA_VERSION "1.1"
 
 extern int64 md_now_ms(void);

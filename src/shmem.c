@@ -63,6 +63,8 @@ md_shmem_startup(void)
 /*
  * md_require_workers raises an error that says how to fix things when the
  * library was not preloaded, so there are no workers to do what was asked.
+ * With mdfeed.enabled off, the workers are stopped on purpose: a notice
+ * says that what was asked waits for them.
  */
 void
 md_require_workers(void)
@@ -73,6 +75,12 @@ md_require_workers(void)
 				 errmsg("mdfeed background workers are not running"),
 				 errhint("Add mdfeed to shared_preload_libraries in postgresql.conf "
 						 "(shared_preload_libraries = 'mdfeed') and restart the server.")));
+	if (!mdfeed_enabled && !IsBackgroundWorker)
+		ereport(NOTICE,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("mdfeed is disabled: its workers are stopped"),
+				 errdetail("Queued jobs wait until mdfeed.enabled is on again."),
+				 errhint("Set mdfeed.enabled = on and reload the configuration.")));
 }
 
 static void

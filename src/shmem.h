@@ -76,6 +76,20 @@ typedef struct MdBudget
 	int64		got_418;
 } MdBudget;
 
+/*
+ * What the probe (the watch worker) last found in pg_extension of
+ * mdfeed.database; the launcher starts the other workers only on
+ * MD_SCHEMA_READY.
+ */
+typedef enum MdSchemaState
+{
+	MD_SCHEMA_UNKNOWN = 0,		/* no probe has looked yet */
+	MD_SCHEMA_ABSENT,			/* no CREATE EXTENSION mdfeed */
+	MD_SCHEMA_OLDER,			/* extversion older than MD_SCHEMA_VERSION */
+	MD_SCHEMA_NEWER,			/* newer, or not a version this build knows */
+	MD_SCHEMA_READY				/* extversion = MD_SCHEMA_VERSION */
+} MdSchemaState;
+
 typedef struct MdShared
 {
 	slock_t		mutex;			/* protects everything below */
@@ -85,6 +99,10 @@ typedef struct MdShared
 	MdWorkerSlot slots[MD_MAX_WORKERS];
 	ConditionVariable job_cv;	/* broadcast when any job ends */
 	int64		lists_version;	/* bumped when the symbol lists change */
+	MdSchemaState schema_state; /* set by the probe, reset by the launcher */
+	/* the last state the probe logged, so that each is logged once */
+	MdSchemaState schema_logged;
+	char		schema_logged_version[64];
 } MdShared;
 
 extern MdShared *md_shared;

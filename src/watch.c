@@ -19,6 +19,9 @@
  *   - derivatives: just after every hour, it queues the collection of open
  *     interest and funding for every tracked symbol.
  *
+ * It is also the schema probe: each pass first checks that the extension
+ * is at the library's version, and waits otherwise (md_schema_ready).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -334,6 +337,24 @@ mdfeed_watch_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		/*
+		 * The schema probe (see launcher.c): until the extension is at this
+		 * library's version, do nothing else, and start afresh once it is.
+		 */
+		if (!md_schema_ready())
+		{
+			next_info = 0;
+			if (hash_get_num_entries(synced) > 0)
+			{
+				hash_destroy(synced);
+				synced = hash_create("mdfeed synced pairs", 1024, &hctl, HASH_ELEM | HASH_STRINGS);
+			}
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 1000, MD_WAIT_EVENT);
+			ResetLatch(MyLatch);
+			continue;
 		}
 		MemoryContextSwitchTo(ctx);
 		now = md_now_ms();

@@ -30,5 +30,6 @@ extern void md_begin_tx(void);
 extern void md_commit_tx(void);
 extern void md_abort_tx(void);
 extern const char *md_extension_schema(void);
+extern bool md_schema_ready(void);
 
 #endif
