@@ -15,6 +15,7 @@ Run with Debian's /usr/bin/python3 (3.11) and python3-aiohttp (3.8); standard li
     fake_binance.py oi     SYMBOL PERIOD START_MS END_MS [--now MS] [--symbols ...] [--synthetic N]
 
 FAKE_BINANCE_TODAY_MS, when set, pins the day NEWUSDT's listing counts from (10 days before it).
+DOGEUSDT has no candle shorter than 1d overlapping 03:00-03:30 UTC, every day (a maintenance window).
 
 Every candle is a pure function of (symbol, interval, open_time_ms), every funding row of
 (symbol, boundary), every open-interest row of (symbol, timestamp), every ticker quoteVolume of
@@ -136,6 +137,7 @@ def today_start_ms():
 PERPETUAL_DELIVERY = 4133404800000  # 2100-12-25 08:00 UTC, what Binance puts on perpetuals
 ONBOARD_DEFAULT = days_from_civil(2020, 1, 1) * DAY
 ETH_FUNDING_4H_SINCE = days_from_civil(2025, 1, 1) * DAY  # fake's choice: ETHUSDT moved from 8 h to 4 h
+DOGE_MAINT = (3 * HOUR, 30 * MIN)  # fake's choice: DOGEUSDT has no candles 03:00-03:30 UTC every day
 
 # (tickSize, stepSize, minQty-ish, maxQty) tiers seen in the real exchangeInfo capture.
 TIERS = (
@@ -199,6 +201,7 @@ class Symbol:
         self.contract = contract
         self.delivery = delivery if delivery is not None else PERPETUAL_DELIVERY
         self.end_ms = end_ms  # no candle opens at or after this (delisted / delivered)
+        self.maint = None  # (offset in the UTC day, length) of a daily maintenance window, in ms
         self.pair = pair or name.split("_")[0]
         base = self.pair[:-4] if self.pair.endswith("USDT") else self.pair
         self.base_asset = base
@@ -294,7 +297,7 @@ def build_symbols(symbols_arg=None, synthetic=0):
     if symbols_arg:
         names = [s.strip() for s in symbols_arg.split(",") if s.strip()]
     else:
-        names = ["BTCUSDT", "ETHUSDT", "NEWUSDT"]
+        names = ["BTCUSDT", "ETHUSDT", "NEWUSDT", "DOGEUSDT"]
     onboard_known = {"BTCUSDT": 1569398400000, "ETHUSDT": 1574812800000, "NEWUSDT": today - 10 * DAY}
     for n in names:
         out.append(Symbol(n, onboard_known.get(n, ONBOARD_DEFAULT)))
@@ -307,6 +310,8 @@ def build_symbols(symbols_arg=None, synthetic=0):
             S.funding_sched = [(0, 8 * HOUR), (ETH_FUNDING_4H_SINCE, 4 * HOUR)]
         elif S.name == "NEWUSDT":  # 4 h from listing
             S.funding_sched = [(0, 4 * HOUR)]
+        elif S.name == "DOGEUSDT":  # no candles in a daily maintenance window
+            S.maint = DOGE_MAINT
     delist = today - 30 * DAY
     out.append(Symbol("OLDUSDT", ONBOARD_DEFAULT, status="SETTLING", delivery=delist, end_ms=delist))
     q_onboard = days_from_civil(2026, 6, 26) * DAY + 8 * 3_600_000
@@ -330,6 +335,77 @@ ZERO_IVS = ("1m", "3m", "5m")
 
 def candle_close(iv, o):
     return next_open(iv, o) - 1
+
+
+def maint_cut(S, iv):
+    """[lo, hi): offsets in the UTC day of the open times S has no candle at for interval iv
+    (those whose [open, close) overlaps its daily maintenance window), or None. Intervals of
+    1d and longer are unaffected; every shorter one divides the day."""
+    if S.maint is None:
+        return None
+    d = IV_FIXED.get(iv)
+    if d is None or d >= DAY:
+        return None
+    a, n = S.maint
+    return a // d * d, -(-(a + n) // d) * d
+
+
+def candle_exists(S, iv, o):
+    cut = maint_cut(S, iv)
+    return cut is None or not cut[0] <= o % DAY < cut[1]
+
+
+def skip_up(S, iv, o):
+    """The first open time >= o (an open time) at which S has a candle (maintenance skipped)."""
+    cut = maint_cut(S, iv)
+    if cut is not None and cut[0] <= o % DAY < cut[1]:
+        return o - o % DAY + cut[1]
+    return o
+
+
+def skip_down(S, iv, o):
+    """The last open time <= o (an open time) at which S has a candle (maintenance skipped)."""
+    cut = maint_cut(S, iv)
+    if cut is not None and cut[0] <= o % DAY < cut[1]:
+        return o - o % DAY + cut[0] - IV_FIXED[iv]
+    return o
+
+
+def opens_up(S, iv, o, hi, limit):
+    """Up to `limit` open times in [o, hi] at which S has a candle, ascending; arithmetic per
+    run between two maintenance windows, not per candle."""
+    d = IV_FIXED[iv]
+    lo_cut, _ = maint_cut(S, iv)
+    out = []
+    while len(out) < limit:
+        o = skip_up(S, iv, o)
+        if o > hi:
+            break
+        day = o - o % DAY
+        stop = day + lo_cut if o % DAY < lo_cut else day + DAY + lo_cut  # the next window
+        e = min(hi + d, stop)
+        cnt = min(limit - len(out), (e - o) // d)
+        out.extend(range(o, o + cnt * d, d))
+        o = e
+    return out
+
+
+def opens_down(S, iv, o, lo, limit):
+    """The `limit` last open times in [lo, o] at which S has a candle, ascending."""
+    d = IV_FIXED[iv]
+    _, hi_cut = maint_cut(S, iv)
+    out = []
+    while len(out) < limit:
+        o = skip_down(S, iv, o)
+        if o < lo:
+            break
+        day = o - o % DAY
+        start = day + hi_cut if o % DAY >= hi_cut else day - DAY + hi_cut  # after the last window
+        cnt = min(limit - len(out), (o - max(lo, start)) // d + 1)
+        out.extend(range(o, o - cnt * d, -d))
+        o -= cnt * d
+    out.reverse()
+    return out
 
 
 def gen_candle(S, iv, o, c_ms=None):
@@ -451,7 +527,8 @@ def select_opens(S, iv, start, end, limit, now):
     startTime given: candles with openTime >= startTime (a startTime inside a candle skips to the
     next one), at most `limit`, openTime <= endTime when given. Without startTime: the `limit`
     most recent candles with openTime <= endTime (or now). Never beyond the forming candle,
-    never before the listing candle, never after delisting."""
+    never before the listing candle, never after delisting; never inside a maintenance window
+    (a page skips it and still has `limit` rows when more exist)."""
     hi = floor_open(iv, now)
     last = S.last_open(iv)
     if last is not None and last < hi:
@@ -463,11 +540,14 @@ def select_opens(S, iv, start, end, limit, now):
     first = S.first_open(iv)
     out = []
     d = IV_FIXED.get(iv)
+    cut = maint_cut(S, iv)
     if start is not None:
         o = ceil_open(iv, start)
         if o < first:
             o = first
-        if d is not None:
+        if cut is not None:
+            out = opens_up(S, iv, o, hi, limit)
+        elif d is not None:
             if o <= hi:
                 cnt = min(limit, (hi - o) // d + 1)
                 out = list(range(o, o + cnt * d, d))
@@ -478,7 +558,9 @@ def select_opens(S, iv, start, end, limit, now):
     else:
         if hi < first:
             return []
-        if d is not None:
+        if cut is not None:
+            out = opens_down(S, iv, hi, first, limit)
+        elif d is not None:
             cnt = min(limit, (hi - first) // d + 1)
             out = list(range(hi - (cnt - 1) * d, hi + 1, d))
         else:
@@ -788,8 +870,9 @@ def cmd_truth(args):
     out = []
     w = out.append
     end = args.end_ms
-    while o < end:
-        if last is not None and o > last:
+    while True:
+        o = skip_up(S, iv, o)
+        if o >= end or (last is not None and o > last):
             break
         c_ms = candle_close(iv, o)
         if c_ms >= now:
@@ -816,6 +899,7 @@ def cmd_pages(args):
     while remaining > 0:
         rows = []
         for _ in range(min(limit, remaining)):
+            o = skip_up(S, iv, o)
             c_ms = candle_close(iv, o)
             rows.append(row_json(S, gen_candle(S, iv, o, c_ms)))
             o = c_ms + 1
@@ -1557,7 +1641,7 @@ def make_app(srv):
         S, iv = p
         o = floor_open(iv, srv.now())
         last = S.last_open(iv)
-        if o >= S.first_open(iv) and (last is None or o <= last):
+        if o >= S.first_open(iv) and (last is None or o <= last) and candle_exists(S, iv, o):
             c.state[stream] = o
 
     async def send(c, text, kline=False):
@@ -1630,9 +1714,12 @@ def make_app(srv):
                         if prev is not None and prev < o:
                             k = gen_candle(S, iv, prev)
                             frames.append(wrap(c, stream, ws_kline_payload(S, iv, k, True, now)))
-                        c.state[stream] = o
-                        k, closed = candle_at(S, iv, o, now)
-                        frames.append(wrap(c, stream, ws_kline_payload(S, iv, k, closed, now)))
+                        if candle_exists(S, iv, o):
+                            c.state[stream] = o
+                            k, closed = candle_at(S, iv, o, now)
+                            frames.append(wrap(c, stream, ws_kline_payload(S, iv, k, closed, now)))
+                        else:  # maintenance: nothing forms, nothing closes at its end
+                            c.state.pop(stream, None)
                         for fr in frames:
                             if srv.faults.get("ws_garbage") and srv.ws_rng.random() < srv.faults["ws_garbage"]:
                                 srv.stats.faults["ws_garbage"] += 1
@@ -1662,12 +1749,13 @@ def make_app(srv):
                     o = floor_open(iv, now)
                     if start_ms is None:
                         for _ in range(frames):
-                            o = prev_open(iv, o)
+                            o = skip_down(S, iv, prev_open(iv, o))
                         o = max(o, S.first_open(iv))
                     else:
                         o = max(ceil_open(iv, start_ms), S.first_open(iv))
                     lst = []
                     for _ in range(frames):
+                        o = skip_up(S, iv, o)
                         k = gen_candle(S, iv, o)
                         lst.append(wrap(c, s, ws_kline_payload(S, iv, k, True, k[1] + 1)))
                         o = k[1] + 1

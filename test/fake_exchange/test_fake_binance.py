@@ -135,7 +135,7 @@ class FakeBinanceTest(unittest.TestCase):
         self.assertEqual(rl, {("REQUEST_WEIGHT", "MINUTE", 1): 100000, ("ORDERS", "MINUTE", 1): 1200,
                               ("ORDERS", "SECOND", 10): 300})
         syms = {s["symbol"]: s for s in info["symbols"]}
-        self.assertEqual(set(syms), {"BTCUSDT", "ETHUSDT", "NEWUSDT", "OLDUSDT", "BTCUSDT_261225"})
+        self.assertEqual(set(syms), {"BTCUSDT", "ETHUSDT", "NEWUSDT", "DOGEUSDT", "OLDUSDT", "BTCUSDT_261225"})
         capture = "/work/shared/exchange-data/binance-usdm/exchange-info.json"
         keys = set()
         if os.path.exists(capture):
@@ -301,6 +301,67 @@ class FakeBinanceTest(unittest.TestCase):
         truth = self.truth_rows("BTCUSDT", "1m", start + MIN, start + 1001 * MIN)
         self.assertEqual([int(t[1]) for t in truth], [r[0] for r in rows])
         self.assertEqual([t[6] for t in truth], [r[4] for r in rows])
+
+    # ---- DOGEUSDT's daily maintenance window ------------------------------------------------
+    def test_maintenance_window_rest(self):
+        day = (self.server_time() - 3 * DAY) // DAY * DAY
+        w0, w1 = day + 3 * HOUR, day + 3 * HOUR + 30 * MIN
+
+        def opens(**q):
+            return [r[0] for r in self.klines(symbol="DOGEUSDT", **q)[0]]
+        # a page across the window skips it and still has `limit` rows
+        self.assertEqual(opens(interval="1m", startTime=w0 - 10 * MIN, limit=20),
+                         [w0 - (10 - i) * MIN for i in range(10)] + [w1 + i * MIN for i in range(10)])
+        self.assertEqual(opens(interval="1m", startTime=w0 - 2 * MIN, endTime=w1 - 1),
+                         [w0 - 2 * MIN, w0 - MIN])  # endTime inside the window
+        self.assertEqual(opens(interval="1m", startTime=w0 + 7 * MIN, limit=2), [w1, w1 + MIN])  # start inside
+        self.assertEqual(opens(interval="1m", endTime=w1 - 1, limit=3), [w0 - 3 * MIN, w0 - 2 * MIN, w0 - MIN])
+        self.assertEqual(opens(interval="1m", startTime=w0, endTime=w1 - 1), [])
+        # every interval shorter than 1d loses the candles overlapping 03:00-03:30, longer ones nothing
+        self.assertEqual(opens(interval="15m", startTime=w0 - 15 * MIN, limit=2), [w0 - 15 * MIN, w1])
+        self.assertEqual(opens(interval="1h", startTime=day, limit=4), [day, day + HOUR, day + 2 * HOUR, day + 4 * HOUR])
+        self.assertEqual(opens(interval="4h", startTime=day, limit=2), [day + 4 * HOUR, day + 8 * HOUR])
+        self.assertEqual(opens(interval="12h", startTime=day, limit=2), [day + 12 * HOUR, day + 36 * HOUR])
+        self.assertEqual(opens(interval="1d", startTime=day, limit=3), [day, day + DAY, day + 2 * DAY])
+        self.assertEqual(len(opens(interval="1m", startTime=day, endTime=day + DAY - 1, limit=1500)), 1440 - 30)
+        # the most recent candles without startTime: `limit` of them, none inside a window
+        recent = opens(interval="5m", limit=1000)
+        self.assertEqual(len(recent), 1000)
+        self.assertFalse([o for o in recent if 3 * HOUR <= o % DAY < 3 * HOUR + 30 * MIN])
+        self.assertEqual(len([o for o in recent if o % DAY == 2 * HOUR + 55 * MIN]), 3)  # 1000 x 5m: 3 days
+        # the listing day: 2020-01-01 00:00, whose 4h candle overlaps the window
+        S = self.symbol("DOGEUSDT")
+        self.assertEqual(opens(interval="4h", startTime=0, limit=1), [S.onboard + 4 * HOUR])
+        # other symbols have no window
+        self.assertEqual([r[0] for r in self.klines(symbol="BTCUSDT", interval="1m", startTime=w0, limit=2)[0]],
+                         [w0, w0 + MIN])
+
+    def test_maintenance_window_truth_equals_rest(self):
+        now = self.server_time()
+        for iv, start, limit in (("1m", now - 3 * DAY, 1500), ("1h", now - 100 * DAY, 1000), ("4h", now - 300 * DAY, 499)):
+            walked, st = [], start
+            while True:
+                page, _ = self.klines(symbol="DOGEUSDT", interval=iv, startTime=st, endTime=now - 1, limit=limit)
+                walked += page
+                if len(page) < limit:
+                    break
+                self.assertEqual(len(page), limit)
+                st = page[-1][0] + 1
+            st = self.server_time()
+            closed = [r for r in walked if r[6] < st]
+            truth = self.truth_rows("DOGEUSDT", iv, start, closed[-1][0] + 1, now=st)
+            self.assertEqual([int(t[1]) for t in truth], [r[0] for r in closed], iv)
+            self.assertEqual([t[3:8] for t in truth], [r[1:6] for r in closed], iv)
+            holes = [b[0] - a[6] - 1 for a, b in zip(closed, closed[1:]) if b[0] != a[6] + 1]
+            self.assertTrue(holes, iv)
+            self.assertEqual(set(holes), {{"1m": 30 * MIN, "1h": HOUR, "4h": 4 * HOUR}[iv]}, iv)
+        # the pages CLI: what REST serves page after page
+        start = now - 5 * DAY
+        pages = [json.loads(ln) for ln in run_cli("pages", "DOGEUSDT", "1m", str(start), "3000",
+                                                  "--limit", "1500").splitlines()]
+        served = self.klines(symbol="DOGEUSDT", interval="1m", startTime=start, limit=1500)[0]
+        served += self.klines(symbol="DOGEUSDT", interval="1m", startTime=served[-1][0] + 1, limit=1500)[0]
+        self.assertEqual([r[0] for p in pages for r in p], [r[0] for r in served])
 
     # ---- paging semantics -------------------------------------------------------------------
     def test_start_end_limit_semantics(self):
@@ -599,7 +660,7 @@ class FakeBinanceTest(unittest.TestCase):
         self.assertEqual(h["x-mbx-used-weight-1m"], "42")  # + 40
         self.assertIsInstance(arr, list)
         # TRADING perpetuals and delivery contracts; the SETTLING symbol is not listed
-        self.assertEqual([x["symbol"] for x in arr], ["BTCUSDT", "ETHUSDT", "NEWUSDT", "BTCUSDT_261225"])
+        self.assertEqual([x["symbol"] for x in arr], ["BTCUSDT", "ETHUSDT", "NEWUSDT", "DOGEUSDT", "BTCUSDT_261225"])
         for x in arr:
             self.check_ticker(x, now)
         self.assertEqual(arr[0]["quoteVolume"], t["quoteVolume"])
@@ -648,7 +709,7 @@ class FakeBinanceTest(unittest.TestCase):
         # synthetic boards
         a = self.ticker_cli("--synthetic", "30")
         b = self.ticker_cli("--synthetic", "30", "--board-epoch", "7")
-        self.assertEqual(len(a), 34)
+        self.assertEqual(len(a), 35)
         self.assertNotEqual(ranking(a), ranking(b))
 
     # ---- /fapi/v1/fundingRate ---------------------------------------------------------------
@@ -1188,6 +1249,47 @@ class FakeBinanceTest(unittest.TestCase):
         stats = self.control("/_fake/stats")["faults"]
         for k in ("ws_duplicate", "ws_garbage", "ws_drop", "ws_stall"):
             self.assertGreater(stats[k], 0, k)
+
+    def test_ws_maintenance_window(self):
+        # server clock 1.4 s before 03:00 UTC: the 02:59 candle closes, nothing forms in the
+        # window (1m, 5m, 1h), the 1d candle goes on, BTCUSDT is unaffected
+        now = int(time.time() * 1000)
+        w0 = now // DAY * DAY + 3 * HOUR
+        self.control("/_fake/config", {"clock_offset_ms": w0 - now - 1400})
+        streams = ("dogeusdt@kline_1m", "dogeusdt@kline_5m", "dogeusdt@kline_1h", "dogeusdt@kline_1d",
+                   "btcusdt@kline_1m")
+
+        async def go(s, base):
+            async with s.ws_connect(base + "/market/stream?streams=" + "/".join(streams)) as ws:
+                frames = []
+                t = time.time()
+                while time.time() - t < 3.0:
+                    try:
+                        frames.append(json.loads((await ws.receive(timeout=3)).data))
+                    except asyncio.TimeoutError:
+                        break
+                async with s.post(base + "/_fake/firehose", json={"frames": 20, "stream": "dogeusdt@kline_1m",
+                                                                  "start_ms": w0 - 10 * MIN}) as r:
+                    self.assertEqual((await r.json())["frames"], 20)
+                hose = []
+                while len(hose) < 20:
+                    d = json.loads((await ws.receive(timeout=5)).data)
+                    if d["stream"] == "dogeusdt@kline_1m" and d["data"]["k"]["x"]:
+                        hose.append(d["data"]["k"]["t"])
+            return frames, hose
+        try:
+            frames, hose = self.ws_run(go)
+        finally:
+            self.control("/_fake/config", {"clock_offset_ms": 0})
+        seen = {st: [(f["data"]["k"]["t"], f["data"]["k"]["x"]) for f in frames if f.get("stream") == st]
+                for st in streams}
+        self.assertIn((w0 - MIN, True), seen["dogeusdt@kline_1m"])
+        self.assertFalse([k for k in seen["dogeusdt@kline_1m"] if k[0] >= w0], seen["dogeusdt@kline_1m"])
+        self.assertFalse([k for k in seen["dogeusdt@kline_5m"] if k[0] >= w0], seen["dogeusdt@kline_5m"])
+        self.assertFalse([k for k in seen["dogeusdt@kline_1h"] if k[0] >= w0], seen["dogeusdt@kline_1h"])
+        self.assertIn((w0 - 3 * HOUR, False), seen["dogeusdt@kline_1d"])
+        self.assertIn((w0, False), seen["btcusdt@kline_1m"])
+        self.assertEqual(hose, [w0 - (10 - i) * MIN for i in range(10)] + [w0 + 30 * MIN + i * MIN for i in range(10)])
 
     def test_ws_firehose(self):
         start = (int(time.time() * 1000) - 10 * DAY) // MIN * MIN

@@ -146,7 +146,7 @@ ok(exists $b0->{BTCUSDT_261225} && !$perp{BTCUSDT_261225},
 ok(!exists $b0->{OLDUSDT}, 'the board does not list the SETTLING symbol');
 
 my $all = truth_rank($b0);
-is(scalar(@$all), $NSYN + 3, "truth: " . ($NSYN + 3) . " trading perpetuals");
+is(scalar(@$all), $NSYN + 4, "truth: " . ($NSYN + 4) . " trading perpetuals");
 
 # the watch worker's exchange-info refreshes (weight 1) may come in between
 sub one_call
