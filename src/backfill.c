@@ -412,7 +412,7 @@ run_candles_job(const MdJob *job)
 		old = MemoryContextSwitchTo(pagectx);
 
 		md_begin_tx();
-		found = md_first_gap(iv, job->symbol, cursor, job->to_ms, &gap_start, &gap_end);
+		found = md_first_gap(ex->name, iv, job->symbol, cursor, job->to_ms, &gap_start, &gap_end);
 		md_commit_tx();
 		MemoryContextSwitchTo(pagectx);
 		if (!found)

@@ -10,6 +10,11 @@
  * is not stored.  Successors are computed in UTC on timestamp without time
  * zone, which makes calendar months right whatever the session's TimeZone.
  *
+ * A range the exchange has confirmed it has no candles for (before a
+ * listing, a maintenance window: mdfeed.exchange_gaps) is not missing: a
+ * gap that starts in one begins where it ends, and one that lies wholly in
+ * one is passed over, so asking again for the same range costs nothing.
+ *
  * Runs inside a transaction with SPI connected.
  *
  *-------------------------------------------------------------------------
@@ -29,13 +34,12 @@ static SPIPlanPtr first_plans[32];
 static SPIPlanPtr next_plans[32];
 
 /*
- * md_first_gap finds the first range in [from_ms, to_ms) of candles not
- * stored as closed.  from_ms must be a candle's open time.  Returns false
- * when nothing is missing.
+ * stored_gap finds the first range in [from_ms, to_ms) of candles not
+ * stored as closed, from the stored rows alone.
  */
-bool
-md_first_gap(const MdInterval *iv, const char *symbol, int64 from_ms, int64 to_ms,
-			 int64 *gap_start_ms, int64 *gap_end_ms)
+static bool
+stored_gap(const MdInterval *iv, const char *symbol, int64 from_ms, int64 to_ms,
+		   int64 *gap_start_ms, int64 *gap_end_ms)
 {
 	int			idx = iv - md_intervals;
 	Oid			types[3] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
@@ -101,4 +105,61 @@ md_first_gap(const MdInterval *iv, const char *symbol, int64 from_ms, int64 to_m
 	if (*gap_start_ms >= to_ms)
 		return false;
 	return true;
+}
+
+/*
+ * confirmed_empty_until returns the end of the longest range the exchange
+ * confirmed empty that contains ms, or -1 if none does.
+ */
+static int64
+confirmed_empty_until(const char *exchange, const MdInterval *iv, const char *symbol, int64 ms)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[4];
+	bool		isnull;
+	Datum		d;
+
+	if (plan == NULL)
+	{
+		Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+
+		plan = md_keep_plan("SELECT pg_catalog.max(to_time) FROM mdfeed.exchange_gaps "
+							"WHERE exchange = $1 AND symbol = $2 AND \"interval\" = $3 "
+							"AND from_time <= $4 AND to_time > $4", 4, types);
+	}
+	values[0] = CStringGetTextDatum(exchange);
+	values[1] = CStringGetTextDatum(symbol);
+	values[2] = CStringGetTextDatum(iv->name);
+	values[3] = TimestampTzGetDatum(md_ms_to_timestamptz(ms));
+	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "query on mdfeed.exchange_gaps failed");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? -1 : md_timestamptz_to_ms(DatumGetTimestampTz(d));
+}
+
+/*
+ * md_first_gap finds the first range in [from_ms, to_ms) of candles not
+ * stored as closed and not confirmed empty by the exchange.  from_ms must
+ * be a candle's open time.  Returns false when nothing is missing.
+ */
+bool
+md_first_gap(const char *exchange, const MdInterval *iv, const char *symbol,
+			 int64 from_ms, int64 to_ms, int64 *gap_start_ms, int64 *gap_end_ms)
+{
+	while (stored_gap(iv, symbol, from_ms, to_ms, gap_start_ms, gap_end_ms))
+	{
+		int64		empty_until = confirmed_empty_until(exchange, iv, symbol, *gap_start_ms);
+
+		if (empty_until < 0)
+			return true;
+		if (empty_until < *gap_end_ms)
+		{
+			/* confirmed ranges end at a candle's open time */
+			*gap_start_ms = empty_until;
+			return true;
+		}
+		/* all of this gap is confirmed empty: look on after it */
+		from_ms = *gap_end_ms;
+	}
+	return false;
 }

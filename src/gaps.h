@@ -10,7 +10,7 @@
 
 #include "interval.h"
 
-extern bool md_first_gap(const MdInterval *iv, const char *symbol,
+extern bool md_first_gap(const char *exchange, const MdInterval *iv, const char *symbol,
 						 int64 from_ms, int64 to_ms,
 						 int64 *gap_start_ms, int64 *gap_end_ms);
 

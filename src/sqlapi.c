@@ -257,7 +257,7 @@ check_time_arg(TimestampTz ts, const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("%s %s is after the year 9999", name, timestamptz_to_str(ts)),
-				 errhint("Job ranges end at the present; a to_time in the future is clipped to now().")));
+				 errhint("Market data times lie between 1970 and 9999; a to_time in the future is clipped to now().")));
 }
 
 /*
