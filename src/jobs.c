@@ -44,6 +44,15 @@ static int64 claimed_job = 0;
 static int64 claimed_ms = 0;
 static int64 yield_checked_ms = 0;
 
+/*
+ * How many claimed user jobs each role has: $1 is the claimed jobs' ids
+ * (claimed_array).  Both the claim's order and the yield test start here.
+ */
+#define BUSY_CTE \
+	"WITH busy AS (" \
+	"  SELECT requester, count(*) AS n FROM mdfeed.jobs " \
+	"  WHERE id = ANY ($1) AND origin = 'user' GROUP BY requester)"
+
 /* at most this often a running job asks whether it should yield */
 #define YIELD_CHECK_MS 1000
 
@@ -103,9 +112,7 @@ md_job_claim(MdJob *job, int64 skip_id)
 
 	values[0] = claimed_array(NULL);
 	values[1] = Int64GetDatum(skip_id);
-	ret = SPI_execute_with_args("WITH busy AS ("
-								"  SELECT requester, count(*) AS n FROM mdfeed.jobs "
-								"  WHERE id = ANY ($1) AND origin = 'user' GROUP BY requester), "
+	ret = SPI_execute_with_args(BUSY_CTE ", "
 								"c AS ("
 								"  SELECT j.*, row_number() OVER (PARTITION BY j.origin = 'user', j.requester "
 								"                                 ORDER BY j.id) AS rn "
@@ -205,9 +212,7 @@ md_job_should_yield(const MdJob *job)
 	values[2] = BoolGetDatum(now - claimed_ms >= mdfeed_job_slice_ms);
 
 	md_begin_tx();
-	if (SPI_execute_with_args("WITH busy AS ("
-							  "  SELECT requester, count(*) AS n FROM mdfeed.jobs "
-							  "  WHERE id = ANY ($1) AND origin = 'user' GROUP BY requester), "
+	if (SPI_execute_with_args(BUSY_CTE ", "
 							  "mine AS (SELECT coalesce((SELECT n FROM busy WHERE requester IS NOT DISTINCT FROM $2), 1) AS n), "
 							  "waiting AS ("
 							  "  SELECT j.origin, j.requester, coalesce(b.n, 0) AS n FROM mdfeed.jobs j "
