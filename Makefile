@@ -14,6 +14,7 @@ OBJS = \
 	src/decimal.o \
 	src/http.o \
 	src/budget.o \
+	src/json.o \
 	src/binance.o \
 	src/exchange.o \
 	src/store.o \

@@ -4,19 +4,13 @@
  *	  The Binance USD-M futures adapter: REST paths, page sizes and weights,
  *	  and the parsing of REST answers and market-stream frames.
  *
- * JSON is parsed with json-c, whose objects live in malloc'd memory: every
- * parser copies what it keeps into palloc'd memory and releases the json-c
- * tree before returning, and none of them raises an error, so no error path
- * can leak the tree.  Every value is checked for type and syntax; one bad
- * field makes the whole answer malformed.
- *
- * Whatever a parser hands on must be storable as it is, since a store that
- * raises aborts a worker's transaction: a body that is not valid UTF-8 is
- * refused whole (JSON is UTF-8, so such a body is corrupt; json-c's own
- * check lets overlong forms, surrogates and code points past U+10FFFF
- * through, so PostgreSQL's is used), a string whose escapes decode to a NUL
- * byte or a lone surrogate is refused too, and a string cut to a length is
- * cut between characters.
+ * JSON is parsed with the helpers of json.c: every parser copies what it
+ * keeps into palloc'd memory and releases the json-c tree before returning,
+ * and none of them raises an error, so no error path can leak the tree.
+ * Every value is checked for type and syntax; one bad field makes the whole
+ * answer malformed.  Whatever a parser hands on must be storable as it is,
+ * since a store that raises aborts a worker's transaction (json.c says how
+ * UTF-8 and NUL bytes are checked).
  *
  *-------------------------------------------------------------------------
  */
@@ -24,20 +18,17 @@
 
 #include <limits.h>
 
-#include <json-c/json.h>
-
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 
 #include "mdfeed.h"
 #include "decimal.h"
 #include "exchange.h"
+#include "json.h"
 
 /* klines pages: the largest page Binance serves */
 #define BINANCE_MAX_LIMIT 1500
 
-/* times beyond this (year 6429) are garbage, not timestamps */
-#define MAX_SANE_MS INT64CONST(140737488355327)
 
 static const char *
 binance_rest_base_url(void)
@@ -86,146 +77,6 @@ binance_klines_path(const char *symbol, const MdInterval *iv,
 					symbol, iv->name, start_ms, end_ms, limit);
 }
 
-/* json helpers: all return false on a missing field or a wrong type */
-
-static bool
-json_get_ms(struct json_object *o, int64 *out)
-{
-	int64		v;
-
-	if (o == NULL || !json_object_is_type(o, json_type_int))
-		return false;
-	errno = 0;
-	v = json_object_get_int64(o);
-	if (errno != 0 || v < 0 || v > MAX_SANE_MS)
-		return false;
-	*out = v;
-	return true;
-}
-
-static bool
-json_get_count(struct json_object *o, int64 *out)
-{
-	int64		v;
-
-	if (o == NULL || !json_object_is_type(o, json_type_int))
-		return false;
-	errno = 0;
-	v = json_object_get_int64(o);
-	if (errno != 0 || v < 0 || v == INT64_MAX)
-		return false;
-	*out = v;
-	return true;
-}
-
-/*
- * json_get_cstring returns a string value that C can hold: of type string,
- * at most maxlen bytes and without a NUL byte, or NULL.
- */
-static const char *
-json_get_cstring(struct json_object *o, int maxlen)
-{
-	const char *s;
-	int			len;
-
-	if (o == NULL || !json_object_is_type(o, json_type_string))
-		return NULL;
-	s = json_object_get_string(o);
-	len = json_object_get_string_len(o);
-	if (len > maxlen || strlen(s) != (size_t) len || !pg_verify_mbstr(PG_UTF8, s, len, true))
-		return NULL;
-	return s;
-}
-
-/*
- * clip_string copies at most maxlen bytes of a UTF-8 string, never cutting
- * a character in two.
- */
-static char *
-clip_string(const char *s, int len, int maxlen)
-{
-	if (len > maxlen)
-		len = pg_encoding_mbcliplen(PG_UTF8, s, len, maxlen);
-	return pnstrdup(s, len);
-}
-
-static bool
-json_get_decimal(struct json_object *o, char **out)
-{
-	const char *s;
-	int			len;
-
-	if (o == NULL || !json_object_is_type(o, json_type_string))
-		return false;
-	s = json_object_get_string(o);
-	len = json_object_get_string_len(o);
-	if (!md_valid_decimal(s, len))
-		return false;
-	*out = pnstrdup(s, len);
-	return true;
-}
-
-/*
- * parse_json parses exactly len bytes.  A truncated document is an error,
- * and so is anything after the document.
- */
-static struct json_object *
-parse_json(const char *body, size_t len, char **err)
-{
-	struct json_tokener *tok;
-	struct json_object *obj;
-	enum json_tokener_error jerr;
-
-	if (len == 0)
-	{
-		*err = pstrdup("empty body");
-		return NULL;
-	}
-	if (len > INT_MAX)
-	{
-		*err = pstrdup("body too large");
-		return NULL;
-	}
-	/* noError: reports, never raises; a NUL byte is invalid too */
-	if (!pg_verify_mbstr(PG_UTF8, body, (int) len, true))
-	{
-		*err = pstrdup("body is not valid UTF-8");
-		return NULL;
-	}
-	tok = json_tokener_new();
-	if (tok == NULL)
-	{
-		*err = pstrdup("out of memory");
-		return NULL;
-	}
-	obj = json_tokener_parse_ex(tok, body, (int) len);
-	jerr = json_tokener_get_error(tok);
-	if (obj == NULL || jerr != json_tokener_success)
-	{
-		if (jerr == json_tokener_continue)
-			*err = pstrdup("truncated JSON");
-		else
-			*err = psprintf("invalid JSON: %s", json_tokener_error_desc(jerr));
-		if (obj)
-			json_object_put(obj);
-		json_tokener_free(tok);
-		return NULL;
-	}
-	/* only white space may follow */
-	for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
-	{
-		if (body[i] != ' ' && body[i] != '\n' && body[i] != '\r' && body[i] != '\t')
-		{
-			*err = pstrdup("invalid JSON: trailing garbage");
-			json_object_put(obj);
-			json_tokener_free(tok);
-			return NULL;
-		}
-	}
-	json_tokener_free(tok);
-	return obj;
-}
-
 /* positions of the decimals in a REST kline array */
 static const int rest_decimal_pos[MD_NUM_DECIMALS] = {1, 2, 3, 4, 5, 7, 9, 10};
 
@@ -236,7 +87,7 @@ static const int rest_decimal_pos[MD_NUM_DECIMALS] = {1, 2, 3, 4, 5, 7, 9, 10};
 static bool
 binance_parse_klines(const char *body, size_t len, MdCandle **rows, int *nrows, char **err)
 {
-	struct json_object *root = parse_json(body, len, err);
+	struct json_object *root = md_json_parse(body, len, err);
 	MdCandle   *out;
 	size_t		n;
 
@@ -266,11 +117,11 @@ binance_parse_klines(const char *body, size_t len, MdCandle **rows, int *nrows, 
 
 		ok = row != NULL && json_object_is_type(row, json_type_array) &&
 			json_object_array_length(row) >= 11 &&
-			json_get_ms(json_object_array_get_idx(row, 0), &c->open_ms) &&
-			json_get_ms(json_object_array_get_idx(row, 6), &c->close_ms) &&
-			json_get_count(json_object_array_get_idx(row, 8), &c->trades);
+			md_json_get_ms(json_object_array_get_idx(row, 0), &c->open_ms) &&
+			md_json_get_ms(json_object_array_get_idx(row, 6), &c->close_ms) &&
+			md_json_get_count(json_object_array_get_idx(row, 8), &c->trades);
 		for (int f = 0; ok && f < MD_NUM_DECIMALS; f++)
-			ok = json_get_decimal(json_object_array_get_idx(row, rest_decimal_pos[f]), &c->dec[f]);
+			ok = md_json_get_decimal(json_object_array_get_idx(row, rest_decimal_pos[f]), &c->dec[f]);
 		if (!ok)
 		{
 			*err = psprintf("klines row %zu is malformed", i);
@@ -303,7 +154,7 @@ static bool
 binance_parse_error(const char *body, size_t len, int *code, char **msg)
 {
 	char	   *err;
-	struct json_object *root = parse_json(body, len, &err);
+	struct json_object *root = md_json_parse(body, len, &err);
 	struct json_object *c,
 			   *m;
 	bool		ok = false;
@@ -314,11 +165,11 @@ binance_parse_error(const char *body, size_t len, int *code, char **msg)
 		json_object_object_get_ex(root, "code", &c) &&
 		json_object_object_get_ex(root, "msg", &m) &&
 		json_object_is_type(c, json_type_int) &&
-		json_get_cstring(m, INT_MAX) != NULL)
+		md_json_get_cstring(m, INT_MAX) != NULL)
 	{
 		*code = json_object_get_int(c);
 		/* the exchange's text goes into job rows and logs: keep it short */
-		*msg = clip_string(json_object_get_string(m), json_object_get_string_len(m), 500);
+		*msg = md_clip_utf8(json_object_get_string(m), json_object_get_string_len(m), 500);
 		ok = true;
 	}
 	json_object_put(root);
@@ -340,9 +191,9 @@ binance_ban_until_ms(const char *body, size_t len)
 	if (p != NULL)
 	{
 		p += strlen(key);
-		while (*p >= '0' && *p <= '9' && ms < MAX_SANE_MS)
+		while (*p >= '0' && *p <= '9' && ms < MD_JSON_MAX_MS)
 			ms = ms * 10 + (*p++ - '0');
-		if (ms >= MAX_SANE_MS)
+		if (ms >= MD_JSON_MAX_MS)
 			ms = 0;
 	}
 	pfree(text);
@@ -353,7 +204,7 @@ static bool
 binance_parse_server_time(const char *body, size_t len, int64 *ms)
 {
 	char	   *err;
-	struct json_object *root = parse_json(body, len, &err);
+	struct json_object *root = md_json_parse(body, len, &err);
 	struct json_object *t;
 	bool		ok = false;
 
@@ -361,7 +212,7 @@ binance_parse_server_time(const char *body, size_t len, int64 *ms)
 		return false;
 	if (json_object_is_type(root, json_type_object) &&
 		json_object_object_get_ex(root, "serverTime", &t))
-		ok = json_get_ms(t, ms);
+		ok = md_json_get_ms(t, ms);
 	json_object_put(root);
 	return ok;
 }
@@ -374,7 +225,7 @@ static bool
 binance_parse_weight_limit(const char *body, size_t len, int *limit)
 {
 	char	   *err;
-	struct json_object *root = parse_json(body, len, &err);
+	struct json_object *root = md_json_parse(body, len, &err);
 	struct json_object *limits;
 	bool		ok = false;
 
@@ -439,7 +290,7 @@ static const char *const ws_decimal_keys[MD_NUM_DECIMALS] = {"o", "h", "l", "c",
 static MdFrameKind
 binance_parse_stream_frame(const char *frame, size_t len, MdStreamKline *out, char **err)
 {
-	struct json_object *root = parse_json(frame, len, err);
+	struct json_object *root = md_json_parse(frame, len, err);
 	struct json_object *data,
 			   *o,
 			   *k;
@@ -476,16 +327,16 @@ binance_parse_stream_frame(const char *frame, size_t len, MdStreamKline *out, ch
 			json_object_put(root);
 			return MD_FRAME_MALFORMED;
 		}
-		if (json_get_cstring(o, INT_MAX) == NULL)
+		if (md_json_get_cstring(o, INT_MAX) == NULL)
 		{
 			*err = pstrdup("combined-stream frame with a malformed stream name");
 			json_object_put(root);
 			return MD_FRAME_MALFORMED;
 		}
-		out->stream = clip_string(json_object_get_string(o), json_object_get_string_len(o), 200);
+		out->stream = md_clip_utf8(json_object_get_string(o), json_object_get_string_len(o), 200);
 	}
 
-	if (!json_object_object_get_ex(data, "e", &o) || json_get_cstring(o, INT_MAX) == NULL)
+	if (!json_object_object_get_ex(data, "e", &o) || md_json_get_cstring(o, INT_MAX) == NULL)
 	{
 		*err = pstrdup("event without an event type");
 		json_object_put(root);
@@ -497,25 +348,25 @@ binance_parse_stream_frame(const char *frame, size_t len, MdStreamKline *out, ch
 		return MD_FRAME_OTHER;
 	}
 
-	ok = json_object_object_get_ex(data, "E", &o) && json_get_ms(o, &out->event_ms) &&
+	ok = json_object_object_get_ex(data, "E", &o) && md_json_get_ms(o, &out->event_ms) &&
 		json_object_object_get_ex(data, "k", &k) && json_object_is_type(k, json_type_object) &&
-		json_object_object_get_ex(k, "t", &o) && json_get_ms(o, &c->open_ms) &&
-		json_object_object_get_ex(k, "T", &o) && json_get_ms(o, &c->close_ms) &&
-		json_object_object_get_ex(k, "n", &o) && json_get_count(o, &c->trades) &&
+		json_object_object_get_ex(k, "t", &o) && md_json_get_ms(o, &c->open_ms) &&
+		json_object_object_get_ex(k, "T", &o) && md_json_get_ms(o, &c->close_ms) &&
+		json_object_object_get_ex(k, "n", &o) && md_json_get_count(o, &c->trades) &&
 		json_object_object_get_ex(k, "x", &o) && json_object_is_type(o, json_type_boolean);
 	if (ok)
 		c->closed = json_object_get_boolean(o);
 	for (f = 0; ok && f < MD_NUM_DECIMALS; f++)
-		ok = json_object_object_get_ex(k, ws_decimal_keys[f], &o) && json_get_decimal(o, &c->dec[f]);
+		ok = json_object_object_get_ex(k, ws_decimal_keys[f], &o) && md_json_get_decimal(o, &c->dec[f]);
 	if (ok)
-		ok = json_object_object_get_ex(k, "s", &o) && json_get_cstring(o, 40) != NULL;
+		ok = json_object_object_get_ex(k, "s", &o) && md_json_get_cstring(o, 40) != NULL;
 	if (ok)
 	{
 		out->symbol = pstrdup(json_object_get_string(o));
 		ok = md_valid_symbol(out->symbol);
 	}
 	if (ok)
-		ok = json_object_object_get_ex(k, "i", &o) && (iv_name = json_get_cstring(o, 8)) != NULL;
+		ok = json_object_object_get_ex(k, "i", &o) && (iv_name = md_json_get_cstring(o, 8)) != NULL;
 	if (ok)
 	{
 		out->iv = md_interval_lookup(iv_name);
@@ -530,17 +381,6 @@ binance_parse_stream_frame(const char *frame, size_t len, MdStreamKline *out, ch
 		return MD_FRAME_MALFORMED;
 	}
 	return MD_FRAME_KLINE;
-}
-
-static char *
-json_dup_string(struct json_object *parent, const char *key, int maxlen)
-{
-	struct json_object *o;
-	const char *s;
-
-	if (!json_object_object_get_ex(parent, key, &o) || (s = json_get_cstring(o, maxlen)) == NULL)
-		return NULL;
-	return pstrdup(s);
 }
 
 /*
@@ -559,12 +399,12 @@ filter_value(struct json_object *sym, const char *type, const char *key)
 	for (size_t i = 0; i < n; i++)
 	{
 		struct json_object *f = json_object_array_get_idx(filters, i);
-		char	   *ft = json_object_is_type(f, json_type_object) ? json_dup_string(f, "filterType", 64) : NULL;
+		char	   *ft = json_object_is_type(f, json_type_object) ? md_json_dup_string(f, "filterType", 64) : NULL;
 		char	   *v;
 
 		if (ft == NULL || strcmp(ft, type) != 0)
 			continue;
-		v = json_dup_string(f, key, 64);
+		v = md_json_dup_string(f, key, 64);
 		if (v != NULL && md_valid_decimal(v, strlen(v)))
 			return v;
 		return NULL;
@@ -580,7 +420,7 @@ filter_value(struct json_object *sym, const char *type, const char *key)
 static bool
 binance_parse_instruments(const char *body, size_t len, MdInstrument **out, int *n, char **err)
 {
-	struct json_object *root = parse_json(body, len, err);
+	struct json_object *root = md_json_parse(body, len, err);
 	struct json_object *symbols;
 	MdInstrument *res;
 	size_t		count;
@@ -614,14 +454,14 @@ binance_parse_instruments(const char *body, size_t len, MdInstrument **out, int 
 
 		if (!json_object_is_type(sym, json_type_object))
 			continue;
-		ins->symbol = json_dup_string(sym, "symbol", 40);
-		ins->status = json_dup_string(sym, "status", 40);
+		ins->symbol = md_json_dup_string(sym, "symbol", 40);
+		ins->status = md_json_dup_string(sym, "status", 40);
 		if (ins->symbol == NULL || !md_valid_symbol(ins->symbol) || ins->status == NULL)
 			continue;
-		ins->contract_type = json_dup_string(sym, "contractType", 40);
-		ins->base_asset = json_dup_string(sym, "baseAsset", 40);
-		ins->quote_asset = json_dup_string(sym, "quoteAsset", 40);
-		if (!json_object_object_get_ex(sym, "onboardDate", &o) || !json_get_ms(o, &ins->onboard_ms))
+		ins->contract_type = md_json_dup_string(sym, "contractType", 40);
+		ins->base_asset = md_json_dup_string(sym, "baseAsset", 40);
+		ins->quote_asset = md_json_dup_string(sym, "quoteAsset", 40);
+		if (!json_object_object_get_ex(sym, "onboardDate", &o) || !md_json_get_ms(o, &ins->onboard_ms))
 			ins->onboard_ms = 0;
 		ins->tick_size = filter_value(sym, "PRICE_FILTER", "tickSize");
 		ins->step_size = filter_value(sym, "LOT_SIZE", "stepSize");
@@ -677,65 +517,6 @@ binance_subscribe_message(bool subscribe, char **streams, int n, int64 id)
 	return buf.data;
 }
 
-/*
- * json_get_ms_any accepts a time as a number or as a string of digits: the
- * docs show openInterestHist's timestamp as a string, live data a number.
- */
-static bool
-json_get_ms_any(struct json_object *o, int64 *out)
-{
-	const char *s;
-	int64		v = 0;
-	int			len;
-
-	if (o != NULL && json_object_is_type(o, json_type_int))
-		return json_get_ms(o, out);
-	if (o == NULL || !json_object_is_type(o, json_type_string))
-		return false;
-	s = json_object_get_string(o);
-	len = json_object_get_string_len(o);
-	if (len == 0 || len > 15)
-		return false;
-	for (int i = 0; i < len; i++)
-	{
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		v = v * 10 + (s[i] - '0');
-	}
-	if (v > MAX_SANE_MS)
-		return false;
-	*out = v;
-	return true;
-}
-
-/*
- * parse_array_of_objects checks the common shape of these answers and
- * returns the array (owned by root) or NULL with *err set.
- */
-static struct json_object *
-parse_array_of_objects(const char *body, size_t len, const char *what, size_t max,
-					   struct json_object **root, char **err)
-{
-	*root = parse_json(body, len, err);
-	if (*root == NULL)
-		return NULL;
-	if (!json_object_is_type(*root, json_type_array))
-	{
-		*err = psprintf("%s answer is not an array", what);
-		json_object_put(*root);
-		*root = NULL;
-		return NULL;
-	}
-	if (json_object_array_length(*root) > max)
-	{
-		*err = psprintf("%s answer has more than %zu rows", what, max);
-		json_object_put(*root);
-		*root = NULL;
-		return NULL;
-	}
-	return *root;
-}
-
 static bool
 binance_parse_tickers(const char *body, size_t len, MdTicker **out, int *n, char **err)
 {
@@ -746,7 +527,7 @@ binance_parse_tickers(const char *body, size_t len, MdTicker **out, int *n, char
 
 	*out = NULL;
 	*n = 0;
-	if (parse_array_of_objects(body, len, "ticker", 100000, &root, err) == NULL)
+	if (md_json_array_of_objects(body, len, "ticker", 100000, &root, err) == NULL)
 		return false;
 	count = json_object_array_length(root);
 	res = palloc0(sizeof(MdTicker) * Max(count, 1));
@@ -757,10 +538,10 @@ binance_parse_tickers(const char *body, size_t len, MdTicker **out, int *n, char
 
 		if (!json_object_is_type(t, json_type_object))
 			goto bad;
-		res[k].symbol = json_dup_string(t, "symbol", 40);
+		res[k].symbol = md_json_dup_string(t, "symbol", 40);
 		if (res[k].symbol == NULL || !md_valid_symbol(res[k].symbol) ||
 			!json_object_object_get_ex(t, "quoteVolume", &o) ||
-			!json_get_decimal(o, &res[k].quote_volume))
+			!md_json_get_decimal(o, &res[k].quote_volume))
 			goto bad;
 		k++;
 	}
@@ -790,7 +571,7 @@ binance_parse_funding(const char *body, size_t len, MdFunding **out, int *n, cha
 
 	*out = NULL;
 	*n = 0;
-	if (parse_array_of_objects(body, len, "fundingRate", 1000, &root, err) == NULL)
+	if (md_json_array_of_objects(body, len, "fundingRate", 1000, &root, err) == NULL)
 		return false;
 	count = json_object_array_length(root);
 	res = palloc0(sizeof(MdFunding) * Max(count, 1));
@@ -800,8 +581,8 @@ binance_parse_funding(const char *body, size_t len, MdFunding **out, int *n, cha
 		struct json_object *o;
 
 		if (!json_object_is_type(f, json_type_object) ||
-			!json_object_object_get_ex(f, "fundingTime", &o) || !json_get_ms(o, &res[i].funding_ms) ||
-			!json_object_object_get_ex(f, "fundingRate", &o) || !json_get_decimal(o, &res[i].rate))
+			!json_object_object_get_ex(f, "fundingTime", &o) || !md_json_get_ms(o, &res[i].funding_ms) ||
+			!json_object_object_get_ex(f, "fundingRate", &o) || !md_json_get_decimal(o, &res[i].rate))
 		{
 			*err = psprintf("fundingRate row %zu is malformed", i);
 			json_object_put(root);
@@ -812,7 +593,7 @@ binance_parse_funding(const char *body, size_t len, MdFunding **out, int *n, cha
 			!(json_object_is_type(o, json_type_string) && json_object_get_string_len(o) == 0) &&
 			!json_object_is_type(o, json_type_null))
 		{
-			if (!json_get_decimal(o, &res[i].mark_price))
+			if (!md_json_get_decimal(o, &res[i].mark_price))
 			{
 				*err = psprintf("fundingRate row %zu has a malformed markPrice", i);
 				json_object_put(root);
@@ -848,7 +629,7 @@ binance_parse_open_interest(const char *body, size_t len, MdOpenInterest **out, 
 
 	*out = NULL;
 	*n = 0;
-	if (parse_array_of_objects(body, len, "openInterestHist", 500, &root, err) == NULL)
+	if (md_json_array_of_objects(body, len, "openInterestHist", 500, &root, err) == NULL)
 		return false;
 	count = json_object_array_length(root);
 	res = palloc0(sizeof(MdOpenInterest) * Max(count, 1));
@@ -858,11 +639,11 @@ binance_parse_open_interest(const char *body, size_t len, MdOpenInterest **out, 
 		struct json_object *o;
 
 		if (!json_object_is_type(r, json_type_object) ||
-			!json_object_object_get_ex(r, "timestamp", &o) || !json_get_ms_any(o, &res[i].ts_ms) ||
+			!json_object_object_get_ex(r, "timestamp", &o) || !md_json_get_ms_any(o, &res[i].ts_ms) ||
 			!json_object_object_get_ex(r, "sumOpenInterest", &o) ||
-			!json_get_decimal(o, &res[i].sum_open_interest) ||
+			!md_json_get_decimal(o, &res[i].sum_open_interest) ||
 			!json_object_object_get_ex(r, "sumOpenInterestValue", &o) ||
-			!json_get_decimal(o, &res[i].sum_open_interest_value))
+			!md_json_get_decimal(o, &res[i].sum_open_interest_value))
 		{
 			*err = psprintf("openInterestHist row %zu is malformed", i);
 			json_object_put(root);
