@@ -144,10 +144,11 @@ $fn$;
  * mdfeed.sync_pair brings one tracked pair up to date: from its newest closed
  * candle, or mdfeed.sync_lookback back when it has none, to the present;
  * with p_only_if_behind, only if the newest candle closed by p_closed_by
- * (default now) is missing.  A pair with no closed candle is new: its first
- * fill is the watch worker's (origin 'sync'), which queues it as soon as it
- * sees the pair tracked, so the stream worker's repairs (origin 'stream')
- * leave it alone rather than race it to the same range.
+ * (default now) is missing.  A pair with no closed candle, or only ones
+ * that closed after it was tracked (the stream's), is new: its first fill
+ * is the watch worker's (origin 'sync'), which queues it as soon as it sees
+ * the pair tracked, so the stream worker's repairs (origin 'stream') leave
+ * it alone rather than race it to the same range.
  */
 CREATE OR REPLACE FUNCTION mdfeed.sync_pair(p_exchange text, p_symbol text, p_interval text,
 											p_lookback interval, p_origin text,
@@ -159,6 +160,8 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	v_last timestamptz;
+	v_since timestamptz;
+	v_new boolean;
 	v_expect timestamptz;
 	v_step interval := mdfeed.interval_step(p_interval);
 	v_from timestamptz;
@@ -167,6 +170,21 @@ BEGIN
 	EXECUTE pg_catalog.format('SELECT max(open_time) FROM mdfeed.%I WHERE symbol = $1 AND closed',
 							  mdfeed.interval_table(p_interval))
 		INTO v_last USING p_symbol;
+	-- candles that closed only after the pair was tracked are the stream's,
+	-- not history: the pair is still new, and its first fill still due
+	IF v_last IS NOT NULL THEN
+		SELECT t.since INTO v_since FROM mdfeed.tracked t
+		WHERE t.exchange = p_exchange AND t.symbol = p_symbol LIMIT 1;
+		IF v_since IS NOT NULL THEN
+			EXECUTE pg_catalog.format('SELECT NOT EXISTS (SELECT 1 FROM mdfeed.%I '
+									  'WHERE symbol = $1 AND closed AND close_time < $2)',
+									  mdfeed.interval_table(p_interval))
+				INTO v_new USING p_symbol, v_since;
+			IF v_new THEN
+				v_last := NULL;
+			END IF;
+		END IF;
+	END IF;
 	IF v_last IS NULL AND p_origin = 'stream' THEN
 		RETURN NULL;
 	END IF;
