@@ -104,3 +104,27 @@ SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'stream', true, n
 SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'stream') IS NOT NULL AS queued_anyway;
 DELETE FROM mdfeed.jobs WHERE symbol = 'XYZUSDT';
 DELETE FROM mdfeed.candles_1h;
+
+-- a tracked pair whose closed candles all closed after it was tracked (the
+-- stream's) is still new: the stream leaves it alone, the first fill starts
+-- at the lookback; once it has history, a sync starts at its newest candle
+INSERT INTO mdfeed.instruments (exchange, symbol, status, contract_type)
+VALUES ('binance', 'XYZUSDT', 'TRADING', 'PERPETUAL');
+INSERT INTO mdfeed.symbol_lists (exchange, symbol, list, added_at)
+VALUES ('binance', 'XYZUSDT', 'whitelist', now() - interval '90 minutes');
+SELECT mdfeed.ingest_binance_klines('XYZUSDT', '1h', format(
+	'[[%s,"1.0","1.0","1.0","1.0","1.0",%s,"1.0",1,"1.0","1.0","0"]]', t, t + 3599999), now())
+FROM (SELECT (extract(epoch FROM mdfeed.interval_floor('1h', now()) - interval '1 hour') * 1000)::bigint AS t) s;
+SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'stream') IS NULL AS stream_leaves_it;
+SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'sync') AS fill \gset
+SELECT from_time = mdfeed.interval_floor('1h', now() - interval '3 hours') AS fill_from_lookback
+FROM mdfeed.jobs WHERE id = :fill;
+DELETE FROM mdfeed.jobs WHERE symbol = 'XYZUSDT';
+UPDATE mdfeed.symbol_lists SET added_at = now() WHERE symbol = 'XYZUSDT';
+SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'stream') AS repair \gset
+SELECT from_time = mdfeed.interval_floor('1h', now()) - interval '1 hour' AS sync_from_newest
+FROM mdfeed.jobs WHERE id = :repair;
+DELETE FROM mdfeed.jobs WHERE symbol = 'XYZUSDT';
+DELETE FROM mdfeed.symbol_lists WHERE symbol = 'XYZUSDT';
+DELETE FROM mdfeed.instruments WHERE symbol = 'XYZUSDT';
+DELETE FROM mdfeed.candles_1h;
