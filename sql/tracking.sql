@@ -68,7 +68,30 @@ DELETE FROM mdfeed.instruments;
 -- mdfeed.sync_pair with p_only_if_behind: a job only when the newest candle
 -- closed by p_closed_by (default now) is missing and lies in the lookback
 SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1w', '1 minute', 'stream', true) IS NULL AS none_in_lookback;
-SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'stream', true) IS NOT NULL AS queued;
+-- a pair with no closed candle is new: its first fill is the watch worker's
+-- sync, and the stream's repairs leave it alone
+SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'stream', true) IS NULL AS stream_defers;
+SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'stream') IS NULL AS stream_defers_anyway;
+SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'sync', true) IS NOT NULL AS queued;
+-- and asked again, by anyone, it is the same job
+SELECT count(DISTINCT j) AS jobs FROM (VALUES
+	(mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'sync')),
+	(mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'sync'))) v(j);
+SELECT count(*) AS jobs FROM mdfeed.jobs WHERE symbol = 'XYZUSDT';
+DELETE FROM mdfeed.jobs WHERE symbol = 'XYZUSDT';
+
+-- mdfeed.queue_job queues only what no queued or running job will fetch:
+-- a queued job its whole range, a running one what lies past its cursor
+SET TimeZone = 'UTC';
+SELECT mdfeed.queue_sync('binance', 'XYZUSDT', '1h', '2024-01-01', '2024-01-02', 'repair') AS a \gset
+SELECT mdfeed.queue_sync('binance', 'XYZUSDT', '1h', '2024-01-01 06:00', '2024-01-01 12:00', 'repair') = :a AS covered;
+SELECT mdfeed.queue_sync('binance', 'XYZUSDT', '1h', '2023-12-31', '2024-01-03', 'stream') <> :a AS past_both_ends;
+SELECT mdfeed.queue_sync('binance', 'XYZUSDT', '1h', '2024-01-02', '2024-01-03', 'repair') IS NOT NULL AS covered_again;
+UPDATE mdfeed.jobs SET state = 'running', cursor_time = '2024-01-01 10:00' WHERE id = :a;
+SELECT mdfeed.queue_sync('binance', 'XYZUSDT', '1h', '2024-01-01 08:00', '2024-01-01 12:00', 'repair') <> :a AS behind_the_cursor;
+SELECT mdfeed.queue_sync('binance', 'XYZUSDT', '1h', '2024-01-01 10:00', '2024-01-01 12:00', 'repair') = :a AS past_the_cursor;
+SELECT origin, from_time, to_time FROM mdfeed.jobs WHERE symbol = 'XYZUSDT' ORDER BY id;
+RESET TimeZone;
 DELETE FROM mdfeed.jobs WHERE symbol = 'XYZUSDT';
 SELECT mdfeed.ingest_binance_klines('XYZUSDT', '1h', format(
 	'[[%s,"1.0","1.0","1.0","1.0","1.0",%s,"1.0",1,"1.0","1.0","0"]]', t, t + 3599999), now())
@@ -80,4 +103,28 @@ SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'stream', true, n
 -- and without p_only_if_behind, a sync is queued anyway
 SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'stream') IS NOT NULL AS queued_anyway;
 DELETE FROM mdfeed.jobs WHERE symbol = 'XYZUSDT';
+DELETE FROM mdfeed.candles_1h;
+
+-- a tracked pair whose closed candles all closed after it was tracked (the
+-- stream's) is still new: the stream leaves it alone, the first fill starts
+-- at the lookback; once it has history, a sync starts at its newest candle
+INSERT INTO mdfeed.instruments (exchange, symbol, status, contract_type)
+VALUES ('binance', 'XYZUSDT', 'TRADING', 'PERPETUAL');
+INSERT INTO mdfeed.symbol_lists (exchange, symbol, list, added_at)
+VALUES ('binance', 'XYZUSDT', 'whitelist', now() - interval '90 minutes');
+SELECT mdfeed.ingest_binance_klines('XYZUSDT', '1h', format(
+	'[[%s,"1.0","1.0","1.0","1.0","1.0",%s,"1.0",1,"1.0","1.0","0"]]', t, t + 3599999), now())
+FROM (SELECT (extract(epoch FROM mdfeed.interval_floor('1h', now()) - interval '1 hour') * 1000)::bigint AS t) s;
+SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'stream') IS NULL AS stream_leaves_it;
+SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'sync') AS fill \gset
+SELECT from_time = mdfeed.interval_floor('1h', now() - interval '3 hours') AS fill_from_lookback
+FROM mdfeed.jobs WHERE id = :fill;
+DELETE FROM mdfeed.jobs WHERE symbol = 'XYZUSDT';
+UPDATE mdfeed.symbol_lists SET added_at = now() WHERE symbol = 'XYZUSDT';
+SELECT mdfeed.sync_pair('binance', 'XYZUSDT', '1h', '3 hours', 'stream') AS repair \gset
+SELECT from_time = mdfeed.interval_floor('1h', now()) - interval '1 hour' AS sync_from_newest
+FROM mdfeed.jobs WHERE id = :repair;
+DELETE FROM mdfeed.jobs WHERE symbol = 'XYZUSDT';
+DELETE FROM mdfeed.symbol_lists WHERE symbol = 'XYZUSDT';
+DELETE FROM mdfeed.instruments WHERE symbol = 'XYZUSDT';
 DELETE FROM mdfeed.candles_1h;

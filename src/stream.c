@@ -703,7 +703,10 @@ apply_desired(List *want)
 
 /*
  * repair_holes queues a sync job for every stream of a connection that was
- * down: the candles that closed meanwhile come over REST.
+ * down: the candles that closed meanwhile come over REST.  A pair with no
+ * closed candle yet is left to the watch worker, which owns a new pair's
+ * first fill (mdfeed.sync_pair), and what queued or running jobs will fetch
+ * is not queued again (mdfeed.queue_job).
  */
 static void
 repair_holes(Conn *c, bool only_if_behind, int64 as_of_ms)

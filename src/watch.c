@@ -9,7 +9,9 @@
  *   - startup sync: every tracked (symbol, interval) it has not synced
  *     since it started (all of them at server start, a symbol just
  *     whitelisted, an interval just added to mdfeed.intervals) is brought up
- *     to date from its newest closed candle, while the stream runs;
+ *     to date from its newest closed candle, while the stream runs; the
+ *     first fill of a new pair is this worker's alone (the stream's repairs
+ *     and the gap watchdog leave it to this sync);
  *   - gap watchdog: every mdfeed.gap_check_interval it looks for missing
  *     closed candles in the last mdfeed.gap_lookback, the tail included,
  *     and queues repairs, except for ranges the exchange confirmed empty;
@@ -171,7 +173,8 @@ sync_new_pairs(const MdExchange *ex)
 /*
  * check_gaps queues a repair for every range of missing closed candles of
  * tracked pairs in the last mdfeed.gap_lookback.  Returns the number of
- * gaps found.
+ * gaps found.  A pair sync_new_pairs has not seen yet (tracked since it
+ * looked) is skipped: its first fill is the sync's, not a repair's.
  */
 static int
 check_gaps(const MdExchange *ex)
@@ -191,7 +194,11 @@ check_gaps(const MdExchange *ex)
 			Oid			types[4] = {TEXTOID, TEXTOID, INT4OID, TEXTOID};
 			Datum		values[4];
 			int			ret;
+			char		key[64];
 
+			snprintf(key, sizeof(key), "%s|%s", syms[i], ivs[j]->name);
+			if (hash_search(synced, key, HASH_FIND, NULL) == NULL)
+				continue;
 			values[0] = CStringGetTextDatum(syms[i]);
 			values[1] = CStringGetTextDatum(ivs[j]->name);
 			values[2] = Int32GetDatum(mdfeed_gap_lookback_min);

@@ -545,13 +545,20 @@ into a temporary table and checks, for rows with closed = true in the same
 range: counts equal (and > 0 unless allow_empty), truth EXCEPT stored and
 stored EXCEPT truth empty over every column (numbers compared as numeric,
 times as epoch ms).  Unless allow_open, also checks that no row in the range
-has closed = false.  Returns a hashref of the figures.
+has closed = false.  Returns a hashref of the figures.  A range with an
+undefined end (a job that does not exist) is a failure, never a comparison
+from 1970.
 
 =cut
 
 sub compare_with_truth
 {
 	my ($node, $fake, $sym, $iv, $from, $to, $name, %opt) = @_;
+	unless (defined $from && defined $to)
+	{
+		fail("$name: a range to compare (from " . ($from // 'undefined') . ', to ' . ($to // 'undefined') . ')');
+		return undef;
+	}
 	my $start = align_down($iv, $from);
 	my $csv = truth_csv($sym, $iv, $start, $to);
 	my $ntruth = () = $csv =~ /\n/g;
