@@ -91,9 +91,7 @@ md_sleep_ms(int64 ms)
 			return false;
 		if (left <= 0)
 			return true;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Min(left, 1000), MD_WAIT_EVENT);
-		ResetLatch(MyLatch);
+		md_worker_wait(Min(left, 1000));
 	}
 }
 
@@ -400,11 +398,7 @@ run_candles_job(const MdJob *job)
 		double		progress;
 
 		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		md_worker_reload();
 		if (md_job_cancel_requested() && !md_job_still_running(job))
 			break;
 
@@ -605,11 +599,7 @@ mdfeed_backfill_main(Datum main_arg)
 		bool		worked = false;
 
 		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		md_worker_reload();
 
 		MemoryContextSwitchTo(worker_ctx);
 		PG_TRY();
@@ -626,14 +616,7 @@ mdfeed_backfill_main(Datum main_arg)
 			 * same error cannot keep a worker busy forever.  If even that
 			 * fails, the error escapes and the launcher restarts us.
 			 */
-			HOLD_INTERRUPTS();
-			MemoryContextSwitchTo(worker_ctx);
-			edata = CopyErrorData();
-			EmitErrorReport();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			RESUME_INTERRUPTS();
-			md_slot_set_error(edata->message);
+			edata = md_worker_recover(worker_ctx);
 			if (current_job.id != 0)
 			{
 				JobCounters cnt = {0, 0};
@@ -653,9 +636,7 @@ mdfeed_backfill_main(Datum main_arg)
 
 		if (!worked)
 		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 mdfeed_job_poll_ms, MD_WAIT_EVENT);
-			ResetLatch(MyLatch);
+			md_worker_wait(mdfeed_job_poll_ms);
 		}
 	}
 }

@@ -360,10 +360,8 @@ mdfeed_launcher_main(Datum main_arg)
 		bool		ready;
 
 		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
+		if (md_worker_reload())
 		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
 			/* a reload is the way to say "the database is there now" */
 			next_db_check_ms = 0;
 		}
@@ -418,8 +416,6 @@ mdfeed_launcher_main(Datum main_arg)
 						 (managed[i].role != MD_ROLE_STREAM || mdfeed_stream_enabled));
 		}
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000, MD_WAIT_EVENT);
-		ResetLatch(MyLatch);
+		md_worker_wait(1000);
 	}
 }

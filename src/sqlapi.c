@@ -273,12 +273,6 @@ check_range(TimestampTz from, TimestampTz to, int64 clip_to_ms)
 
 	check_time_arg(from, "from_time");
 	check_time_arg(to, "to_time");
-	clipped = md_ms_to_timestamptz(clip_to_ms);
-	if (from >= clipped)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("from_time %s is in the future", timestamptz_to_str(from)),
-				 errhint("A job fetches what the exchange already has: give a from_time before now().")));
 	if (from >= to)
 	{
 		/* timestamptz_to_str returns a static buffer */
@@ -295,6 +289,12 @@ check_range(TimestampTz from, TimestampTz to, int64 clip_to_ms)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("from_time %s is before 1970", timestamptz_to_str(from)),
 				 errhint("Exchanges count time from 1970-01-01 00:00 UTC.")));
+	clipped = md_ms_to_timestamptz(clip_to_ms);
+	if (from >= clipped)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_time %s is in the future", timestamptz_to_str(from)),
+				 errhint("A job fetches what the exchange already has: give a from_time before now().")));
 	return Min(to, clipped);
 }
 
@@ -436,7 +436,8 @@ backfill_derivative(FunctionCallInfo fcinfo, const char *kind)
 	exchange = text_to_cstring(PG_GETARG_TEXT_PP(3));
 	md_check_exchange(exchange);
 	md_check_symbol(symbol);
-	to = check_range(from, to, md_now_ms());
+	/* +1: md_now_ms truncates, and now() may lie within the current ms */
+	to = check_range(from, to, md_now_ms() + 1);
 	return queue_job(kind, exchange, symbol, NULL, from, to);
 }
 

@@ -1003,12 +1003,8 @@ mdfeed_stream_main(Datum main_arg)
 			ResetLatch(MyLatch);
 			next_refresh = 0;
 		}
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
+		if (md_worker_reload())
 			next_refresh = 0;
-		}
 
 		now = md_now_ms();
 		PG_TRY();
@@ -1030,20 +1026,11 @@ mdfeed_stream_main(Datum main_arg)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *edata;
-
 			/*
 			 * A failed flush loses only forming updates and closed candles
 			 * the gap watchdog will repair; report it and go on streaming.
 			 */
-			HOLD_INTERRUPTS();
-			MemoryContextSwitchTo(loop_ctx);
-			edata = CopyErrorData();
-			EmitErrorReport();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			RESUME_INTERRUPTS();
-			md_slot_set_error(edata->message);
+			(void) md_worker_recover(loop_ctx);
 			new_buffer();
 		}
 		PG_END_TRY();

@@ -340,11 +340,7 @@ mdfeed_watch_main(Datum main_arg)
 		int64		lists_version;
 
 		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		md_worker_reload();
 
 		/*
 		 * The schema probe (see launcher.c): until the extension is at this
@@ -358,9 +354,7 @@ mdfeed_watch_main(Datum main_arg)
 				hash_destroy(synced);
 				synced = hash_create("mdfeed synced pairs", 1024, &hctl, HASH_ELEM | HASH_STRINGS);
 			}
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 1000, MD_WAIT_EVENT);
-			ResetLatch(MyLatch);
+			md_worker_wait(1000);
 			continue;
 		}
 		MemoryContextSwitchTo(ctx);
@@ -433,16 +427,7 @@ mdfeed_watch_main(Datum main_arg)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *edata;
-
-			HOLD_INTERRUPTS();
-			MemoryContextSwitchTo(ctx);
-			edata = CopyErrorData();
-			EmitErrorReport();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			RESUME_INTERRUPTS();
-			md_slot_set_error(edata->message);
+			(void) md_worker_recover(ctx);
 			md_slot_set_state("idle after error");
 			/* forget what was synced: the failed pass may not have queued it */
 			hash_destroy(synced);
@@ -451,8 +436,6 @@ mdfeed_watch_main(Datum main_arg)
 		PG_END_TRY();
 		MemoryContextReset(ctx);
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000, MD_WAIT_EVENT);
-		ResetLatch(MyLatch);
+		md_worker_wait(1000);
 	}
 }

@@ -68,6 +68,53 @@ md_worker_init(const char *name)
 }
 
 /*
+ * md_worker_reload rereads the configuration if a SIGHUP asked for it, and
+ * says whether it did.
+ */
+bool
+md_worker_reload(void)
+{
+	if (!ConfigReloadPending)
+		return false;
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	return true;
+}
+
+/*
+ * md_worker_wait sleeps until the latch is set or timeout_ms pass, and
+ * exits if the postmaster dies: the one wait of every worker's loop.
+ */
+void
+md_worker_wait(long timeout_ms)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 timeout_ms, MD_WAIT_EVENT);
+	ResetLatch(MyLatch);
+}
+
+/*
+ * md_worker_recover is a worker loop's PG_CATCH: it reports the error,
+ * leaves every transaction, records the message in the worker's slot and
+ * returns a copy of the error, allocated in ctx.  The worker goes on.
+ */
+ErrorData *
+md_worker_recover(MemoryContext ctx)
+{
+	ErrorData  *edata;
+
+	HOLD_INTERRUPTS();
+	MemoryContextSwitchTo(ctx);
+	edata = CopyErrorData();
+	EmitErrorReport();
+	FlushErrorState();
+	AbortOutOfAnyTransaction();
+	RESUME_INTERRUPTS();
+	md_slot_set_error(edata->message);
+	return edata;
+}
+
+/*
  * md_begin_tx starts a short transaction with SPI connected and a snapshot.
  */
 void

@@ -26,6 +26,9 @@ extern void md_register_launcher(void);
 
 /* worker.c */
 extern void md_worker_init(const char *name);
+extern bool md_worker_reload(void);
+extern void md_worker_wait(long timeout_ms);
+extern ErrorData *md_worker_recover(MemoryContext ctx);
 extern void md_begin_tx(void);
 extern void md_commit_tx(void);
 extern void md_abort_tx(void);
