@@ -266,6 +266,17 @@ REVOKE ALL ON FUNCTION mdfeed.parse_answer(text, text, bytea) FROM PUBLIC;
 /* ---- first fill of a new pair, sync de-duplication (7.9); confirmed-empty ranges (7.7) ---- */
 
 /*
+ * The queuers' turn: mdfeed.queue_job and mdfeed.sync_derivs lock this
+ * table (EXCLUSIVE) for the rest of their transaction.  Not an advisory
+ * lock: any role can take those, and so hold every worker's queueing back.
+ * A role granted SELECT on mdfeed's tables can take only ACCESS SHARE here,
+ * which does not conflict; every other lock mode needs rights no role is
+ * given.  The table holds no rows.
+ */
+CREATE TABLE mdfeed.queue_lock ();
+COMMENT ON TABLE mdfeed.queue_lock IS 'locked by mdfeed''s queuers so that they take turns; holds no rows';
+
+/*
  * Three workers queue candle jobs for the same pairs: the watch worker (first
  * fill and startup sync, gap repair), the stream worker (repairs on connect
  * and after SUBSCRIBE) and, for derivatives, the watch worker's hourly
@@ -330,9 +341,8 @@ REVOKE ALL ON FUNCTION mdfeed.uncovered_ranges(text, text, text, text, timestamp
  * queued job is not extended instead: a backfill worker may have read its
  * range to claim it, and would not see the extension.
  *
- * Queuers take turns (one transaction-level advisory lock; job locks use
- * non-negative second keys), so that two workers asking for one range at
- * the same moment do not both insert it.
+ * Queuers take turns (a lock on mdfeed.queue_lock), so that two workers
+ * asking for one range at the same moment do not both insert it.
  */
 CREATE OR REPLACE FUNCTION mdfeed.queue_job(p_kind text, p_exchange text, p_symbol text, p_interval text,
 											p_from timestamptz, p_to timestamptz, p_origin text)
@@ -349,9 +359,7 @@ BEGIN
 	IF p_from >= p_to THEN
 		RETURN NULL;
 	END IF;
-	-- the first key of mdfeed's advisory locks ('mdfd', src/jobs.c); job
-	-- locks take the job id, never negative, as the second
-	PERFORM pg_catalog.pg_advisory_xact_lock(1835296356, -1);
+	LOCK TABLE mdfeed.queue_lock IN EXCLUSIVE MODE;
 	-- do not retry a range that keeps failing more than every few minutes
 	SELECT k.id INTO v_id FROM mdfeed.jobs k
 	WHERE k.kind = p_kind AND k.exchange = p_exchange
@@ -500,7 +508,7 @@ DECLARE
 	v_from timestamptz;
 BEGIN
 	-- as queue_job does, so that what derivs_from sees stays true until commit
-	PERFORM pg_catalog.pg_advisory_xact_lock(1835296356, -1);
+	LOCK TABLE mdfeed.queue_lock IN EXCLUSIVE MODE;
 	SELECT max(o.ts) INTO v_last FROM mdfeed.open_interest_1h o WHERE o.symbol = p_symbol;
 	v_from := mdfeed.derivs_from('open_interest', p_exchange, p_symbol,
 								 greatest(v_last + interval '1 hour', pg_catalog.now() - interval '30 days'),

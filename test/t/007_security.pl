@@ -73,6 +73,16 @@ my $d = 24 * $h;
 		"SELECT count(*) FROM (SELECT pg_advisory_lock(1835296356, g), "
 		  . "pg_advisory_lock(g::bigint) FROM generate_series($next, $next + 300) g) s");
 	is($held, 301, 'a role with no grants holds the advisory locks of the next 301 job ids');
+	is($bg->query_safe("SELECT count(*) FROM (SELECT pg_advisory_lock(1835296356, g) FROM generate_series(-10, -1) g) s"),
+		10, 'and the negative second keys of the same first key');
+	# a role that may read mdfeed's tables holds what lock it can on them
+	my $reader = $node->background_psql('postgres', extra_params => [ '-U', 'analyst_b' ]);
+	$reader->query_safe("BEGIN; LOCK TABLE mdfeed.jobs, mdfeed.queue_lock IN ACCESS SHARE MODE");
+	my ($r, $o, $e) = $node->psql('postgres',
+		"SET statement_timeout = '5s'; SELECT mdfeed.queue_sync('binance', 'ETHUSDT', '1d', now() - interval '3 days', now(), 'repair') > 0");
+	is($r, 0, "mdfeed's own queueing (queue_job) is not held back by those locks") or diag($e);
+	$reader->query_safe("ROLLBACK");
+	$reader->quit;
 
 	my $id = as_role('analyst_a',
 		"SELECT mdfeed_backfill('BTCUSDT', '1h', " . ms_sql($now - 3 * $d) . ")");
