@@ -76,7 +76,7 @@ SELECT mdfeed_backfill('BTCUSDT', '1h', '2024-01-01', '2100-01-01') AS job \gset
 SELECT to_time = mdfeed.interval_floor('1h', now()) + interval '1 hour' AS clipped_at_forming_close
 FROM mdfeed.jobs WHERE id = :job;
 SELECT mdfeed_backfill_open_interest('BTCUSDT', now() - interval '1 day', '3000-01-01') AS job \gset
-SELECT to_time <= now() AS clipped_at_now FROM mdfeed.jobs WHERE id = :job;
+SELECT to_time <= now() + interval '1 second' AS clipped_at_now FROM mdfeed.jobs WHERE id = :job;
 SELECT mdfeed_backfill('BTCUSDT', '1m', '2999-01-01', '3000-01-01');
 SELECT mdfeed_backfill_funding('BTCUSDT', '2024-01-01', '10000-01-01');
 SELECT mdfeed_backfill('BTCUSDT', '1m', '294276-12-31 23:59+00', 'infinity');
