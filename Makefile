@@ -23,6 +23,8 @@ OBJS = \
 	src/worker.o \
 	src/rest.o \
 	src/instruments.o \
+	src/jobrun.o \
+	src/candles.o \
 	src/backfill.o \
 	src/derivs.o \
 	src/watch.o \

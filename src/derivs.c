@@ -24,7 +24,8 @@
 #include "utils/timestamp.h"
 
 #include "mdfeed.h"
-#include "backfill.h"
+#include "jobrun.h"
+#include "derivs.h"
 #include "shmem.h"
 #include "store.h"
 

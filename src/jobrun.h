@@ -1,13 +1,13 @@
 /*-------------------------------------------------------------------------
  *
- * backfill.h
- *	  What the job runners of the backfill worker share: transactions,
- *	  interruptible sleeps, and fetching with retries.
+ * jobrun.h
+ *	  What the job runners of the backfill worker share (jobrun.c):
+ *	  interruptible sleeps, fetching with retries, yielding and finishing.
  *
  *-------------------------------------------------------------------------
  */
-#ifndef MDFEED_BACKFILL_H
-#define MDFEED_BACKFILL_H
+#ifndef MDFEED_JOBRUN_H
+#define MDFEED_JOBRUN_H
 
 #include "exchange.h"
 #include "jobs.h"
@@ -30,6 +30,9 @@ typedef struct JobCounters
 /* parses an answer into arg; false with *err set if malformed */
 typedef bool (*MdParseFn) (const char *body, size_t len, void *arg, char **err);
 
+/* runs one job of its kind to its end (or until it yields or is canceled) */
+typedef void (*MdJobRunner) (const MdJob *job);
+
 extern bool md_job_cancel_requested(void);
 extern bool md_sleep_ms(int64 ms);
 extern bool md_job_still_running(const MdJob *job);
@@ -41,8 +44,8 @@ extern PageResult md_fetch_with_retries(const MdExchange *ex, const MdJob *job,
 										int per_5min, MdParseFn parse, void *parse_arg,
 										JobCounters *cnt, char **failmsg);
 
-/* derivs.c */
-extern void md_run_funding_job(const MdJob *job);
-extern void md_run_open_interest_job(const MdJob *job);
+extern int64 md_take_yielded_job(void);
+extern void md_refresh_exchange_facts(const MdExchange *ex);
+extern int64 md_server_now_ms(void);
 
 #endif

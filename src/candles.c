@@ -1,0 +1,277 @@
+/*-------------------------------------------------------------------------
+ *
+ * candles.c
+ *	  The candles job runner: pages through the exchange's REST klines until
+ *	  the job's range is stored.
+ *
+ * Each page is one short transaction: the candles and the job's progress
+ * commit together, and no transaction is open while the worker waits on the
+ * network.  Before each request the runner asks the database what is still
+ * missing (gaps.c), so whatever is already stored and closed, or confirmed
+ * empty by the exchange, is never asked for again, whether the job is new,
+ * resumed after a crash, or overlaps another.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "mdfeed.h"
+#include "exchange.h"
+#include "gaps.h"
+#include "jobs.h"
+#include "shmem.h"
+#include "store.h"
+#include "workers.h"
+#include "jobrun.h"
+#include "candles.h"
+
+/* a candle is taken as final this long after its close time */
+#define CLOSE_GRACE_MS 2000
+/* a job waits for a forming candle of its range that closes this soon */
+#define SETTLE_AHEAD_MS 3000
+
+typedef struct KlinesOut
+{
+	const MdExchange *ex;
+	MdCandle  **rows;
+	int		   *nrows;
+} KlinesOut;
+
+/*
+ * parse_klines_cb parses a klines page with the job's exchange adapter.
+ */
+static bool
+parse_klines_cb(const char *body, size_t len, void *arg, char **err)
+{
+	KlinesOut  *out = arg;
+
+	return out->ex->parse_klines(body, len, out->rows, out->nrows, err);
+}
+
+/*
+ * fetch_page gets one page of klines.
+ */
+static PageResult
+fetch_page(const MdExchange *ex, const MdJob *job, const MdInterval *iv,
+		   int64 start_ms, int64 end_ms, int limit,
+		   MdCandle **rows, int *nrows, JobCounters *cnt, char **failmsg)
+{
+	char	   *path = ex->klines_path(job->symbol, iv, start_ms, end_ms - 1, limit);
+	KlinesOut	out = {ex, rows, nrows};
+	PageResult	r;
+
+	r = md_fetch_with_retries(ex, job, path, ex->klines_weight(limit), -1, 0,
+							  parse_klines_cb, &out, cnt, failmsg);
+	pfree(path);
+	return r;
+}
+
+/*
+ * record_exchange_gap notes that the exchange has no candles in [from, to).
+ */
+static void
+record_exchange_gap(const MdExchange *ex, const MdJob *job, int64 from_ms, int64 to_ms)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[5];
+	int			ret;
+
+	if (from_ms >= to_ms)
+		return;
+	values[0] = CStringGetTextDatum(ex->name);
+	values[1] = CStringGetTextDatum(job->symbol);
+	values[2] = CStringGetTextDatum(job->interval);
+	values[3] = TimestampTzGetDatum(md_ms_to_timestamptz(from_ms));
+	values[4] = TimestampTzGetDatum(md_ms_to_timestamptz(to_ms));
+	ret = SPI_execute_with_args("INSERT INTO mdfeed.exchange_gaps (exchange, symbol, \"interval\", from_time, to_time) "
+								"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (exchange, symbol, \"interval\", from_time) "
+								"DO UPDATE SET to_time = GREATEST(mdfeed.exchange_gaps.to_time, excluded.to_time), "
+								"confirmed_at = pg_catalog.now()",
+								5, types, values, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not record an exchange gap");
+}
+
+/*
+ * md_run_candles_job brings the job's range of candles into the table.
+ */
+void
+md_run_candles_job(const MdJob *job)
+{
+	const MdExchange *ex = md_exchange_lookup(job->exchange);
+	const MdInterval *iv = md_interval_lookup(job->interval);
+	JobCounters cnt = {0, 0};
+	int64		from,
+				cursor;
+	MemoryContext pagectx,
+				old;
+
+	if (ex == NULL || iv == NULL)
+	{
+		md_finish_job(job, "failed", "unknown exchange or interval", &cnt);
+		return;
+	}
+
+	from = md_interval_floor(iv, job->from_ms);
+	cursor = job->cursor_ms > from ? job->cursor_ms : from;
+	pagectx = AllocSetContextCreate(CurrentMemoryContext, "mdfeed page", ALLOCSET_DEFAULT_SIZES);
+
+	md_refresh_exchange_facts(ex);
+
+	for (;;)
+	{
+		int64		gap_start,
+					gap_end;
+		bool		found;
+		int			limit;
+		MdCandle   *rows;
+		int			nrows,
+					first,
+					last;
+		char	   *failmsg = NULL;
+		PageResult	pr;
+		int64		server_now,
+					written,
+					settle_ms;
+		double		progress;
+
+		CHECK_FOR_INTERRUPTS();
+		md_worker_reload();
+		if (md_job_cancel_requested() && !md_job_still_running(job))
+			break;
+
+		MemoryContextReset(pagectx);
+		old = MemoryContextSwitchTo(pagectx);
+
+		md_begin_tx();
+		found = md_first_gap(ex->name, iv, job->symbol, cursor, job->to_ms, &gap_start, &gap_end);
+		md_commit_tx();
+		MemoryContextSwitchTo(pagectx);
+		if (!found)
+		{
+			MemoryContextSwitchTo(old);
+			md_finish_job(job, "succeeded", NULL, &cnt);
+			break;
+		}
+
+		limit = ex->klines_page_limit(md_interval_count(iv, gap_start, gap_end));
+		pr = fetch_page(ex, job, iv, gap_start, gap_end, limit, &rows, &nrows, &cnt, &failmsg);
+		if (pr == PAGE_CANCELED)
+		{
+			MemoryContextSwitchTo(old);
+			if (md_job_still_running(job))
+				continue;
+			break;
+		}
+		if (pr == PAGE_FAILED)
+		{
+			MemoryContextSwitchTo(old);
+			md_finish_job(job, "failed", failmsg, &cnt);
+			break;
+		}
+
+		/*
+		 * Keep what lies in the gap (the exchange should send nothing else),
+		 * and mark the candle still forming.
+		 */
+		server_now = md_server_now_ms();
+		for (first = 0; first < nrows && rows[first].open_ms < gap_start; first++)
+			;
+		for (last = first; last < nrows && rows[last].open_ms < gap_end; last++)
+			rows[last].closed = rows[last].close_ms + CLOSE_GRACE_MS < server_now;
+
+		/*
+		 * A short page means the exchange has nothing more up to gap_end
+		 * (before the listing, a maintenance window, or the present).
+		 */
+		if (nrows < limit || last == first)
+			cursor = gap_end;
+		else
+			cursor = md_interval_next(iv, rows[last - 1].open_ms);
+
+		/*
+		 * A candle that has closed, but too recently for its values to be
+		 * final, is stored as forming and fetched again in a moment, so that
+		 * a sync right after a candle's close (a stream reconnecting, say)
+		 * does not leave it open.  So is one about to close: a stream that
+		 * subscribes just after the close never hears of it, and the job
+		 * would otherwise leave it open behind its cursor.  Further from its
+		 * close, the forming candle is the stream's to finish.
+		 */
+		settle_ms = 0;
+		for (int i = first; i < last; i++)
+		{
+			/* not necessarily the last row: the next one may be forming */
+			if (!rows[i].closed && rows[i].close_ms < server_now + SETTLE_AHEAD_MS)
+			{
+				cursor = rows[i].open_ms;
+				settle_ms = rows[i].close_ms + CLOSE_GRACE_MS - server_now + 50;
+				break;
+			}
+		}
+		progress = (double) (Min(cursor, job->to_ms) - from) / (double) (job->to_ms - from);
+
+		md_begin_tx();
+		for (int i = first; i < last; i++)
+			rows[i].symbol = job->symbol;
+		written = md_store_candles(iv, rows + first, last - first);
+		for (int i = last - 1; i >= first; i--)
+		{
+			if (rows[i].closed)
+			{
+				/* one notification a page: the newest closed candle */
+				md_notify_candle(ex->name, job->symbol, iv, rows[i].open_ms);
+				break;
+			}
+		}
+
+		/*
+		 * Ranges the exchange answered with nothing, though their candles
+		 * would have closed, are remembered so that gap repair does not ask
+		 * for them again and mdfeed_gaps can tell them from real holes:
+		 * before the first row, between rows, and after the last row of a
+		 * short page.
+		 */
+		{
+			int64		closed_before = md_interval_floor(iv, server_now);
+			int64		head_end = last > first ? rows[first].open_ms : gap_end;
+
+			if (head_end > gap_start)
+				record_exchange_gap(ex, job, gap_start, Min(head_end, closed_before));
+			/* and the holes between rows (a maintenance window, say) */
+			for (int i = first + 1; i < last; i++)
+			{
+				int64		expected = md_interval_next(iv, rows[i - 1].open_ms);
+
+				if (rows[i].open_ms > expected)
+					record_exchange_gap(ex, job, expected, Min(rows[i].open_ms, closed_before));
+			}
+			if ((nrows < limit || last == first) && last > first)
+				record_exchange_gap(ex, job, md_interval_next(iv, rows[last - 1].open_ms),
+									Min(gap_end, closed_before));
+		}
+		if (!md_job_checkpoint(job, cursor, written, cnt.requests, cnt.retries, progress))
+		{
+			/* canceled meanwhile: write nothing */
+			md_abort_tx();
+			MemoryContextSwitchTo(old);
+			break;
+		}
+		md_commit_tx();
+		cnt.requests = cnt.retries = 0;
+		md_slot_set_error(NULL);
+		MemoryContextSwitchTo(old);
+		if (md_job_yielded(job))
+			break;
+		if (settle_ms > 0 && !md_sleep_ms(settle_ms) && !md_job_still_running(job))
+			break;
+	}
+	MemoryContextDelete(pagectx);
+}

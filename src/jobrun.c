@@ -1,0 +1,301 @@
+/*-------------------------------------------------------------------------
+ *
+ * jobrun.c
+ *	  What every job runner uses: fetching a page with retries, sleeping
+ *	  interruptibly, checking for a cancel, yielding and finishing a job, and
+ *	  the exchange's facts (weight limit, clock offset).
+ *
+ * Failures are sorted by what they mean.  Transport errors, 5xx and
+ * malformed or truncated answers are retried with capped exponential backoff
+ * and jitter; 429 and 418 stop every worker for as long as the exchange asks
+ * (budget.c); an exchange error body (bad symbol, say) fails the job with
+ * the exchange's own message.
+ *
+ * The runners themselves (candles.c, derivs.c) only page through their
+ * ranges; the backfill worker (backfill.c) claims jobs and picks the runner.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+
+#include "mdfeed.h"
+#include "budget.h"
+#include "exchange.h"
+#include "http.h"
+#include "jobs.h"
+#include "rest.h"
+#include "shmem.h"
+#include "workers.h"
+#include "jobrun.h"
+
+#define BACKOFF_BASE_MS 250
+#define BACKOFF_CAP_MS 30000
+#define SERVER_TIME_MAX_AGE_MS (10 * 60 * 1000)
+#define INFO_MAX_AGE_MS (60 * 60 * 1000)
+
+/* the job this worker last yielded: the next claim passes it over once */
+static int64 yielded_job = 0;
+
+static int64 server_offset_ms = 0;
+static int64 server_time_at = 0;
+static int64 info_at = 0;
+
+/*
+ * md_job_cancel_requested says whether mdfeed_cancel asked to drop the job
+ * this worker runs.
+ */
+bool
+md_job_cancel_requested(void)
+{
+	return md_slot_cancel_requested();
+}
+
+/*
+ * md_sleep_ms waits interruptibly; returns false if the job was canceled.
+ */
+bool
+md_sleep_ms(int64 ms)
+{
+	int64		until = md_now_ms() + ms;
+
+	for (;;)
+	{
+		int64		left = until - md_now_ms();
+
+		CHECK_FOR_INTERRUPTS();
+		if (md_job_cancel_requested())
+			return false;
+		if (left <= 0)
+			return true;
+		md_worker_wait(Min(left, 1000));
+	}
+}
+
+static int64
+backoff_ms(int attempt)
+{
+	int64		cap = BACKOFF_BASE_MS;
+
+	for (int i = 0; i < attempt && cap < BACKOFF_CAP_MS; i++)
+		cap *= 2;
+	cap = Min(cap, BACKOFF_CAP_MS);
+	/* "equal jitter": half fixed, half random, so retries spread out */
+	return cap / 2 + (int64) (pg_prng_double(&pg_global_prng_state) * (cap / 2));
+}
+
+/*
+ * rest_get makes one budgeted request for a job.  Returns false if the job
+ * was canceled.
+ */
+static bool
+rest_get(const MdExchange *ex, const char *path, int weight, MdHttpResponse *resp,
+		 JobCounters *cnt)
+{
+	if (!md_rest_get(ex, path, weight, resp, md_job_cancel_requested))
+		return false;
+	if (cnt)
+		cnt->requests++;
+	return true;
+}
+
+/*
+ * md_refresh_exchange_facts learns the weight limit from exchange info and the
+ * offset of the exchange's clock, when they are old.  Failures only leave
+ * the previous values (or the documented defaults) in place.
+ */
+void
+md_refresh_exchange_facts(const MdExchange *ex)
+{
+	MdHttpResponse resp;
+	int64		now = md_now_ms();
+
+	if (info_at == 0 || now - info_at > INFO_MAX_AGE_MS)
+	{
+		int			limit;
+
+		if (rest_get(ex, ex->info_path, ex->info_weight, &resp, NULL) &&
+			resp.outcome == MD_HTTP_OK && resp.status == 200 &&
+			ex->parse_weight_limit(resp.body.data, resp.body.len, &limit))
+		{
+			md_budget_set_limit(limit);
+			info_at = now;
+			elog(DEBUG1, "mdfeed: %s allows %d REST weight per minute", ex->name, limit);
+		}
+		pfree(resp.body.data);
+	}
+	if (server_time_at == 0 || now - server_time_at > SERVER_TIME_MAX_AGE_MS)
+	{
+		int64		t0 = md_now_ms();
+		int64		server;
+
+		if (rest_get(ex, ex->time_path, ex->time_weight, &resp, NULL) &&
+			resp.outcome == MD_HTTP_OK && resp.status == 200 &&
+			ex->parse_server_time(resp.body.data, resp.body.len, &server))
+		{
+			int64		t1 = md_now_ms();
+
+			server_offset_ms = server - (t0 + t1) / 2;
+			server_time_at = t1;
+		}
+		pfree(resp.body.data);
+	}
+}
+
+/*
+ * md_server_now_ms is the exchange's clock, as far as
+ * md_refresh_exchange_facts knows its offset.
+ */
+int64
+md_server_now_ms(void)
+{
+	return md_now_ms() + server_offset_ms;
+}
+
+/*
+ * md_fetch_with_retries gets one answer and parses it, retrying what is worth
+ * retrying.  Weight comes from the weight budget, or, when bucket >= 0, from
+ * that endpoint's own request budget.
+ */
+PageResult
+md_fetch_with_retries(const MdExchange *ex, const MdJob *job, const char *path,
+					  int weight, int bucket, int per_5min,
+					  MdParseFn parse, void *parse_arg, JobCounters *cnt, char **failmsg)
+{
+	int			failures = 0;
+
+	for (;;)
+	{
+		MdHttpResponse resp;
+		char	   *reason = NULL;
+		char	   *err = NULL;
+		int			code;
+		char	   *msg;
+		bool		got;
+
+		if (bucket >= 0)
+			got = md_rest_get_counted(ex, path, bucket, per_5min, &resp, md_job_cancel_requested);
+		else
+			got = md_rest_get(ex, path, weight, &resp, md_job_cancel_requested);
+		if (!got)
+			return PAGE_CANCELED;
+		cnt->requests++;
+
+		if (resp.outcome == MD_HTTP_OK && resp.status == 200)
+		{
+			if (parse(resp.body.data, resp.body.len, parse_arg, &err))
+			{
+				pfree(resp.body.data);
+				return PAGE_OK;
+			}
+			reason = psprintf("malformed answer: %s", err);
+		}
+		else if (resp.outcome == MD_HTTP_TRANSPORT_ERROR)
+			reason = psprintf("request failed: %s", resp.error);
+		else if (resp.outcome == MD_HTTP_TOO_LARGE)
+			reason = psprintf("answer larger than mdfeed.rest_max_response_size (%d kB)",
+							  mdfeed_rest_max_response_kb);
+		else if (resp.status == 429 || resp.status == 418)
+		{
+			/* budget.c now holds every worker back; this is not a failure */
+			md_slot_set_error(resp.status == 429 ? "rate limited (HTTP 429)" : "IP banned (HTTP 418)");
+			pfree(resp.body.data);
+			continue;
+		}
+		else if (resp.status >= 500 || resp.status == 408 || resp.status == 403)
+			reason = psprintf("HTTP %ld from the exchange", resp.status);
+		else if (resp.status >= 400)
+		{
+			if (ex->parse_error(resp.body.data, resp.body.len, &code, &msg))
+				*failmsg = psprintf("%s rejected the request: %s (code %d)", ex->name, msg, code);
+			else
+				*failmsg = psprintf("%s answered HTTP %ld", ex->name, resp.status);
+			pfree(resp.body.data);
+			return PAGE_FAILED;
+		}
+		else
+			reason = psprintf("unexpected HTTP status %ld", resp.status);
+
+		pfree(resp.body.data);
+		md_slot_set_error(reason);
+		if (failures >= mdfeed_rest_max_retries)
+		{
+			*failmsg = psprintf("gave up after %d attempts: %s", failures + 1, reason);
+			return PAGE_FAILED;
+		}
+		cnt->retries++;
+		ereport(DEBUG1,
+				(errmsg("mdfeed job " INT64_FORMAT ": %s; retrying", job->id, reason)));
+		if (!md_sleep_ms(backoff_ms(failures)))
+			return PAGE_CANCELED;
+		failures++;
+		pfree(reason);
+	}
+}
+
+/*
+ * md_job_still_running checks, after a cancel request, whether the job really
+ * was canceled (the request may come from a transaction that rolled back).
+ */
+bool
+md_job_still_running(const MdJob *job)
+{
+	char	   *state;
+	bool		running;
+
+	md_begin_tx();
+	state = md_job_state(job->id);
+	running = state != NULL && strcmp(state, "running") == 0;
+	md_commit_tx();
+	if (running)
+		md_slot_set_job(job->id);	/* clears the request */
+	return running;
+}
+
+/*
+ * md_finish_job gives the job its final state, drops the claim and tells
+ * the waiters.
+ */
+void
+md_finish_job(const MdJob *job, const char *state, const char *error, JobCounters *cnt)
+{
+	md_begin_tx();
+	md_job_finish(job, state, error, cnt->requests, cnt->retries);
+	md_job_release(job);
+	md_commit_tx();
+	md_broadcast_job_end();
+	if (error)
+		ereport(LOG,
+				(errmsg("mdfeed job " INT64_FORMAT " (%s %s) %s: %s",
+						job->id, job->symbol, job->interval, state, error)));
+}
+
+/*
+ * md_job_yielded puts the running job back in the queue if another job
+ * should have this worker now (jobs.c says when), and says whether it did.
+ * The caller then returns, leaving the job queued with its cursor.
+ */
+bool
+md_job_yielded(const MdJob *job)
+{
+	if (!md_job_should_yield(job))
+		return false;
+	md_job_yield(job);
+	yielded_job = job->id;
+	return true;
+}
+
+/*
+ * md_take_yielded_job returns the job this worker yielded last, once, or 0.
+ */
+int64
+md_take_yielded_job(void)
+{
+	int64		id = yielded_job;
+
+	yielded_job = 0;
+	return id;
+}
