@@ -18,7 +18,7 @@
 #include "storage/ipc.h"
 #include "utils/memutils.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "http.h"
 #include "jobs.h"
 #include "shmem.h"

@@ -21,7 +21,7 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "decimal.h"
 #include "exchange.h"
 #include "json.h"

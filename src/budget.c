@@ -19,15 +19,9 @@
 #include "storage/latch.h"
 #include "utils/timestamp.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "budget.h"
 #include "shmem.h"
-
-int64
-md_now_ms(void)
-{
-	return md_timestamptz_to_ms(GetCurrentTimestamp());
-}
 
 /*
  * md_budget_set_limit records the limit exchangeInfo announced.

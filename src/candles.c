@@ -22,7 +22,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "exchange.h"
 #include "gaps.h"
 #include "jobs.h"

@@ -21,7 +21,7 @@
 #include "utils/elog.h"
 #include "utils/guc.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "interval.h"
 #include "redact.h"
 

@@ -23,7 +23,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "jobrun.h"
 #include "derivs.h"
 #include "shmem.h"

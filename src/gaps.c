@@ -26,7 +26,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "gaps.h"
 #include "store.h"
 

@@ -26,7 +26,7 @@
 #include "storage/latch.h"
 #include "utils/memutils.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "http.h"
 
 /* process-local; never in shared memory */

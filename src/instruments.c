@@ -18,7 +18,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "budget.h"
 #include "instruments.h"
 #include "rest.h"

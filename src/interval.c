@@ -11,7 +11,7 @@
  */
 #include "postgres.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "interval.h"
 
 #define MIN_MS	INT64CONST(60000)

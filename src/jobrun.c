@@ -22,7 +22,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "budget.h"
 #include "exchange.h"
 #include "http.h"

@@ -33,7 +33,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "interval.h"
 #include "jobs.h"
 #include "shmem.h"

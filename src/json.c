@@ -22,7 +22,7 @@
 
 #include "mb/pg_wchar.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "decimal.h"
 #include "json.h"
 

@@ -47,7 +47,7 @@
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "shmem.h"
 #include "workers.h"
 

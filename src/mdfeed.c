@@ -15,15 +15,13 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "shmem.h"
 #include "workers.h"
 
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
-
-bool		mdfeed_preloaded = false;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 

@@ -26,7 +26,7 @@
 #include "utils/builtins.h"
 #include "lib/stringinfo.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "exchange.h"
 
 PG_FUNCTION_INFO_V1(mdfeed_parse_answer);

@@ -14,7 +14,7 @@
 
 #include "utils/timestamp.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "budget.h"
 #include "rest.h"
 #include "shmem.h"

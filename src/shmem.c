@@ -18,10 +18,13 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "shmem.h"
 
 MdShared   *md_shared = NULL;
+
+/* true when the library was loaded by shared_preload_libraries (_PG_init) */
+bool		mdfeed_preloaded = false;
 MdWorkerSlot *md_my_slot = NULL;
 
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;

@@ -27,7 +27,7 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "exchange.h"
 #include "decimal.h"
 #include "shmem.h"

@@ -45,7 +45,7 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "store.h"
 
 #define NPARAMS (3 + MD_NUM_DECIMALS + 2)

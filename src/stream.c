@@ -52,7 +52,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "exchange.h"
 #include "jobs.h"
 #include "shmem.h"

@@ -47,7 +47,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "exchange.h"
 #include "http.h"
 #include "instruments.h"

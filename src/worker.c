@@ -29,7 +29,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-#include "mdfeed.h"
+#include "common.h"
 #include "shmem.h"
 #include "workers.h"
 

@@ -1,19 +1,22 @@
 /*-------------------------------------------------------------------------
  *
- * mdfeed.h
- *	  Declarations shared by mdfeed's files: settings, shared state, times.
+ * common.h
+ *	  Declarations shared by mdfeed's files: settings, times, the wait event.
  *
  * Each concern has its own header; this one holds the few things nearly
- * every file needs.
+ * every file needs, and depends on no other file of mdfeed, so that the
+ * module entry point (mdfeed.c) is the top of the tree and nothing imports
+ * from it.
  *
  *-------------------------------------------------------------------------
  */
-#ifndef MDFEED_H
-#define MDFEED_H
+#ifndef MDFEED_COMMON_H
+#define MDFEED_COMMON_H
 
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 /* settings (config.c) */
@@ -87,9 +90,14 @@ md_timestamptz_to_ms(TimestampTz ts)
 /* the schema this library needs: the workers wait for this extversion */
 #define MD_SCHEMA_VERSION "1.1"
 
-extern int64 md_now_ms(void);
+/* md_now_ms is the time now, in the exchanges' milliseconds */
+static inline int64
+md_now_ms(void)
+{
+	return md_timestamptz_to_ms(GetCurrentTimestamp());
+}
 
 /* the wait event every mdfeed wait reports */
 #define MD_WAIT_EVENT PG_WAIT_EXTENSION
 
-#endif							/* MDFEED_H */
+#endif							/* MDFEED_COMMON_H */
