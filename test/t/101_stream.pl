@@ -158,10 +158,13 @@ for my $s (@syms)
 				  && $b->{$s}{values} ne $a->{$s}{values}
 				  && $b->{$s}{closed} eq 'f';
 			}
-			return $n == 2;
+			# one symbol is enough: the fake's minute may hold no trade for a
+			# while (or none at all), as a real market's may, and then its
+			# forming candle rightly does not change
+			return $n >= 1;
 		},
 		4, 0.25);
-	ok($changed, 'the forming candles were updated (updated_at and values changed, still closed = false)')
+	ok($changed, 'a forming candle was updated (updated_at and values changed, still closed = false)')
 	  or diag(encode_json({ before => $a, after => $snap->() }));
 }
 
