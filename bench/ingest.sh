@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/ingest.sh: mdfeed's kline ingest against COPY, side by side.
 #
-#   sudo bench/ingest.sh [ROWS] [REPEATS]      (defaults: 200000 rows, 5 repeats)
+#   bench/ingest.sh [ROWS] [REPEATS]      (defaults: 200000 rows, 5 repeats)
 #
 # mdfeed's path: /fapi/v1/klines JSON pages (499 rows each, as the workers ask
 # for them, made by the fake exchange) parsed and upserted by

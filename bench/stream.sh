@@ -2,7 +2,7 @@
 # bench/stream.sh: one stream worker under as many kline frames as the fake
 # exchange can send.
 #
-#   sudo bench/stream.sh [SYMBOLS] [FRAMES_PER_STREAM] [REPEATS] [LIVE_SECONDS]
+#   bench/stream.sh [SYMBOLS] [FRAMES_PER_STREAM] [REPEATS] [LIVE_SECONDS]
 #        defaults:         400       2500                3         25
 #
 # The fake exchange (test/fake_exchange/fake_binance.py, --synthetic SYMBOLS)

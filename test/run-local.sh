@@ -2,13 +2,13 @@
 # run-local.sh: install, build, and start a local PostgreSQL with mdfeed
 # preloaded, ingesting market data.
 #
-#   sudo test/run-local.sh          # start (or restart) and show data arriving
-#   sudo test/run-local.sh --stop   # stop the cluster and the fake exchange
-#   sudo test/run-local.sh --fake   # use the fake exchange even if Binance answers
+#   test/run-local.sh          # start (or restart) and show data arriving
+#   test/run-local.sh --stop   # stop the cluster and the fake exchange
+#   test/run-local.sh --fake   # use the fake exchange even if Binance answers
 #
 # The cluster lives in /var/tmp/mdfeed-local, runs as the postgres user and
 # listens on port 5488 (socket in the same folder):
-#   sudo -u postgres psql -h /var/tmp/mdfeed-local -p 5488 postgres
+#   runuser -u postgres -- psql -h /var/tmp/mdfeed-local -p 5488 postgres
 # When fapi.binance.com cannot be reached (no internet), it starts the fake
 # exchange of test/fake_exchange on 127.0.0.1 and points mdfeed at it.
 set -euo pipefail
@@ -27,7 +27,7 @@ for arg in "$@"; do
 	esac
 done
 if [[ $(id -u) -ne 0 ]]; then
-	echo "run-local.sh installs packages: run it as root (sudo)" >&2
+	echo "run-local.sh installs packages: run it as root" >&2
 	exit 2
 fi
 
@@ -111,7 +111,7 @@ psql_ -c "SELECT symbol, count(*) AS candles_1m, min(open_time) AS oldest, max(o
 psql_ -c "SELECT role, state, messages, streams, connections, latency_p50_ms, latency_p99_ms
           FROM mdfeed.workers ORDER BY role"
 cat <<EOF
-== connect with:   sudo -u postgres psql -h $base -p $port postgres
+== connect with:   runuser -u postgres -- psql -h $base -p $port postgres
 == server log:     $base/server.log
-== stop with:      sudo $here/test/run-local.sh --stop
+== stop with:      $here/test/run-local.sh --stop
 EOF

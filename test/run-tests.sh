@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # run-tests.sh: build mdfeed and run every test, on a fresh Debian 12 machine.
 #
-#   sudo test/run-tests.sh            # everything: packages, build, regress, TAP
-#   sudo test/run-tests.sh --no-apt   # skip the package step
-#   PROVE_TESTS='test/t/001_backfill.pl' sudo -E test/run-tests.sh --no-apt
+#   test/run-tests.sh            # everything: packages, build, regress, TAP
+#   test/run-tests.sh --no-apt   # skip the package step
+#   PROVE_TESTS='test/t/001_backfill.pl' test/run-tests.sh --no-apt
 #   REGRESS='parser' ...               # a subset of the pg_regress tests
 #
 # PostgreSQL refuses to run as root, so the tests run as the postgres user on
@@ -20,7 +20,7 @@ for arg in "$@"; do
 done
 
 if [[ $(id -u) -ne 0 ]]; then
-	echo "run-tests.sh installs packages and the extension: run it as root (sudo)" >&2
+	echo "run-tests.sh installs packages and the extension: run it as root" >&2
 	exit 2
 fi
 
