@@ -56,7 +56,7 @@ bool		mdfeed_derivatives_enabled = true;
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
 /*
- * check_url accepts only http and https URLs: the workers hand the value to
+ * check_http_url accepts only http and https URLs: the workers hand the value to
  * libcurl and libwebsockets, and nothing else should be reachable through it.
  */
 static bool

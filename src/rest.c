@@ -20,8 +20,10 @@
 #include "shmem.h"
 
 /*
- * md_rest_get fills resp with the answer to GET <base><path>.  It returns
- * false, with nothing to look at, if abort_check asked to stop.
+ * rest_get fills resp with the answer to GET <base><path>, after taking
+ * its cost from the budget: weight, or when bucket >= 0 one request of that
+ * endpoint's own budget.  It returns false, with nothing to look at, if
+ * abort_check asked to stop.
  */
 static bool
 rest_get(const MdExchange *ex, const char *path, int weight, int bucket, int per_5min,
@@ -51,6 +53,9 @@ rest_get(const MdExchange *ex, const char *path, int weight, int bucket, int per
 	return true;
 }
 
+/*
+ * md_rest_get is the one budgeted REST call of endpoints limited by weight.
+ */
 bool
 md_rest_get(const MdExchange *ex, const char *path, int weight, MdHttpResponse *resp,
 			MdHttpAbortCheck abort_check)

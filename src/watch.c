@@ -99,7 +99,7 @@ refresh_instruments(const MdExchange *ex)
 }
 
 /*
- * tracked_pairs returns the tracked symbols of an exchange (in the current
+ * tracked_symbols returns the tracked symbols of an exchange (in the current
  * transaction), as a palloc'd array.
  */
 static char **
