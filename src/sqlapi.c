@@ -298,7 +298,6 @@ check_range(TimestampTz from, TimestampTz to, int64 clip_to_ms)
 	return Min(to, clipped);
 }
 
-
 /*
  * check_queue_cap refuses a user job beyond mdfeed.max_queued_jobs_per_role
  * unfinished jobs of the calling role (superusers included: the cap keeps
