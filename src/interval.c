@@ -167,3 +167,18 @@ md_interval_count(const MdInterval *iv, int64 from_ms, int64 to_ms)
 		n++;
 	return n;
 }
+
+/*
+ * md_present_end_ms is where a job's range ends at the latest: the first
+ * moment with nothing to fetch yet.  For candles (iv not NULL) that is the
+ * close of the candle forming now; for events (funding, open interest) the
+ * millisecond after now, since md_now_ms truncates and a time within the
+ * current millisecond has already passed.
+ */
+int64
+md_present_end_ms(const MdInterval *iv)
+{
+	int64		now = md_now_ms();
+
+	return iv ? md_interval_next(iv, md_interval_floor(iv, now)) : now + 1;
+}

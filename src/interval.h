@@ -23,6 +23,7 @@ extern const MdInterval *md_interval_lookup(const char *name);
 extern const char *md_interval_names(void);
 extern int64 md_interval_floor(const MdInterval *iv, int64 ms);
 extern int64 md_interval_next(const MdInterval *iv, int64 open_ms);
+extern int64 md_present_end_ms(const MdInterval *iv);
 extern int64 md_interval_count(const MdInterval *iv, int64 from_ms, int64 to_ms);
 
 #endif							/* MDFEED_INTERVAL_H */

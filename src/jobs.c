@@ -87,9 +87,7 @@ claimed_array(int *idle_backfill)
 static void
 clip_to_present(MdJob *job)
 {
-	const MdInterval *iv = md_interval_lookup(job->interval);
-	int64		now = md_now_ms();
-	int64		end = iv ? md_interval_next(iv, md_interval_floor(iv, now)) : now;
+	int64		end = md_present_end_ms(md_interval_lookup(job->interval));
 
 	if (job->to_ms > end)
 		job->to_ms = Max(end, job->from_ms + 1);

@@ -408,8 +408,7 @@ mdfeed_backfill(PG_FUNCTION_ARGS)
 	md_check_exchange(exchange);
 	md_check_symbol(symbol);
 	iv = md_check_interval(interval);
-	/* the candle forming now is the last one a job can fetch */
-	to = check_range(from, to, md_interval_next(iv, md_interval_floor(iv, md_now_ms())));
+	to = check_range(from, to, md_present_end_ms(iv));
 	PG_RETURN_INT64(queue_job("candles", exchange, symbol, interval, from, to));
 }
 
@@ -435,8 +434,7 @@ backfill_derivative(FunctionCallInfo fcinfo, const char *kind)
 	exchange = text_to_cstring(PG_GETARG_TEXT_PP(3));
 	md_check_exchange(exchange);
 	md_check_symbol(symbol);
-	/* +1: md_now_ms truncates, and now() may lie within the current ms */
-	to = check_range(from, to, md_now_ms() + 1);
+	to = check_range(from, to, md_present_end_ms(NULL));
 	return queue_job(kind, exchange, symbol, NULL, from, to);
 }
 
