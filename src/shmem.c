@@ -235,7 +235,6 @@ md_slot_try_claim(int64 job)
 	{
 		md_my_slot->job = job;
 		md_my_slot->cancel_job = 0;
-		md_my_slot->claimed_at = GetCurrentTimestamp();
 	}
 	SpinLockRelease(&md_shared->mutex);
 	return !taken;

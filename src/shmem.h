@@ -45,7 +45,6 @@ typedef struct MdWorkerSlot
 	int64		latency_p50_ms;	/* event to commit, -1 if unknown */
 	int64		latency_p99_ms;
 	int64		job;			/* job claimed and worked on, 0 if none */
-	TimestampTz claimed_at;		/* when it was claimed */
 	int64		cancel_job;		/* set by mdfeed_cancel: abort this job */
 	char		state[32];
 	char		last_error[256];
