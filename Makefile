@@ -2,7 +2,7 @@
 
 EXTENSION = mdfeed
 MODULE_big = mdfeed
-DATA = sql/mdfeed--1.0.sql sql/mdfeed--1.0--1.1.sql
+DATA = sql/mdfeed--1.0.sql sql/mdfeed--1.0--1.1.sql sql/mdfeed--1.1--1.2.sql
 PGFILEDESC = "mdfeed - crypto market data ingested by background workers"
 
 OBJS = \

@@ -25,6 +25,8 @@ use Time::HiRes qw(usleep);
 
 use MdfeedTest;
 
+# the version this build installs and needs
+my ($default) = slurp_file(src_root() . '/mdfeed.control') =~ /default_version\s*=\s*'([^']+)'/;
 my $db = 'mdfeed_ops';
 my $node = new_node('ops', undef, 'mdfeed.database' => "'$db'", _no_extension => 1);
 
@@ -174,7 +176,7 @@ is($others, 0, 'schema 1.0: no backfill or stream worker starts in 8 s');
 $log = log_since($off);
 is(count_of(qr/Run ALTER EXTENSION mdfeed UPDATE\./, $log), 1,
 	'schema 1.0: "Run ALTER EXTENSION mdfeed UPDATE." logged once');
-like($log, qr/extension mdfeed in database "$db" has version 1\.0, but the loaded mdfeed library needs version 1\.1/,
+like($log, qr/extension mdfeed in database "$db" has version 1\.0, but the loaded mdfeed library needs version \Q$default\E/,
 	'schema 1.0: the message names both versions');
 unlike($log, qr/ERROR|FATAL|exited; restarting/, 'schema 1.0: no error loop');
 is($node->safe_psql($db,
@@ -183,7 +185,7 @@ is($node->safe_psql($db,
 
 $node->safe_psql($db, 'ALTER EXTENSION mdfeed UPDATE');
 is($node->safe_psql($db, "SELECT extversion FROM pg_extension WHERE extname = 'mdfeed'"),
-	'1.1', 'updated to 1.1');
+	$default, "updated to $default");
 ok(wait_for(\&all_running, 15), 'after ALTER EXTENSION mdfeed UPDATE the workers run')
   or diag(explain(procs()) . log_tail($node, 40));
 
@@ -195,8 +197,8 @@ ok(wait_for(\&only_probe, 15), 'schema 9.9: only the probe runs') or diag(explai
 $log = log_since($off);
 is(count_of(qr/Install the mdfeed build for version 9\.9/, $log), 1,
 	'schema 9.9: the hint to install the matching build is logged once');
-$node->safe_psql($db, "UPDATE pg_extension SET extversion = '1.1' WHERE extname = 'mdfeed'");
-ok(wait_for(\&all_running, 15), 'schema 1.1 again: the workers run');
+$node->safe_psql($db, "UPDATE pg_extension SET extversion = '$default' WHERE extname = 'mdfeed'");
+ok(wait_for(\&all_running, 15), "schema $default again: the workers run");
 
 # e. DROP EXTENSION stops them, CREATE EXTENSION starts them
 $node->safe_psql($db, 'DROP EXTENSION mdfeed');
