@@ -31,7 +31,8 @@ OBJS = \
 	src/stream.o \
 	src/launcher.o \
 	src/sqlapi.o \
-	src/parsefuncs.o
+	src/parsefuncs.o \
+	src/sql_exchanges.o
 
 PG_CONFIG ?= pg_config
 

@@ -24,6 +24,7 @@
 #include "common.h"
 #include "decimal.h"
 #include "exchange.h"
+#include "http.h"
 #include "json.h"
 
 /* klines pages: the largest page Binance serves */
@@ -69,12 +70,12 @@ binance_klines_page_limit(int64 rows_wanted)
 }
 
 static char *
-binance_klines_path(const char *symbol, const MdInterval *iv,
+binance_klines_path(const char *symbol, const char *interval_code,
 					int64 start_ms, int64 end_ms, int limit)
 {
 	return psprintf("/fapi/v1/klines?symbol=%s&interval=%s&startTime=" INT64_FORMAT
 					"&endTime=" INT64_FORMAT "&limit=%d",
-					symbol, iv->name, start_ms, end_ms, limit);
+					symbol, interval_code, start_ms, end_ms, limit);
 }
 
 /* positions of the decimals in a REST kline array */
@@ -198,6 +199,60 @@ binance_ban_until_ms(const char *body, size_t len)
 	}
 	pfree(text);
 	return ms;
+}
+
+/*
+ * binance_classify reads an answer as Binance means it: 429 is "over the
+ * weight limit, back off for Retry-After", 418 an IP ban (until the time
+ * its body names), 403 the web application firewall's limit, 5xx and 408
+ * passing trouble; any other 4xx refuses the request, in {"code","msg"}.
+ * Every answer carries X-MBX-USED-WEIGHT-1M, Binance's own count of the
+ * weight this IP used this minute.
+ */
+static void
+binance_classify(const MdHttpResponse *resp, MdAnswer *out)
+{
+	int			retry_after_s = md_http_header_int(resp, "Retry-After");
+	int64		now = md_now_ms();
+	int			code;
+	char	   *msg;
+
+	out->used = md_http_header_int(resp, "X-MBX-USED-WEIGHT-1M");
+	out->until_ms = 0;
+	out->message = NULL;
+	if (resp->status == 200)
+		out->kind = MD_ANSWER_OK;
+	else if (resp->status == 429)
+	{
+		out->kind = MD_ANSWER_THROTTLED;
+		if (retry_after_s > 0)
+			out->until_ms = now + retry_after_s * INT64CONST(1000);
+	}
+	else if (resp->status == 418)
+	{
+		out->kind = MD_ANSWER_BANNED;
+		out->until_ms = binance_ban_until_ms(resp->body.data, resp->body.len);
+		if (out->until_ms <= now && retry_after_s > 0)
+			out->until_ms = now + retry_after_s * INT64CONST(1000);
+	}
+	else if (resp->status >= 500 || resp->status == 408 || resp->status == 403)
+	{
+		out->kind = MD_ANSWER_RETRY;
+		out->message = psprintf("HTTP %ld from the exchange", resp->status);
+	}
+	else if (resp->status >= 400)
+	{
+		out->kind = MD_ANSWER_REJECTED;
+		if (binance_parse_error(resp->body.data, resp->body.len, &code, &msg))
+			out->message = psprintf("rejected the request: %s (code %d)", msg, code);
+		else
+			out->message = psprintf("answered HTTP %ld", resp->status);
+	}
+	else
+	{
+		out->kind = MD_ANSWER_RETRY;
+		out->message = psprintf("unexpected HTTP status %ld", resp->status);
+	}
 }
 
 static bool
@@ -459,6 +514,9 @@ binance_parse_instruments(const char *body, size_t len, MdInstrument **out, int 
 		if (ins->symbol == NULL || !md_valid_symbol(ins->symbol) || ins->status == NULL)
 			continue;
 		ins->contract_type = md_json_dup_string(sym, "contractType", 40);
+		/* what mdfeed tracks: perpetuals that trade now */
+		ins->tradable = strcmp(ins->status, "TRADING") == 0 &&
+			ins->contract_type != NULL && strcmp(ins->contract_type, "PERPETUAL") == 0;
 		ins->base_asset = md_json_dup_string(sym, "baseAsset", 40);
 		ins->quote_asset = md_json_dup_string(sym, "quoteAsset", 40);
 		if (!json_object_object_get_ex(sym, "onboardDate", &o) || !md_json_get_ms(o, &ins->onboard_ms))
@@ -662,31 +720,59 @@ binance_parse_open_interest(const char *body, size_t len, MdOpenInterest **out, 
 	return true;
 }
 
+/* Binance's interval codes are mdfeed's names: it offers them all */
+static const char *const binance_interval_codes[] = {
+	"1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h",
+	"1d", "3d", "1w", "1M",
+};
+
+StaticAssertDecl(lengthof(binance_interval_codes) == MD_NUM_INTERVALS,
+				 "one code per interval");
+
+/* the budgets: weight per minute, and two endpoints counted by request */
+enum
+{
+	BINANCE_WEIGHT,
+	BINANCE_FUNDING,
+	BINANCE_OPEN_INTEREST
+};
+
 const MdExchange md_binance = {
 	.name = "binance",
+	.market = "USD-M perpetual futures",
+	.candle_prefix = "candles_",
+	.funding_table = "funding_rates",
+	.open_interest_table = "open_interest_1h",
+	.interval_codes = binance_interval_codes,
+	.limits = {
+		[BINANCE_WEIGHT] = {"weight", MD_LIMIT_WINDOW, 2400, 60000},
+		[BINANCE_FUNDING] = {"funding requests", MD_LIMIT_BUCKET, 500, 300000},
+		[BINANCE_OPEN_INTEREST] = {"open interest requests", MD_LIMIT_BUCKET, 1000, 300000},
+	},
+	.nlimits = 3,
 	.rest_base_url = binance_rest_base_url,
-	.klines_page_limit = binance_klines_page_limit,
-	.klines_weight = binance_klines_weight,
-	.klines_path = binance_klines_path,
-	.parse_klines = binance_parse_klines,
+	.rest_url_setting = "mdfeed.binance_rest_url",
+	.classify = binance_classify,
 	.parse_error = binance_parse_error,
 	.ban_until_ms = binance_ban_until_ms,
-	.time_path = "/fapi/v1/time",
-	.time_weight = 1,
+	.klines = {NULL, BINANCE_WEIGHT, 0},
+	.klines_page_limit = binance_klines_page_limit,
+	.klines_cost = binance_klines_weight,
+	.klines_path = binance_klines_path,
+	.parse_klines = binance_parse_klines,
+	.server_time = {"/fapi/v1/time", BINANCE_WEIGHT, 1},
 	.parse_server_time = binance_parse_server_time,
-	.info_path = "/fapi/v1/exchangeInfo",
-	.info_weight = 1,
+	.info = {"/fapi/v1/exchangeInfo", BINANCE_WEIGHT, 1},
 	.parse_weight_limit = binance_parse_weight_limit,
 	.parse_instruments = binance_parse_instruments,
-	.tickers_path = "/fapi/v1/ticker/24hr",
-	.tickers_weight = 40,
+	.tickers = {"/fapi/v1/ticker/24hr", BINANCE_WEIGHT, 40},
 	.parse_tickers = binance_parse_tickers,
+	.funding = {NULL, BINANCE_FUNDING, 1},
 	.funding_max_limit = 1000,
-	.funding_requests_per_5min = 500,
 	.funding_path = binance_funding_path,
 	.parse_funding = binance_parse_funding,
+	.open_interest = {NULL, BINANCE_OPEN_INTEREST, 1},
 	.oi_max_limit = 500,
-	.oi_requests_per_5min = 1000,
 	.oi_retention_ms = INT64CONST(30) * 24 * 60 * 60 * 1000,
 	.oi_path = binance_oi_path,
 	.parse_open_interest = binance_parse_open_interest,

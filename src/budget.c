@@ -1,15 +1,21 @@
 /*-------------------------------------------------------------------------
  *
  * budget.c
- *	  The REST rate-limit budget, shared by every mdfeed process.
+ *	  Each exchange's REST rate-limit budget, shared by every mdfeed process.
  *
- * Binance limits REST weight per IP address and per clock minute, so the
- * budget lives in shared memory and every worker draws from it before each
- * request.  mdfeed keeps its use under mdfeed.rest_weight_share of the
- * limit exchangeInfo announces, and corrects its own count with the
- * exchange's X-MBX-USED-WEIGHT-1M header, which also counts weight spent by
- * anything else on this IP.  A 429 blocks every worker until Retry-After;
- * a 418 (an IP ban) does the same for as long as the ban lasts.
+ * Exchanges limit REST per IP address, so an exchange's budget lives in
+ * shared memory and every worker draws from it before each request.  What
+ * the limits are is the adapter's declaration (MdExchange.limits): a count
+ * of units per clock window (Binance's weight a minute, which exchange info
+ * may announce and the exchange's own used-weight header corrects, since it
+ * also counts what anything else on this IP spent), or a token bucket for
+ * a plain request rate.  mdfeed keeps its use under
+ * mdfeed.rest_weight_share of every limit.
+ *
+ * An answer saying we are over the limit (Binance's 429) blocks that
+ * exchange's calls until the exchange says; a ban (Binance's 418) does the
+ * same for as long as it lasts.  Each exchange has its own budget, so one
+ * exchange's limits never hold another's workers.
  *
  *-------------------------------------------------------------------------
  */
@@ -23,31 +29,98 @@
 #include "budget.h"
 #include "shmem.h"
 
+/* a bucket may hold this many requests: bursts stay short */
+#define BUCKET_CAPACITY 10.0
+
+/* how long to hold back when the exchange does not say */
+#define DEFAULT_THROTTLE_MS 5000
+#define DEFAULT_BAN_MS 120000
+
+static MdBudget *
+budget_of(const MdExchange *ex)
+{
+	return &md_shared->budgets[md_exchange_id(ex)];
+}
+
 /*
- * md_budget_set_limit records the limit exchangeInfo announced.
+ * md_budget_set_limit records a limit the exchange announced (exchange
+ * info), in units per the limit's window.
  */
 void
-md_budget_set_limit(int limit_per_minute)
+md_budget_set_limit(const MdExchange *ex, int limit_no, int limit)
 {
-	if (limit_per_minute <= 0)
+	MdBudget   *b = budget_of(ex);
+
+	if (limit <= 0 || limit_no < 0 || limit_no >= ex->nlimits)
 		return;
 	SpinLockAcquire(&md_shared->mutex);
-	md_shared->budget.limit_per_minute = limit_per_minute;
+	b->limits[limit_no].limit = limit;
 	SpinLockRelease(&md_shared->mutex);
 }
 
 /*
- * md_budget_try takes weight from the budget if it can.  Otherwise it
- * returns how many milliseconds to wait before asking again.
+ * take_window takes cost units of a per-window limit, or returns how long
+ * to wait for the next window.  Called under the spinlock.
  */
 static int64
-md_budget_try(int weight)
+take_window(const MdRateLimit *rl, MdLimitState *st, int cost, int64 now)
 {
-	MdBudget   *b = &md_shared->budget;
-	int64		now = md_now_ms();
-	int64		minute = now / 60000;
-	int64		wait_ms = 0;
+	int64		window = now / rl->window_ms;
 	int			allowed;
+
+	if (st->window != window)
+	{
+		st->window = window;
+		st->used = 0;
+	}
+	allowed = (int) (st->limit * mdfeed_rest_weight_share);
+	if (allowed < cost)
+		allowed = cost;			/* a tiny limit must still allow one request */
+	if (st->used + cost <= allowed)
+	{
+		st->used += cost;
+		return 0;
+	}
+	/* wait for the next window, plus a little for clock skew */
+	return (window + 1) * rl->window_ms - now + 250;
+}
+
+/*
+ * take_bucket takes cost tokens of a request-rate limit, refilled at
+ * mdfeed.rest_weight_share of its rate, or returns how long to wait.
+ * Called under the spinlock.
+ */
+static int64
+take_bucket(const MdRateLimit *rl, MdLimitState *st, int cost, int64 now)
+{
+	double		rate = st->limit * mdfeed_rest_weight_share / (double) rl->window_ms;	/* per ms */
+	double		capacity = Max(BUCKET_CAPACITY, cost);
+
+	if (st->tokens_at_ms == 0)
+		st->tokens = capacity;
+	else
+		st->tokens = Min(capacity, st->tokens + (now - st->tokens_at_ms) * rate);
+	st->tokens_at_ms = now;
+	if (st->tokens >= cost)
+	{
+		st->tokens -= cost;
+		return 0;
+	}
+	return (int64) ((cost - st->tokens) / rate) + 1;
+}
+
+/*
+ * budget_try takes an endpoint's cost if it can.  Otherwise it returns how
+ * many milliseconds to wait before asking again.
+ */
+static int64
+budget_try(const MdExchange *ex, const MdEndpoint *ep, int cost)
+{
+	MdBudget   *b = budget_of(ex);
+	const MdRateLimit *rl = &ex->limits[ep->limit];
+	MdLimitState *st = &b->limits[ep->limit];
+	int64		now = md_now_ms();
+	int64		wait_ms;
 
 	SpinLockAcquire(&md_shared->mutex);
 	if (b->blocked_until_ms > now)
@@ -55,37 +128,29 @@ md_budget_try(int weight)
 	else
 	{
 		b->banned = false;
-		if (b->window_minute != minute)
-		{
-			b->window_minute = minute;
-			b->used = 0;
-		}
-		allowed = (int) (b->limit_per_minute * mdfeed_rest_weight_share);
-		if (allowed < weight)
-			allowed = weight;	/* a tiny limit must still allow one request */
-		if (b->used + weight <= allowed)
-		{
-			b->used += weight;
-			b->requests++;
-		}
+		if (rl->kind == MD_LIMIT_WINDOW)
+			wait_ms = take_window(rl, st, cost, now);
 		else
-		{
-			/* wait for the next window, plus a little for clock skew */
-			wait_ms = (minute + 1) * 60000 - now + 250;
+			wait_ms = take_bucket(rl, st, cost, now);
+		if (wait_ms == 0)
+			b->requests++;
+		else
 			b->throttled++;
-		}
 	}
 	SpinLockRelease(&md_shared->mutex);
 	return wait_ms;
 }
 
 /*
- * md_budget_acquire waits, interruptibly, until weight may be spent.  It
- * returns false if abort_check asked to stop waiting.
+ * md_budget_acquire waits, interruptibly, until a request of the endpoint
+ * costing cost units may be made.  It returns false if abort_check asked
+ * to stop waiting.
  */
 bool
-md_budget_acquire(int weight, bool (*abort_check) (void))
+md_budget_acquire(const MdExchange *ex, const MdEndpoint *ep, int cost,
+				  bool (*abort_check) (void))
 {
+	Assert(ep->limit >= 0 && ep->limit < ex->nlimits);
 	for (;;)
 	{
 		int64		wait_ms;
@@ -93,73 +158,7 @@ md_budget_acquire(int weight, bool (*abort_check) (void))
 		CHECK_FOR_INTERRUPTS();
 		if (abort_check && abort_check())
 			return false;
-		wait_ms = md_budget_try(weight);
-		if (wait_ms <= 0)
-			return true;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Min(wait_ms, 1000), MD_WAIT_EVENT);
-		ResetLatch(MyLatch);
-	}
-}
-
-/* a bucket may hold this many requests: bursts stay short */
-#define BUCKET_CAPACITY 10.0
-
-/*
- * md_budget_try_request takes a token from the bucket of an endpoint with
- * its own request limit (funding, open interest), refilled at
- * mdfeed.rest_weight_share of its limit.  Returns the wait in ms, or 0.
- */
-static int64
-md_budget_try_request(int bucket, int per_5min)
-{
-	MdBudget   *b = &md_shared->budget;
-	int64		now = md_now_ms();
-	double		rate = per_5min * mdfeed_rest_weight_share / 300000.0;	/* per ms */
-	int64		wait_ms = 0;
-
-	SpinLockAcquire(&md_shared->mutex);
-	if (b->blocked_until_ms > now)
-		wait_ms = b->blocked_until_ms - now;
-	else
-	{
-		if (b->tokens_at_ms[bucket] == 0)
-			b->tokens[bucket] = BUCKET_CAPACITY;
-		else
-			b->tokens[bucket] = Min(BUCKET_CAPACITY,
-									b->tokens[bucket] + (now - b->tokens_at_ms[bucket]) * rate);
-		b->tokens_at_ms[bucket] = now;
-		if (b->tokens[bucket] >= 1.0)
-		{
-			b->tokens[bucket] -= 1.0;
-			b->requests++;
-		}
-		else
-		{
-			wait_ms = (int64) ((1.0 - b->tokens[bucket]) / rate) + 1;
-			b->throttled++;
-		}
-	}
-	SpinLockRelease(&md_shared->mutex);
-	return wait_ms;
-}
-
-/*
- * md_budget_acquire_request waits, interruptibly, for a request of an
- * endpoint with its own request limit.  Returns false if abort_check asked
- * to stop.
- */
-bool
-md_budget_acquire_request(int bucket, int per_5min, bool (*abort_check) (void))
-{
-	for (;;)
-	{
-		int64		wait_ms;
-
-		CHECK_FOR_INTERRUPTS();
-		if (abort_check && abort_check())
-			return false;
-		wait_ms = md_budget_try_request(bucket, per_5min);
+		wait_ms = budget_try(ex, ep, cost);
 		if (wait_ms <= 0)
 			return true;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -170,40 +169,52 @@ md_budget_acquire_request(int bucket, int per_5min, bool (*abort_check) (void))
 
 /*
  * md_budget_report takes in what an answer said about the budget: the
- * exchange's own count of weight used, and 429 or 418 with Retry-After.
+ * exchange's own count of its first limit, and whether it throttled or
+ * banned this IP.
  */
 void
-md_budget_report(long status, int used_weight, int retry_after_s, int64 ban_until_ms)
+md_budget_report(const MdExchange *ex, const MdAnswer *ans)
 {
-	MdBudget   *b = &md_shared->budget;
+	MdBudget   *b = budget_of(ex);
+	MdLimitState *st = &b->limits[0];
 	int64		now = md_now_ms();
 	int64		until = 0;
 
 	SpinLockAcquire(&md_shared->mutex);
-	if (used_weight >= 0 && b->window_minute == now / 60000 && used_weight > b->used)
-		b->used = used_weight;
-	if (status == 429)
+	if (ans->used >= 0 && ex->limits[0].kind == MD_LIMIT_WINDOW &&
+		st->window == now / ex->limits[0].window_ms && ans->used > st->used)
+		st->used = ans->used;
+	if (ans->kind == MD_ANSWER_THROTTLED)
 	{
-		b->got_429++;
-		until = now + (retry_after_s > 0 ? retry_after_s * INT64CONST(1000) : 5000);
+		b->rate_limited++;
+		until = ans->until_ms > now ? ans->until_ms : now + DEFAULT_THROTTLE_MS;
 		b->blocked_until_ms = Max(b->blocked_until_ms, until);
 	}
-	else if (status == 418)
+	else if (ans->kind == MD_ANSWER_BANNED)
 	{
-		b->got_418++;
-		if (ban_until_ms > now)
-			until = ban_until_ms;
-		else
-			until = now + (retry_after_s > 0 ? retry_after_s * INT64CONST(1000) : 120000);
+		b->bans++;
+		until = ans->until_ms > now ? ans->until_ms : now + DEFAULT_BAN_MS;
 		b->blocked_until_ms = Max(b->blocked_until_ms, until);
 		b->banned = true;
 	}
 	SpinLockRelease(&md_shared->mutex);
 
-	if (status == 418)
+	if (ans->kind == MD_ANSWER_BANNED)
 		ereport(WARNING,
-				(errmsg("the exchange banned this IP address from REST calls for %lld s",
-						(long long) ((until - now) / 1000)),
-				 errdetail("Every mdfeed REST call waits until the ban ends."),
+				(errmsg("%s banned this IP address from REST calls for %lld s",
+						ex->name, (long long) ((until - now) / 1000)),
+				 errdetail("Every mdfeed REST call to %s waits until the ban ends; other exchanges go on.",
+						   ex->name),
 				 errhint("Lower mdfeed.rest_weight_share if other programs share this IP address.")));
+}
+
+/*
+ * md_budget_snapshot copies an exchange's budget, for status functions.
+ */
+void
+md_budget_snapshot(const MdExchange *ex, MdBudget *out)
+{
+	SpinLockAcquire(&md_shared->mutex);
+	*out = *budget_of(ex);
+	SpinLockRelease(&md_shared->mutex);
 }

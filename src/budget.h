@@ -1,17 +1,20 @@
 /*-------------------------------------------------------------------------
  *
  * budget.h
- *	  The REST rate-limit budget shared by every mdfeed process.
+ *	  Each exchange's REST rate-limit budget, shared by every mdfeed process.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef MDFEED_BUDGET_H
 #define MDFEED_BUDGET_H
 
-extern void md_budget_set_limit(int limit_per_minute);
-extern bool md_budget_acquire(int weight, bool (*abort_check) (void));
-extern bool md_budget_acquire_request(int bucket, int per_5min, bool (*abort_check) (void));
-extern void md_budget_report(long status, int used_weight, int retry_after_s,
-							 int64 ban_until_ms);
+#include "exchange.h"
+#include "shmem.h"
+
+extern void md_budget_set_limit(const MdExchange *ex, int limit_no, int limit);
+extern bool md_budget_acquire(const MdExchange *ex, const MdEndpoint *ep, int cost,
+							  bool (*abort_check) (void));
+extern void md_budget_report(const MdExchange *ex, const MdAnswer *ans);
+extern void md_budget_snapshot(const MdExchange *ex, MdBudget *out);
 
 #endif

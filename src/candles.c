@@ -63,11 +63,13 @@ fetch_page(const MdExchange *ex, const MdJob *job, const MdInterval *iv,
 		   int64 start_ms, int64 end_ms, int limit,
 		   MdCandle **rows, int *nrows, JobCounters *cnt, char **failmsg)
 {
-	char	   *path = ex->klines_path(job->symbol, iv, start_ms, end_ms - 1, limit);
+	char	   *path = ex->klines_path(job->symbol, md_exchange_interval_code(ex, iv),
+									   start_ms, end_ms - 1, limit);
 	KlinesOut	out = {ex, rows, nrows};
 	PageResult	r;
 
-	r = md_fetch_with_retries(ex, job, path, ex->klines_weight(limit), -1, 0,
+	r = md_fetch_with_retries(ex, job, &ex->klines, path,
+							  ex->klines_cost ? ex->klines_cost(limit) : ex->klines.cost,
 							  parse_klines_cb, &out, cnt, failmsg);
 	pfree(path);
 	return r;
@@ -106,7 +108,7 @@ void
 md_run_candles_job(const MdJob *job)
 {
 	const MdExchange *ex = md_exchange_lookup(job->exchange);
-	const MdInterval *iv = md_interval_lookup(job->interval);
+	const MdInterval *iv = ex ? md_exchange_interval(ex, job->interval) : NULL;
 	JobCounters cnt = {0, 0};
 	int64		from,
 				cursor;
@@ -151,7 +153,7 @@ md_run_candles_job(const MdJob *job)
 		old = MemoryContextSwitchTo(pagectx);
 
 		md_begin_tx();
-		found = md_first_gap(ex->name, iv, job->symbol, cursor, job->to_ms, &gap_start, &gap_end);
+		found = md_first_gap(ex, iv, job->symbol, cursor, job->to_ms, &gap_start, &gap_end);
 		md_commit_tx();
 		MemoryContextSwitchTo(pagectx);
 		if (!found)
@@ -181,7 +183,7 @@ md_run_candles_job(const MdJob *job)
 		 * Keep what lies in the gap (the exchange should send nothing else),
 		 * and mark the candle still forming.
 		 */
-		server_now = md_server_now_ms();
+		server_now = md_server_now_ms(ex);
 		for (first = 0; first < nrows && rows[first].open_ms < gap_start; first++)
 			;
 		for (last = first; last < nrows && rows[last].open_ms < gap_end; last++)
@@ -221,7 +223,7 @@ md_run_candles_job(const MdJob *job)
 		md_begin_tx();
 		for (int i = first; i < last; i++)
 			rows[i].symbol = job->symbol;
-		written = md_store_candles(iv, rows + first, last - first);
+		written = md_store_candles(ex, iv, rows + first, last - first);
 		for (int i = last - 1; i >= first; i--)
 		{
 			if (rows[i].closed)

@@ -32,13 +32,13 @@
 #define HOUR_MS INT64CONST(3600000)
 
 /*
- * What differs between the two kinds of job: the endpoint, its bucket, how
- * its page is parsed and stored, and where the next page starts.
+ * What differs between the two kinds of job: the endpoint (and so its
+ * budget), how its page is parsed and stored, and where the next page
+ * starts.
  */
 typedef struct DerivPager
 {
-	int			bucket;			/* MD_BUCKET_* */
-	int			per_5min;		/* the endpoint's request limit */
+	const MdEndpoint *ep;
 	int			limit;			/* rows a page holds at most */
 	int64		span_ms;		/* a page asks for at most this much (0: all) */
 	int64		step_ms;		/* the next page starts this far past a page's
@@ -48,7 +48,7 @@ typedef struct DerivPager
 	bool		(*parse) (const MdExchange *ex, const char *body, size_t len,
 						  void **rows, int *n, char **err);
 	int64		(*row_ms) (const void *rows, int i);
-	int64		(*store) (const char *symbol, void *rows, int first, int n);
+	int64		(*store) (const MdExchange *ex, const char *symbol, void *rows, int first, int n);
 } DerivPager;
 
 typedef struct PageOut
@@ -86,9 +86,9 @@ funding_row_ms(const void *rows, int i)
 }
 
 static int64
-funding_store(const char *symbol, void *rows, int first, int n)
+funding_store(const MdExchange *ex, const char *symbol, void *rows, int first, int n)
 {
-	return md_store_funding(symbol, (MdFunding *) rows + first, n);
+	return md_store_funding(ex, symbol, (MdFunding *) rows + first, n);
 }
 
 static char *
@@ -110,9 +110,9 @@ oi_row_ms(const void *rows, int i)
 }
 
 static int64
-oi_store(const char *symbol, void *rows, int first, int n)
+oi_store(const MdExchange *ex, const char *symbol, void *rows, int first, int n)
 {
-	return md_store_open_interest(symbol, (MdOpenInterest *) rows + first, n);
+	return md_store_open_interest(ex, symbol, (MdOpenInterest *) rows + first, n);
 }
 
 static double
@@ -152,7 +152,7 @@ run_pages(const MdJob *job, const MdExchange *ex, const DerivPager *pg, int64 fr
 		MemoryContextReset(pagectx);
 		old = MemoryContextSwitchTo(pagectx);
 		path = pg->path(ex, job->symbol, cursor, page_end - 1, pg->limit);
-		pr = md_fetch_with_retries(ex, job, path, 0, pg->bucket, pg->per_5min,
+		pr = md_fetch_with_retries(ex, job, pg->ep, path, -1,
 								   parse_page_cb, &out, &cnt, &failmsg);
 		MemoryContextSwitchTo(old);
 		if (pr == PAGE_CANCELED)
@@ -178,7 +178,7 @@ run_pages(const MdJob *job, const MdExchange *ex, const DerivPager *pg, int64 fr
 
 		md_begin_tx();
 		old = MemoryContextSwitchTo(pagectx);
-		written = pg->store(job->symbol, out.rows, first, last - first);
+		written = pg->store(ex, job->symbol, out.rows, first, last - first);
 		MemoryContextSwitchTo(old);
 		if (!md_job_checkpoint(job, cursor, written, cnt.requests, cnt.retries,
 							   progress_of(job, from, cursor)))
@@ -205,10 +205,17 @@ void
 md_run_funding_job(const MdJob *job)
 {
 	const MdExchange *ex = md_exchange_lookup(job->exchange);
-	DerivPager	pg = {MD_BUCKET_FUNDING, ex->funding_requests_per_5min, ex->funding_max_limit,
+	DerivPager	pg = {&ex->funding, ex->funding_max_limit,
 		0, 1, funding_path, funding_parse, funding_row_ms, funding_store};
 	int64		from = job->from_ms;
 
+	if (ex->funding_path == NULL)
+	{
+		JobCounters cnt = {0, 0};
+
+		md_finish_job(job, "failed", psprintf("%s has no funding history", ex->name), &cnt);
+		return;
+	}
 	if (from >= job->to_ms)
 	{
 		JobCounters cnt = {0, 0};
@@ -227,7 +234,7 @@ void
 md_run_open_interest_job(const MdJob *job)
 {
 	const MdExchange *ex = md_exchange_lookup(job->exchange);
-	DerivPager	pg = {MD_BUCKET_OPEN_INTEREST, ex->oi_requests_per_5min, ex->oi_max_limit,
+	DerivPager	pg = {&ex->open_interest, ex->oi_max_limit,
 		ex->oi_max_limit * HOUR_MS, HOUR_MS, oi_path, oi_parse, oi_row_ms, oi_store};
 	/* the first hour at or after from_time */
 	int64		from = ((job->from_ms + HOUR_MS - 1) / HOUR_MS) * HOUR_MS;
@@ -235,6 +242,13 @@ md_run_open_interest_job(const MdJob *job)
 	/* the oldest hour the exchange still has, with an hour to spare */
 	int64		oldest = ((md_now_ms() - ex->oi_retention_ms) / HOUR_MS + 1) * HOUR_MS;
 
+	if (ex->oi_path == NULL)
+	{
+		JobCounters cnt = {0, 0};
+
+		md_finish_job(job, "failed", psprintf("%s has no open interest history", ex->name), &cnt);
+		return;
+	}
 	if (cursor < oldest)
 	{
 		char	   *note = psprintf("open interest before %s is not available: %s keeps %d days",

@@ -16,6 +16,8 @@
 
 #include "interval.h"
 
+struct MdHttpResponse;
+
 /* the decimal fields of a candle, in this order */
 typedef enum MdCandleField
 {
@@ -44,8 +46,9 @@ typedef struct MdCandle
 typedef struct MdInstrument
 {
 	char	   *symbol;
-	char	   *status;
+	char	   *status;			/* the exchange's words */
 	char	   *contract_type;
+	bool		tradable;		/* normalised: a market mdfeed may track */
 	char	   *base_asset;
 	char	   *quote_asset;
 	int64		onboard_ms;		/* 0 if unknown */
@@ -94,53 +97,140 @@ typedef enum MdFrameKind
 	MD_FRAME_MALFORMED			/* garbage: *err says why */
 } MdFrameKind;
 
+/*
+ * What an answer means, as the adapter reads it (classify): the status, the
+ * headers and the body are the exchange's own business.
+ */
+typedef enum MdAnswerKind
+{
+	MD_ANSWER_OK,				/* the body is the answer: parse it */
+	MD_ANSWER_RETRY,			/* a passing failure (5xx and the like) */
+	MD_ANSWER_THROTTLED,		/* over the exchange's limit: no call before
+								 * until_ms */
+	MD_ANSWER_BANNED,			/* this IP is banned until until_ms */
+	MD_ANSWER_REJECTED			/* refused: retrying will not help */
+} MdAnswerKind;
+
+typedef struct MdAnswer
+{
+	MdAnswerKind kind;
+	int64		until_ms;		/* THROTTLED, BANNED: when calls may resume,
+								 * or 0 for the budget's default */
+	int			used;			/* the exchange's own count of its first
+								 * limit used in the window, or -1 */
+	char	   *message;		/* REJECTED, RETRY: what the exchange said,
+								 * or NULL */
+} MdAnswer;
+
+/* how a rate limit counts */
+typedef enum MdLimitKind
+{
+	MD_LIMIT_WINDOW,			/* units per clock window (weight a minute) */
+	MD_LIMIT_BUCKET				/* a token bucket refilled at limit a window */
+} MdLimitKind;
+
+/* one rate limit an exchange publishes; its state lives in shared memory */
+typedef struct MdRateLimit
+{
+	const char *name;			/* "weight", "funding": for status and logs */
+	MdLimitKind kind;
+	int			limit;			/* units per window, as published */
+	int64		window_ms;
+} MdRateLimit;
+
+#define MD_MAX_LIMITS 4
+
+/*
+ * One REST endpoint: its path (NULL when a path function builds it) and
+ * what a request costs: cost units of limits[limit].
+ */
+typedef struct MdEndpoint
+{
+	const char *path;
+	int			limit;
+	int			cost;
+} MdEndpoint;
+
+/*
+ * MdExchange is an exchange adapter, in the manner of PostgreSQL's
+ * IndexAmRoutine: one const struct per exchange market, filled in with
+ * designated initialisers.  Callbacks marked optional may be NULL, and
+ * their NULL says the exchange does not offer the thing (no funding, no
+ * tickers, no stream); the workers look before they call.
+ */
 typedef struct MdExchange
 {
-	const char *name;
+	const char *name;			/* what users pass as exchange => */
+	const char *market;			/* "USD-M perpetual futures", for messages */
+
+	/*
+	 * Storage: the candle table family, mdfeed.<candle_prefix><suffix> with
+	 * the suffix of md_intervals ("1m", "1mo"), and the derivatives tables
+	 * (NULL when the exchange has none).
+	 */
+	const char *candle_prefix;
+	const char *funding_table;
+	const char *open_interest_table;
+
+	/*
+	 * The exchange's code of each of md_intervals, in that order; NULL
+	 * means the exchange does not offer the interval.
+	 */
+	const char *const *interval_codes;
+
+	/* rate limits; limits[0] is the one exchange info may announce */
+	MdRateLimit limits[MD_MAX_LIMITS];
+	int			nlimits;
 
 	/* REST */
 	const char *(*rest_base_url) (void);
+	const char *rest_url_setting;	/* the GUC naming it, for hints */
+	/* how to take an answer that arrived (any status) */
+	void		(*classify) (const struct MdHttpResponse *resp, MdAnswer *out);
+	/* the exchange's error body: code and message, if it is one (optional) */
+	bool		(*parse_error) (const char *body, size_t len, int *code, char **msg);
+	/* the end of an IP ban, from a ban answer's body, or 0 (optional) */
+	int64		(*ban_until_ms) (const char *body, size_t len);
+
+	/* klines (required) */
+	MdEndpoint	klines;
 	int			(*klines_page_limit) (int64 rows_wanted);
-	int			(*klines_weight) (int limit);
-	char	   *(*klines_path) (const char *symbol, const MdInterval *iv,
+	/* the cost of a page of limit rows, when it depends on limit (optional) */
+	int			(*klines_cost) (int limit);
+	char	   *(*klines_path) (const char *symbol, const char *interval_code,
 								int64 start_ms, int64 end_ms, int limit);
 	bool		(*parse_klines) (const char *body, size_t len,
 								 MdCandle **rows, int *nrows, char **err);
-	/* the exchange's error body: code and message, if it is one */
-	bool		(*parse_error) (const char *body, size_t len, int *code, char **msg);
-	/* the end of an IP ban, from a 418 answer's body, or 0 */
-	int64		(*ban_until_ms) (const char *body, size_t len);
-	const char *time_path;
-	int			time_weight;
+
+	/* the exchange's clock (optional: without it the local clock is used) */
+	MdEndpoint	server_time;
 	bool		(*parse_server_time) (const char *body, size_t len, int64 *ms);
-	const char *info_path;
-	int			info_weight;
-	/* the REST weight limit per minute announced by exchange info */
+
+	/* exchange info: the instruments (required), the weight limit (optional) */
+	MdEndpoint	info;
 	bool		(*parse_weight_limit) (const char *body, size_t len, int *limit);
-	/* the instruments exchange info lists */
 	bool		(*parse_instruments) (const char *body, size_t len,
 									  struct MdInstrument **out, int *n, char **err);
 
-	/* 24 h tickers of every symbol, in one request */
-	const char *tickers_path;
-	int			tickers_weight;
+	/* 24 h tickers of every symbol in one request (optional: no ranking) */
+	MdEndpoint	tickers;
 	bool		(*parse_tickers) (const char *body, size_t len, MdTicker **out, int *n, char **err);
 
-	/* funding history, with its own request limit (per 5 minutes) */
+	/* funding history (optional) */
+	MdEndpoint	funding;
 	int			funding_max_limit;
-	int			funding_requests_per_5min;
 	char	   *(*funding_path) (const char *symbol, int64 start_ms, int64 end_ms, int limit);
 	bool		(*parse_funding) (const char *body, size_t len, MdFunding **out, int *n, char **err);
 
-	/* hourly open interest, kept by the exchange for a limited time */
+	/* hourly open interest, kept by the exchange for a limited time (optional) */
+	MdEndpoint	open_interest;
 	int			oi_max_limit;
-	int			oi_requests_per_5min;
 	int64		oi_retention_ms;
 	char	   *(*oi_path) (const char *symbol, int64 start_ms, int64 end_ms, int limit);
 	bool		(*parse_open_interest) (const char *body, size_t len, MdOpenInterest **out, int *n,
 										char **err);
 
-	/* market streams: base URL, the URL of a combined stream, a stream's name */
+	/* market streams */
 	const char *(*ws_base_url) (void);
 	char	   *(*stream_url) (const char *base, const char *first_stream);
 	char	   *(*stream_name) (const char *symbol, const MdInterval *iv);
@@ -152,9 +242,18 @@ typedef struct MdExchange
 									   MdStreamKline *out, char **err);
 } MdExchange;
 
+#define MD_MAX_EXCHANGES 8
+
 extern const MdExchange md_binance;
 
 extern const MdExchange *md_exchange_lookup(const char *name);
+extern const MdExchange *md_exchange_by_id(int id);
+extern int	md_exchange_id(const MdExchange *ex);
+extern int	md_num_exchanges(void);
 extern const char *md_exchange_names(void);
+extern const MdInterval *md_exchange_interval(const MdExchange *ex, const char *name);
+extern const char *md_exchange_interval_code(const MdExchange *ex, const MdInterval *iv);
+extern const char *md_exchange_interval_names(const MdExchange *ex);
+extern char *md_candle_table(const MdExchange *ex, const MdInterval *iv);
 
 #endif							/* MDFEED_EXCHANGE_H */

@@ -30,18 +30,21 @@
 #include "gaps.h"
 #include "store.h"
 
-static SPIPlanPtr first_plans[32];
-static SPIPlanPtr next_plans[32];
+/* by exchange and interval: one table each */
+static SPIPlanPtr first_plans[MD_MAX_EXCHANGES][MD_NUM_INTERVALS];
+static SPIPlanPtr next_plans[MD_MAX_EXCHANGES][MD_NUM_INTERVALS];
 
 /*
  * stored_gap finds the first range in [from_ms, to_ms) of candles not
  * stored as closed, from the stored rows alone.
  */
 static bool
-stored_gap(const MdInterval *iv, const char *symbol, int64 from_ms, int64 to_ms,
-		   int64 *gap_start_ms, int64 *gap_end_ms)
+stored_gap(const MdExchange *ex, const MdInterval *iv, const char *symbol,
+		   int64 from_ms, int64 to_ms, int64 *gap_start_ms, int64 *gap_end_ms)
 {
 	int			idx = iv - md_intervals;
+	int			e = md_exchange_id(ex);
+	char	   *table = md_candle_table(ex, iv);
 	Oid			types[3] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		values[3];
 	bool		isnull;
@@ -51,14 +54,14 @@ stored_gap(const MdInterval *iv, const char *symbol, int64 from_ms, int64 to_ms,
 	if (from_ms >= to_ms)
 		return false;
 
-	if (first_plans[idx] == NULL)
+	if (first_plans[e][idx] == NULL)
 	{
 		char	   *sql;
 
 		sql = psprintf("SELECT pg_catalog.min(open_time) FROM mdfeed.%s "
 					   "WHERE symbol = $1 AND closed AND open_time >= $2 AND open_time < $3",
-					   iv->table);
-		first_plans[idx] = md_keep_plan(sql, 3, types);
+					   table);
+		first_plans[e][idx] = md_keep_plan(sql, 3, types);
 		/*
 		 * The first stored candle whose successor is missing, and where the
 		 * next stored one begins (or the end of the range).
@@ -68,17 +71,17 @@ stored_gap(const MdInterval *iv, const char *symbol, int64 from_ms, int64 to_ms,
 					   "  pg_catalog.lead(open_time, 1, $3) OVER (ORDER BY open_time) AS nxt_stored"
 					   " FROM mdfeed.%s WHERE symbol = $1 AND closed AND open_time >= $2 AND open_time < $3"
 					   ") s WHERE nxt_stored > nxt_expected LIMIT 1",
-					   iv->pg_interval, iv->table);
-		next_plans[idx] = md_keep_plan(sql, 3, types);
+					   iv->pg_interval, table);
+		next_plans[e][idx] = md_keep_plan(sql, 3, types);
 	}
 
 	values[0] = CStringGetTextDatum(symbol);
 	values[1] = TimestampTzGetDatum(md_ms_to_timestamptz(from_ms));
 	values[2] = TimestampTzGetDatum(md_ms_to_timestamptz(to_ms));
 
-	ret = SPI_execute_plan(first_plans[idx], values, NULL, true, 1);
+	ret = SPI_execute_plan(first_plans[e][idx], values, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "gap query on mdfeed.%s failed", iv->table);
+		elog(ERROR, "gap query on mdfeed.%s failed", table);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)
 	{
@@ -93,9 +96,9 @@ stored_gap(const MdInterval *iv, const char *symbol, int64 from_ms, int64 to_ms,
 		return true;
 	}
 
-	ret = SPI_execute_plan(next_plans[idx], values, NULL, true, 1);
+	ret = SPI_execute_plan(next_plans[e][idx], values, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "gap query on mdfeed.%s failed", iv->table);
+		elog(ERROR, "gap query on mdfeed.%s failed", table);
 	if (SPI_processed == 0)
 		return false;
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -112,7 +115,7 @@ stored_gap(const MdInterval *iv, const char *symbol, int64 from_ms, int64 to_ms,
  * confirmed empty that contains ms, or -1 if none does.
  */
 static int64
-confirmed_empty_until(const char *exchange, const MdInterval *iv, const char *symbol, int64 ms)
+confirmed_empty_until(const MdExchange *ex, const MdInterval *iv, const char *symbol, int64 ms)
 {
 	static SPIPlanPtr plan = NULL;
 	Datum		values[4];
@@ -127,7 +130,7 @@ confirmed_empty_until(const char *exchange, const MdInterval *iv, const char *sy
 							"WHERE exchange = $1 AND symbol = $2 AND \"interval\" = $3 "
 							"AND from_time <= $4 AND to_time > $4", 4, types);
 	}
-	values[0] = CStringGetTextDatum(exchange);
+	values[0] = CStringGetTextDatum(ex->name);
 	values[1] = CStringGetTextDatum(symbol);
 	values[2] = CStringGetTextDatum(iv->name);
 	values[3] = TimestampTzGetDatum(md_ms_to_timestamptz(ms));
@@ -143,12 +146,12 @@ confirmed_empty_until(const char *exchange, const MdInterval *iv, const char *sy
  * be a candle's open time.  Returns false when nothing is missing.
  */
 bool
-md_first_gap(const char *exchange, const MdInterval *iv, const char *symbol,
+md_first_gap(const MdExchange *ex, const MdInterval *iv, const char *symbol,
 			 int64 from_ms, int64 to_ms, int64 *gap_start_ms, int64 *gap_end_ms)
 {
-	while (stored_gap(iv, symbol, from_ms, to_ms, gap_start_ms, gap_end_ms))
+	while (stored_gap(ex, iv, symbol, from_ms, to_ms, gap_start_ms, gap_end_ms))
 	{
-		int64		empty_until = confirmed_empty_until(exchange, iv, symbol, *gap_start_ms);
+		int64		empty_until = confirmed_empty_until(ex, iv, symbol, *gap_start_ms);
 
 		if (empty_until < 0)
 			return true;

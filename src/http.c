@@ -125,43 +125,89 @@ md_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-static int
-header_int(const char *line, size_t len, const char *name)
-{
-	size_t		nlen = strlen(name);
-	char		buf[32];
-	size_t		i,
-				j = 0;
-
-	if (len <= nlen || pg_strncasecmp(line, name, nlen) != 0 || line[nlen] != ':')
-		return -2;
-	for (i = nlen + 1; i < len && (line[i] == ' ' || line[i] == '\t'); i++)
-		;
-	for (; i < len && j < sizeof(buf) - 1 && line[i] >= '0' && line[i] <= '9'; i++)
-		buf[j++] = line[i];
-	buf[j] = '\0';
-	if (j == 0 || j > 9)
-		return -1;
-	return atoi(buf);
-}
-
 /*
- * md_header_cb picks out the headers mdfeed acts on: the exchange's count of
- * weight used and Retry-After.
+ * md_header_cb keeps the answer's short header lines for the adapter to read
+ * (md_http_header): which of them matter (a used-weight count, Retry-After)
+ * is the exchange's business, not HTTP's.  Long lines (cookies, policies)
+ * are skipped so that they cannot crowd the short ones out.
  */
 static size_t
 md_header_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 {
 	size_t		len = size * nitems;
-	int			v;
+	size_t		used;
 
 	if (md_cur == NULL)
 		return len;
-	if ((v = header_int(buffer, len, "X-MBX-USED-WEIGHT-1M")) != -2)
-		md_cur->used_weight = v;
-	else if ((v = header_int(buffer, len, "Retry-After")) != -2)
-		md_cur->retry_after_s = v;
-	return len;
+	/* a new header block (after a redirect or a 100 Continue) starts over */
+	if (len >= 5 && strncmp(buffer, "HTTP/", 5) == 0)
+		md_cur->headers[0] = '\0';
+	used = strlen(md_cur->headers);
+	while (len > 0 && (buffer[len - 1] == '\n' || buffer[len - 1] == '\r'))
+		len--;
+	if (len > 0 && len <= MD_HTTP_MAX_HEADER_LINE && memchr(buffer, '\0', len) == NULL &&
+		used + len + 2 <= sizeof(md_cur->headers))
+	{
+		memcpy(md_cur->headers + used, buffer, len);
+		md_cur->headers[used + len] = '\n';
+		md_cur->headers[used + len + 1] = '\0';
+	}
+	return size * nitems;
+}
+
+/*
+ * md_http_header copies the value of the named header (case-insensitive)
+ * into out, and says whether the answer had it.
+ */
+bool
+md_http_header(const MdHttpResponse *resp, const char *name, char *out, size_t outlen)
+{
+	size_t		nlen = strlen(name);
+	const char *line = resp->headers;
+
+	while (*line != '\0')
+	{
+		const char *eol = strchr(line, '\n');
+		size_t		len = eol ? (size_t) (eol - line) : strlen(line);
+
+		if (len > nlen && pg_strncasecmp(line, name, nlen) == 0 && line[nlen] == ':')
+		{
+			const char *v = line + nlen + 1;
+			size_t		vlen;
+
+			while (v < line + len && (*v == ' ' || *v == '\t'))
+				v++;
+			vlen = Min((size_t) (line + len - v), outlen - 1);
+			memcpy(out, v, vlen);
+			out[vlen] = '\0';
+			return true;
+		}
+		if (eol == NULL)
+			break;
+		line = eol + 1;
+	}
+	return false;
+}
+
+/*
+ * md_http_header_int reads a header holding a non-negative integer of at
+ * most nine digits; -1 when the answer has none (or garbage).
+ */
+int
+md_http_header_int(const MdHttpResponse *resp, const char *name)
+{
+	char		buf[32];
+	int			n = 0;
+
+	if (!md_http_header(resp, name, buf, sizeof(buf)))
+		return -1;
+	for (const char *p = buf; *p; p++)
+	{
+		if (*p < '0' || *p > '9' || p - buf >= 9)
+			return -1;
+		n = n * 10 + (*p - '0');
+	}
+	return buf[0] != '\0' ? n : -1;
 }
 
 /*
@@ -325,8 +371,6 @@ md_http_get(const char *url, MdHttpResponse *resp, MdHttpAbortCheck abort_check)
 	memset(resp, 0, sizeof(*resp));
 	initStringInfo(&resp->body);
 	resp->outcome = MD_HTTP_OK;
-	resp->used_weight = -1;
-	resp->retry_after_s = -1;
 	md_max_bytes = (size_t) mdfeed_rest_max_response_kb * 1024;
 	md_cur = resp;
 

@@ -10,6 +10,9 @@
 
 #include "lib/stringinfo.h"
 
+#define MD_HTTP_HEADERS_SIZE 4096
+#define MD_HTTP_MAX_HEADER_LINE 256
+
 typedef enum MdHttpOutcome
 {
 	MD_HTTP_OK,					/* a complete answer arrived (any status) */
@@ -23,8 +26,8 @@ typedef struct MdHttpResponse
 	MdHttpOutcome outcome;
 	long		status;			/* HTTP status, 0 if none */
 	StringInfoData body;
-	int			used_weight;	/* X-MBX-USED-WEIGHT-1M, -1 if absent */
-	int			retry_after_s;	/* Retry-After, -1 if absent */
+	/* the short header lines, "Name: value\n" each (md_http_header) */
+	char		headers[MD_HTTP_HEADERS_SIZE];
 	char		error[256];		/* transport error text */
 	double		elapsed_s;
 } MdHttpResponse;
@@ -34,5 +37,8 @@ typedef bool (*MdHttpAbortCheck) (void);
 
 extern void md_http_get(const char *url, MdHttpResponse *resp, MdHttpAbortCheck abort_check);
 extern void md_http_cleanup(void);
+extern bool md_http_header(const MdHttpResponse *resp, const char *name, char *out,
+						   size_t outlen);
+extern int	md_http_header_int(const MdHttpResponse *resp, const char *name);
 
 #endif							/* MDFEED_HTTP_H */

@@ -1,7 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * interval.c
- *	  The candle intervals of Binance USD-M futures and their arithmetic.
+ *	  The candle intervals mdfeed knows and their arithmetic.  Which of
+ *	  them an exchange offers, and under what code, is the adapter's to say
+ *	  (MdExchange.interval_codes).
  *
  * Intervals up to a day start at multiples of their length since the Unix
  * epoch; weeks start on Monday 00:00 UTC; months are calendar months in UTC.
@@ -19,23 +21,25 @@
 #define DAY_MS	(24 * HOUR_MS)
 
 const MdInterval md_intervals[] = {
-	{"1m", "candles_1m", "1 minute", MIN_MS},
-	{"3m", "candles_3m", "3 minutes", 3 * MIN_MS},
-	{"5m", "candles_5m", "5 minutes", 5 * MIN_MS},
-	{"15m", "candles_15m", "15 minutes", 15 * MIN_MS},
-	{"30m", "candles_30m", "30 minutes", 30 * MIN_MS},
-	{"1h", "candles_1h", "1 hour", HOUR_MS},
-	{"2h", "candles_2h", "2 hours", 2 * HOUR_MS},
-	{"4h", "candles_4h", "4 hours", 4 * HOUR_MS},
-	{"6h", "candles_6h", "6 hours", 6 * HOUR_MS},
-	{"8h", "candles_8h", "8 hours", 8 * HOUR_MS},
-	{"12h", "candles_12h", "12 hours", 12 * HOUR_MS},
-	{"1d", "candles_1d", "1 day", DAY_MS},
-	{"3d", "candles_3d", "3 days", 3 * DAY_MS},
-	{"1w", "candles_1w", "7 days", 7 * DAY_MS},
-	{"1M", "candles_1mo", "1 month", 0},
+	{"1m", "1m", "1 minute", MIN_MS},
+	{"3m", "3m", "3 minutes", 3 * MIN_MS},
+	{"5m", "5m", "5 minutes", 5 * MIN_MS},
+	{"15m", "15m", "15 minutes", 15 * MIN_MS},
+	{"30m", "30m", "30 minutes", 30 * MIN_MS},
+	{"1h", "1h", "1 hour", HOUR_MS},
+	{"2h", "2h", "2 hours", 2 * HOUR_MS},
+	{"4h", "4h", "4 hours", 4 * HOUR_MS},
+	{"6h", "6h", "6 hours", 6 * HOUR_MS},
+	{"8h", "8h", "8 hours", 8 * HOUR_MS},
+	{"12h", "12h", "12 hours", 12 * HOUR_MS},
+	{"1d", "1d", "1 day", DAY_MS},
+	{"3d", "3d", "3 days", 3 * DAY_MS},
+	{"1w", "1w", "7 days", 7 * DAY_MS},
+	{"1M", "1mo", "1 month", 0},
 };
 const int	md_num_intervals = lengthof(md_intervals);
+
+StaticAssertDecl(lengthof(md_intervals) == MD_NUM_INTERVALS, "MD_NUM_INTERVALS is the length");
 
 /* Monday 1970-01-05 is four days after the epoch, a Thursday. */
 #define WEEK_OFFSET_MS (4 * DAY_MS)

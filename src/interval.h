@@ -10,11 +10,13 @@
 
 typedef struct MdInterval
 {
-	const char *name;			/* as the exchange spells it: "1m", "1M" */
-	const char *table;			/* mdfeed.<table> */
+	const char *name;			/* as users write it: "1m", "1M" */
+	const char *suffix;			/* of its tables: candles_1m, candles_1mo */
 	const char *pg_interval;	/* the same length as a PostgreSQL interval */
 	int64		ms;				/* fixed length, or 0 for calendar months */
 } MdInterval;
+
+#define MD_NUM_INTERVALS 15
 
 extern const MdInterval md_intervals[];
 extern const int md_num_intervals;

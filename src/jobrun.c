@@ -5,11 +5,12 @@
  *	  interruptibly, checking for a cancel, yielding and finishing a job, and
  *	  the exchange's facts (weight limit, clock offset).
  *
- * Failures are sorted by what they mean.  Transport errors, 5xx and
- * malformed or truncated answers are retried with capped exponential backoff
- * and jitter; 429 and 418 stop every worker for as long as the exchange asks
- * (budget.c); an exchange error body (bad symbol, say) fails the job with
- * the exchange's own message.
+ * Failures are sorted by what the adapter says they mean (its classify).
+ * Transport errors, passing failures (5xx) and malformed or truncated
+ * answers are retried with capped exponential backoff and jitter; a
+ * throttle or a ban stops every worker's calls to that exchange for as long
+ * as the exchange asks (budget.c); a refused request (bad symbol, say)
+ * fails the job with the exchange's own message.
  *
  * The runners themselves (candles.c, derivs.c) only page through their
  * ranges; the backfill worker (backfill.c) claims jobs and picks the runner.
@@ -40,9 +41,10 @@
 /* the job this worker last yielded: the next claim passes it over once */
 static int64 yielded_job = 0;
 
-static int64 server_offset_ms = 0;
-static int64 server_time_at = 0;
-static int64 info_at = 0;
+/* what this process knows of each exchange, by adapter id */
+static int64 server_offset_ms[MD_MAX_EXCHANGES];
+static int64 server_time_at[MD_MAX_EXCHANGES];
+static int64 info_at[MD_MAX_EXCHANGES];
 
 /*
  * md_job_cancel_requested says whether mdfeed_cancel asked to drop the job
@@ -88,21 +90,6 @@ backoff_ms(int attempt)
 }
 
 /*
- * rest_get makes one budgeted request for a job.  Returns false if the job
- * was canceled.
- */
-static bool
-rest_get(const MdExchange *ex, const char *path, int weight, MdHttpResponse *resp,
-		 JobCounters *cnt)
-{
-	if (!md_rest_get(ex, path, weight, resp, md_job_cancel_requested))
-		return false;
-	if (cnt)
-		cnt->requests++;
-	return true;
-}
-
-/*
  * md_refresh_exchange_facts learns the weight limit from exchange info and the
  * offset of the exchange's clock, when they are old.  Failures only leave
  * the previous values (or the documented defaults) in place.
@@ -111,37 +98,46 @@ void
 md_refresh_exchange_facts(const MdExchange *ex)
 {
 	MdHttpResponse resp;
+	MdAnswer	ans;
+	int			id = md_exchange_id(ex);
 	int64		now = md_now_ms();
 
-	if (info_at == 0 || now - info_at > INFO_MAX_AGE_MS)
+	if (ex->parse_weight_limit != NULL &&
+		(info_at[id] == 0 || now - info_at[id] > INFO_MAX_AGE_MS))
 	{
 		int			limit;
 
-		if (rest_get(ex, ex->info_path, ex->info_weight, &resp, NULL) &&
-			resp.outcome == MD_HTTP_OK && resp.status == 200 &&
-			ex->parse_weight_limit(resp.body.data, resp.body.len, &limit))
+		if (md_rest_call(ex, &ex->info, NULL, -1, &resp, &ans, NULL))
 		{
-			md_budget_set_limit(limit);
-			info_at = now;
-			elog(DEBUG1, "mdfeed: %s allows %d REST weight per minute", ex->name, limit);
+			if (ans.kind == MD_ANSWER_OK &&
+				ex->parse_weight_limit(resp.body.data, resp.body.len, &limit))
+			{
+				md_budget_set_limit(ex, 0, limit);
+				info_at[id] = now;
+				elog(DEBUG1, "mdfeed: %s allows %d REST %s per window",
+					 ex->name, limit, ex->limits[0].name);
+			}
+			pfree(resp.body.data);
 		}
-		pfree(resp.body.data);
 	}
-	if (server_time_at == 0 || now - server_time_at > SERVER_TIME_MAX_AGE_MS)
+	if (ex->parse_server_time != NULL &&
+		(server_time_at[id] == 0 || now - server_time_at[id] > SERVER_TIME_MAX_AGE_MS))
 	{
 		int64		t0 = md_now_ms();
 		int64		server;
 
-		if (rest_get(ex, ex->time_path, ex->time_weight, &resp, NULL) &&
-			resp.outcome == MD_HTTP_OK && resp.status == 200 &&
-			ex->parse_server_time(resp.body.data, resp.body.len, &server))
+		if (md_rest_call(ex, &ex->server_time, NULL, -1, &resp, &ans, NULL))
 		{
-			int64		t1 = md_now_ms();
+			if (ans.kind == MD_ANSWER_OK &&
+				ex->parse_server_time(resp.body.data, resp.body.len, &server))
+			{
+				int64		t1 = md_now_ms();
 
-			server_offset_ms = server - (t0 + t1) / 2;
-			server_time_at = t1;
+				server_offset_ms[id] = server - (t0 + t1) / 2;
+				server_time_at[id] = t1;
+			}
+			pfree(resp.body.data);
 		}
-		pfree(resp.body.data);
 	}
 }
 
@@ -150,19 +146,18 @@ md_refresh_exchange_facts(const MdExchange *ex)
  * md_refresh_exchange_facts knows its offset.
  */
 int64
-md_server_now_ms(void)
+md_server_now_ms(const MdExchange *ex)
 {
-	return md_now_ms() + server_offset_ms;
+	return md_now_ms() + server_offset_ms[md_exchange_id(ex)];
 }
 
 /*
- * md_fetch_with_retries gets one answer and parses it, retrying what is worth
- * retrying.  Weight comes from the weight budget, or, when bucket >= 0, from
- * that endpoint's own request budget.
+ * md_fetch_with_retries gets one answer of an endpoint (path NULL: its own;
+ * cost < 0: its own) and parses it, retrying what is worth retrying.
  */
 PageResult
-md_fetch_with_retries(const MdExchange *ex, const MdJob *job, const char *path,
-					  int weight, int bucket, int per_5min,
+md_fetch_with_retries(const MdExchange *ex, const MdJob *job, const MdEndpoint *ep,
+					  const char *path, int cost,
 					  MdParseFn parse, void *parse_arg, JobCounters *cnt, char **failmsg)
 {
 	int			failures = 0;
@@ -170,21 +165,20 @@ md_fetch_with_retries(const MdExchange *ex, const MdJob *job, const char *path,
 	for (;;)
 	{
 		MdHttpResponse resp;
+		MdAnswer	ans;
 		char	   *reason = NULL;
 		char	   *err = NULL;
-		int			code;
-		char	   *msg;
-		bool		got;
 
-		if (bucket >= 0)
-			got = md_rest_get_counted(ex, path, bucket, per_5min, &resp, md_job_cancel_requested);
-		else
-			got = md_rest_get(ex, path, weight, &resp, md_job_cancel_requested);
-		if (!got)
+		if (!md_rest_call(ex, ep, path, cost, &resp, &ans, md_job_cancel_requested))
 			return PAGE_CANCELED;
 		cnt->requests++;
 
-		if (resp.outcome == MD_HTTP_OK && resp.status == 200)
+		if (resp.outcome == MD_HTTP_TRANSPORT_ERROR)
+			reason = psprintf("request failed: %s", resp.error);
+		else if (resp.outcome == MD_HTTP_TOO_LARGE)
+			reason = psprintf("answer larger than mdfeed.rest_max_response_size (%d kB)",
+							  mdfeed_rest_max_response_kb);
+		else if (ans.kind == MD_ANSWER_OK)
 		{
 			if (parse(resp.body.data, resp.body.len, parse_arg, &err))
 			{
@@ -193,31 +187,25 @@ md_fetch_with_retries(const MdExchange *ex, const MdJob *job, const char *path,
 			}
 			reason = psprintf("malformed answer: %s", err);
 		}
-		else if (resp.outcome == MD_HTTP_TRANSPORT_ERROR)
-			reason = psprintf("request failed: %s", resp.error);
-		else if (resp.outcome == MD_HTTP_TOO_LARGE)
-			reason = psprintf("answer larger than mdfeed.rest_max_response_size (%d kB)",
-							  mdfeed_rest_max_response_kb);
-		else if (resp.status == 429 || resp.status == 418)
+		else if (ans.kind == MD_ANSWER_THROTTLED || ans.kind == MD_ANSWER_BANNED)
 		{
-			/* budget.c now holds every worker back; this is not a failure */
-			md_slot_set_error(resp.status == 429 ? "rate limited (HTTP 429)" : "IP banned (HTTP 418)");
+			/* budget.c now holds this exchange's calls back; not a failure */
+			md_slot_set_error(psprintf(ans.kind == MD_ANSWER_THROTTLED ?
+									   "rate limited by %s (HTTP %ld)" :
+									   "IP banned by %s (HTTP %ld)",
+									   ex->name, resp.status));
 			pfree(resp.body.data);
 			continue;
 		}
-		else if (resp.status >= 500 || resp.status == 408 || resp.status == 403)
-			reason = psprintf("HTTP %ld from the exchange", resp.status);
-		else if (resp.status >= 400)
+		else if (ans.kind == MD_ANSWER_REJECTED)
 		{
-			if (ex->parse_error(resp.body.data, resp.body.len, &code, &msg))
-				*failmsg = psprintf("%s rejected the request: %s (code %d)", ex->name, msg, code);
-			else
-				*failmsg = psprintf("%s answered HTTP %ld", ex->name, resp.status);
+			*failmsg = psprintf("%s %s", ex->name,
+								ans.message ? ans.message : "refused the request");
 			pfree(resp.body.data);
 			return PAGE_FAILED;
 		}
 		else
-			reason = psprintf("unexpected HTTP status %ld", resp.status);
+			reason = ans.message ? ans.message : psprintf("HTTP %ld from %s", resp.status, ex->name);
 
 		pfree(resp.body.data);
 		md_slot_set_error(reason);

@@ -40,12 +40,12 @@ extern bool md_job_yielded(const MdJob *job);
 extern void md_finish_job(const MdJob *job, const char *state, const char *error,
 						  JobCounters *cnt);
 extern PageResult md_fetch_with_retries(const MdExchange *ex, const MdJob *job,
-										const char *path, int weight, int bucket,
-										int per_5min, MdParseFn parse, void *parse_arg,
+										const MdEndpoint *ep, const char *path, int cost,
+										MdParseFn parse, void *parse_arg,
 										JobCounters *cnt, char **failmsg);
 
 extern int64 md_take_yielded_job(void);
 extern void md_refresh_exchange_facts(const MdExchange *ex);
-extern int64 md_server_now_ms(void);
+extern int64 md_server_now_ms(const MdExchange *ex);
 
 #endif

@@ -1,12 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * rest.c
- *	  One REST call to an exchange, paid for from the shared budget.
+ *	  One REST call to an exchange, paid for from that exchange's budget.
  *
  * Every REST request of every mdfeed process goes through here, so none can
- * forget the budget: weight is taken before the request, and what the
- * answer says about the limit (the used-weight header, 429, 418) is
- * reported back before anyone looks at the body.
+ * forget the budget: the endpoint's cost is taken before the request, the
+ * adapter classifies the answer, and what it says about the limits (the
+ * exchange's count of what was used, a throttle, a ban) is reported back to
+ * the budget before anyone looks at the body.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,20 +21,20 @@
 #include "shmem.h"
 
 /*
- * rest_get fills resp with the answer to GET <base><path>, after taking
- * its cost from the budget: weight, or when bucket >= 0 one request of that
- * endpoint's own budget.  It returns false, with nothing to look at, if
- * abort_check asked to stop.
+ * md_rest_call fills resp with the answer to GET <base><path> (path NULL:
+ * the endpoint's own) and ans with what the adapter makes of it, after
+ * taking cost units (cost < 0: the endpoint's cost) from the exchange's
+ * budget.  A transfer that failed is classified MD_ANSWER_RETRY.  It
+ * returns false, with nothing to look at, if abort_check asked to stop.
  */
-static bool
-rest_get(const MdExchange *ex, const char *path, int weight, int bucket, int per_5min,
-		 MdHttpResponse *resp, MdHttpAbortCheck abort_check)
+bool
+md_rest_call(const MdExchange *ex, const MdEndpoint *ep, const char *path, int cost,
+			 MdHttpResponse *resp, MdAnswer *ans, MdHttpAbortCheck abort_check)
 {
-	char	   *url = psprintf("%s%s", ex->rest_base_url(), path);
+	char	   *url = psprintf("%s%s", ex->rest_base_url(), path ? path : ep->path);
 
 	md_require_workers();
-	if (bucket >= 0 ? !md_budget_acquire_request(bucket, per_5min, abort_check)
-		: !md_budget_acquire(weight, abort_check))
+	if (!md_budget_acquire(ex, ep, cost >= 0 ? cost : ep->cost, abort_check))
 	{
 		pfree(url);
 		return false;
@@ -42,8 +43,14 @@ rest_get(const MdExchange *ex, const char *path, int weight, int bucket, int per
 	pfree(url);
 	if (resp->outcome == MD_HTTP_ABORTED)
 		return false;
-	md_budget_report(resp->status, resp->used_weight, resp->retry_after_s,
-					 resp->status == 418 ? ex->ban_until_ms(resp->body.data, resp->body.len) : 0);
+
+	memset(ans, 0, sizeof(*ans));
+	ans->used = -1;
+	if (resp->outcome == MD_HTTP_OK)
+		ex->classify(resp, ans);
+	else
+		ans->kind = MD_ANSWER_RETRY;
+	md_budget_report(ex, ans);
 	if (md_my_slot)
 	{
 		SpinLockAcquire(&md_shared->mutex);
@@ -51,25 +58,4 @@ rest_get(const MdExchange *ex, const char *path, int weight, int bucket, int per
 		SpinLockRelease(&md_shared->mutex);
 	}
 	return true;
-}
-
-/*
- * md_rest_get is the one budgeted REST call of endpoints limited by weight.
- */
-bool
-md_rest_get(const MdExchange *ex, const char *path, int weight, MdHttpResponse *resp,
-			MdHttpAbortCheck abort_check)
-{
-	return rest_get(ex, path, weight, -1, 0, resp, abort_check);
-}
-
-/*
- * md_rest_get_counted is md_rest_get for endpoints limited by a count of
- * requests rather than by weight.
- */
-bool
-md_rest_get_counted(const MdExchange *ex, const char *path, int bucket, int per_5min,
-					MdHttpResponse *resp, MdHttpAbortCheck abort_check)
-{
-	return rest_get(ex, path, 0, bucket, per_5min, resp, abort_check);
 }

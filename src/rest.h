@@ -11,10 +11,8 @@
 #include "exchange.h"
 #include "http.h"
 
-extern bool md_rest_get(const MdExchange *ex, const char *path, int weight,
-						MdHttpResponse *resp, MdHttpAbortCheck abort_check);
-extern bool md_rest_get_counted(const MdExchange *ex, const char *path, int bucket,
-								int per_5min, MdHttpResponse *resp,
-								MdHttpAbortCheck abort_check);
+extern bool md_rest_call(const MdExchange *ex, const MdEndpoint *ep, const char *path,
+						 int cost, MdHttpResponse *resp, MdAnswer *ans,
+						 MdHttpAbortCheck abort_check);
 
 #endif

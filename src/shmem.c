@@ -50,8 +50,14 @@ md_shmem_startup_hook(void)
 		memset(md_shared, 0, sizeof(MdShared));
 		SpinLockInit(&md_shared->mutex);
 		ConditionVariableInit(&md_shared->job_cv);
-		/* the documented default, until exchangeInfo says otherwise */
-		md_shared->budget.limit_per_minute = 2400;
+		/* the published limits, until an exchange announces others */
+		for (int e = 0; e < md_num_exchanges(); e++)
+		{
+			const MdExchange *ex = md_exchange_by_id(e);
+
+			for (int l = 0; l < ex->nlimits; l++)
+				md_shared->budgets[e].limits[l].limit = ex->limits[l].limit;
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * shmem.h
- *	  mdfeed's shared memory: worker status slots, the REST budget, and the
- *	  condition variable job waiters sleep on.
+ *	  mdfeed's shared memory: worker status slots, each exchange's REST
+ *	  budget, and the condition variable job waiters sleep on.
  *
  * Everything here is small, fixed-size and plain data; process-local
  * handles (curl, lws, sockets) never go into it.
@@ -15,6 +15,8 @@
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/spin.h"
+
+#include "exchange.h"
 
 #define MD_MAX_WORKERS 64
 
@@ -50,29 +52,32 @@ typedef struct MdWorkerSlot
 	char		last_error[256];
 } MdWorkerSlot;
 
-typedef enum MdBucket
+/* the state of one of an exchange's rate limits (MdRateLimit) */
+typedef struct MdLimitState
 {
-	MD_BUCKET_FUNDING,
-	MD_BUCKET_OPEN_INTEREST,
-	MD_NUM_BUCKETS
-} MdBucket;
+	int			limit;			/* units per window: published, or as
+								 * exchange info announced */
+	int64		window;			/* MD_LIMIT_WINDOW: floor(ms / window_ms) */
+	int			used;			/* units used in the window, ours or the
+								 * exchange's count, whichever is higher */
+	double		tokens;			/* MD_LIMIT_BUCKET */
+	int64		tokens_at_ms;
+} MdLimitState;
 
-/* The REST weight budget shared by every worker: the limit is per IP. */
+/*
+ * One exchange's REST budget, shared by every worker: exchanges limit by
+ * IP, so every process of this server draws from the same one.  A 429 or a
+ * ban blocks only this exchange.
+ */
 typedef struct MdBudget
 {
-	int			limit_per_minute;	/* from exchangeInfo rateLimits */
-	int64		window_minute;	/* floor(ms / 60000) of the current window */
-	int			used;			/* weight used in the window, ours or the
-								 * exchange's header, whichever is higher */
-	int64		blocked_until_ms;	/* no REST call before this (429, 418) */
-	bool		banned;			/* blocked_until_ms comes from a 418 */
-	/* endpoints with their own request-count limits: token buckets */
-	double		tokens[MD_NUM_BUCKETS];
-	int64		tokens_at_ms[MD_NUM_BUCKETS];
+	MdLimitState limits[MD_MAX_LIMITS];
+	int64		blocked_until_ms;	/* no REST call before this */
+	bool		banned;			/* blocked_until_ms comes from a ban */
 	int64		requests;
 	int64		throttled;		/* times a caller had to wait for budget */
-	int64		got_429;
-	int64		got_418;
+	int64		rate_limited;	/* answers saying we were over the limit */
+	int64		bans;
 } MdBudget;
 
 /*
@@ -94,7 +99,7 @@ typedef struct MdShared
 	slock_t		mutex;			/* protects everything below */
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
-	MdBudget	budget;
+	MdBudget	budgets[MD_MAX_EXCHANGES];	/* by adapter id */
 	MdWorkerSlot slots[MD_MAX_WORKERS];
 	ConditionVariable job_cv;	/* broadcast when any job ends */
 	int64		lists_version;	/* bumped when the symbol lists change */

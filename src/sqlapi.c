@@ -872,7 +872,7 @@ mdfeed_ingest_binance_klines(PG_FUNCTION_ARGS)
 	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	written = md_store_candles(iv, rows, nrows);
+	written = md_store_candles(&md_binance, iv, rows, nrows);
 	SPI_finish();
 	PG_RETURN_INT64(written);
 }
@@ -882,7 +882,7 @@ mdfeed_interval_table(PG_FUNCTION_ARGS)
 {
 	const MdInterval *iv = md_check_interval(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 
-	PG_RETURN_TEXT_P(cstring_to_text(iv->table));
+	PG_RETURN_TEXT_P(cstring_to_text(md_candle_table(&md_binance, iv)));
 }
 
 Datum

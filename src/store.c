@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * store.c
- *	  Writing candles into mdfeed.candles_<interval>, a batch at a time.
+ *	  Writing candles into an exchange's candle tables, and its derivatives,
+ *	  a batch at a time.
  *
  * A batch goes in as one INSERT ... SELECT FROM unnest(arrays) ON CONFLICT
  * DO UPDATE, prepared once per table and kept for the life of the process.
@@ -16,6 +17,10 @@
  * unique index says so, the attempt is rolled back and the batch is upserted.
  * Tables with triggers or row security, or whose columns were altered,
  * always take the upsert.
+ *
+ * Every function takes the exchange: its adapter names the tables (the
+ * family mdfeed.<candle_prefix><interval>).  The columns written are the
+ * family shape of Binance USD-M, which every family has so far.
  *
  * The caller runs inside a transaction with SPI connected, and must have
  * checked every decimal string (numeric_in would raise an error on garbage;
@@ -50,21 +55,23 @@
 
 #define NPARAMS (3 + MD_NUM_DECIMALS + 2)
 
-/* one prepared plan per interval, kept across transactions */
-static SPIPlanPtr upsert_plans[32];
+/* one prepared plan per table, kept across transactions */
+static SPIPlanPtr upsert_plans[MD_MAX_EXCHANGES][MD_NUM_INTERVALS];
 
 static SPIPlanPtr
-upsert_plan(const MdInterval *iv)
+upsert_plan(const MdExchange *ex, const MdInterval *iv)
 {
 	int			idx = iv - md_intervals;
+	int			e = md_exchange_id(ex);
+	char	   *table = md_candle_table(ex, iv);
 	Oid			types[NPARAMS];
 	char	   *sql;
 	SPIPlanPtr	plan;
 	int			p = 0;
 
 	Assert(idx >= 0 && idx < md_num_intervals);
-	if (upsert_plans[idx] != NULL)
-		return upsert_plans[idx];
+	if (upsert_plans[e][idx] != NULL)
+		return upsert_plans[e][idx];
 
 	types[p++] = TEXTARRAYOID;
 	types[p++] = TIMESTAMPTZARRAYOID;
@@ -96,14 +103,14 @@ upsert_plan(const MdInterval *iv)
 				   "excluded.close, excluded.volume, excluded.quote_volume, "
 				   "excluded.taker_buy_base_volume, excluded.taker_buy_quote_volume, "
 				   "excluded.trades, excluded.closed)",
-				   iv->table);
+				   table);
 	plan = SPI_prepare(sql, NPARAMS, types);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the upsert into mdfeed.%s: %s",
-			 iv->table, SPI_result_code_string(SPI_result));
+			 table, SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not keep the upsert plan for mdfeed.%s", iv->table);
-	upsert_plans[idx] = plan;
+		elog(ERROR, "could not keep the upsert plan for mdfeed.%s", table);
+	upsert_plans[e][idx] = plan;
 	pfree(sql);
 	return plan;
 }
@@ -117,33 +124,35 @@ static const char *const candle_columns[] = {
 
 #define NCANDLECOLS lengthof(candle_columns)
 
-static SPIPlanPtr range_plans[32];
+static SPIPlanPtr range_plans[MD_MAX_EXCHANGES][MD_NUM_INTERVALS];
 
 /*
  * range_is_empty says whether nothing at all is stored for the symbol
  * between two open times.
  */
 static bool
-range_is_empty(const MdInterval *iv, const char *symbol, int64 first_ms, int64 last_ms)
+range_is_empty(const MdExchange *ex, const MdInterval *iv, const char *symbol,
+			   int64 first_ms, int64 last_ms)
 {
 	int			idx = iv - md_intervals;
+	int			e = md_exchange_id(ex);
 	Oid			types[3] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		values[3];
 	int			ret;
 
-	if (range_plans[idx] == NULL)
+	if (range_plans[e][idx] == NULL)
 	{
 		char	   *sql = psprintf("SELECT 1 FROM mdfeed.%s WHERE symbol = $1 AND open_time BETWEEN $2 AND $3 LIMIT 1",
-								   iv->table);
+								   md_candle_table(ex, iv));
 
-		range_plans[idx] = md_keep_plan(sql, 3, types);
+		range_plans[e][idx] = md_keep_plan(sql, 3, types);
 	}
 	values[0] = CStringGetTextDatum(symbol);
 	values[1] = TimestampTzGetDatum(md_ms_to_timestamptz(first_ms));
 	values[2] = TimestampTzGetDatum(md_ms_to_timestamptz(last_ms));
-	ret = SPI_execute_plan(range_plans[idx], values, NULL, true, 1);
+	ret = SPI_execute_plan(range_plans[e][idx], values, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "range check on mdfeed.%s failed", iv->table);
+		elog(ERROR, "range check on mdfeed.%s failed", md_candle_table(ex, iv));
 	return SPI_processed == 0;
 }
 
@@ -173,9 +182,9 @@ fast_insert_possible(Relation rel)
  * nothing, if the table does not allow it.
  */
 static bool
-fast_insert(const MdInterval *iv, MdCandle *rows, int nrows)
+fast_insert(const MdExchange *ex, const MdInterval *iv, MdCandle *rows, int nrows)
 {
-	Oid			relid = get_relname_relid(iv->table, get_namespace_oid("mdfeed", false));
+	Oid			relid = get_relname_relid(md_candle_table(ex, iv), get_namespace_oid("mdfeed", false));
 	Relation	rel;
 	EState	   *estate;
 	ResultRelInfo *rri;
@@ -239,7 +248,7 @@ fast_insert(const MdInterval *iv, MdCandle *rows, int nrows)
  * whether the rows were written.
  */
 static bool
-try_fast_insert(const MdInterval *iv, MdCandle *rows, int nrows)
+try_fast_insert(const MdExchange *ex, const MdInterval *iv, MdCandle *rows, int nrows)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -249,7 +258,7 @@ try_fast_insert(const MdInterval *iv, MdCandle *rows, int nrows)
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		done = fast_insert(iv, rows, nrows);
+		done = fast_insert(ex, iv, rows, nrows);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -278,7 +287,7 @@ try_fast_insert(const MdInterval *iv, MdCandle *rows, int nrows)
  * and returns how many rows were inserted or changed.
  */
 int64
-md_store_candles(const MdInterval *iv, MdCandle *rows, int nrows)
+md_store_candles(const MdExchange *ex, const MdInterval *iv, MdCandle *rows, int nrows)
 {
 	MemoryContext tmp,
 				old;
@@ -301,12 +310,12 @@ md_store_candles(const MdInterval *iv, MdCandle *rows, int nrows)
 			one_symbol = strcmp(rows[i].symbol, rows[0].symbol) == 0 &&
 				rows[i].open_ms > rows[i - 1].open_ms;
 		if (one_symbol &&
-			range_is_empty(iv, rows[0].symbol, rows[0].open_ms, rows[nrows - 1].open_ms) &&
-			try_fast_insert(iv, rows, nrows))
+			range_is_empty(ex, iv, rows[0].symbol, rows[0].open_ms, rows[nrows - 1].open_ms) &&
+			try_fast_insert(ex, iv, rows, nrows))
 			return nrows;
 	}
 
-	plan = upsert_plan(iv);
+	plan = upsert_plan(ex, iv);
 
 	tmp = AllocSetContextCreate(CurrentMemoryContext, "mdfeed upsert", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(tmp);
@@ -349,7 +358,8 @@ md_store_candles(const MdInterval *iv, MdCandle *rows, int nrows)
 
 	ret = SPI_execute_plan(plan, values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "upsert into mdfeed.%s failed: %s", iv->table, SPI_result_code_string(ret));
+		elog(ERROR, "upsert into mdfeed.%s failed: %s", md_candle_table(ex, iv),
+			 SPI_result_code_string(ret));
 	written = (int64) SPI_processed;
 
 	MemoryContextSwitchTo(old);
@@ -378,8 +388,8 @@ md_notify_candle(const char *exchange, const char *symbol, const MdInterval *iv,
 	Async_Notify("mdfeed_candles", payload);
 }
 
-static SPIPlanPtr funding_plan = NULL;
-static SPIPlanPtr oi_plan = NULL;
+static SPIPlanPtr funding_plans[MD_MAX_EXCHANGES];
+static SPIPlanPtr oi_plans[MD_MAX_EXCHANGES];
 
 /*
  * md_keep_plan prepares a statement and keeps its plan for the life of the
@@ -437,11 +447,12 @@ timestamptz_array(int64 *ms, int n)
 }
 
 /*
- * upsert_series runs a derivatives upsert whose parameters are the symbol,
+ * upsert_series runs a derivatives upsert (sql_format names the table with
+ * %s) whose parameters are the symbol,
  * the rows' times and two numeric columns given as decimal strings.
  */
 static int64
-upsert_series(SPIPlanPtr *plan, const char *sql, const char *table, const char *symbol,
+upsert_series(SPIPlanPtr *plan, const char *sql_format, const char *table, const char *symbol,
 			  int64 *ms, char **a, char **b, int n)
 {
 	Oid			types[4] = {TEXTOID, TIMESTAMPTZARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID};
@@ -449,7 +460,7 @@ upsert_series(SPIPlanPtr *plan, const char *sql, const char *table, const char *
 	int			ret;
 
 	if (*plan == NULL)
-		*plan = md_keep_plan(sql, 4, types);
+		*plan = md_keep_plan(psprintf(sql_format, table), 4, types);
 	values[0] = CStringGetTextDatum(symbol);
 	values[1] = timestamptz_array(ms, n);
 	values[2] = md_cstring_array(a, n, true);
@@ -467,7 +478,7 @@ upsert_series(SPIPlanPtr *plan, const char *sql, const char *table, const char *
  * exchange_time.
  */
 int64
-md_store_funding(const char *symbol, MdFunding *rows, int n)
+md_store_funding(const MdExchange *ex, const char *symbol, MdFunding *rows, int n)
 {
 	int64	   *ms;
 	char	  **rate;
@@ -484,8 +495,8 @@ md_store_funding(const char *symbol, MdFunding *rows, int n)
 		rate[i] = rows[i].rate;
 		mark[i] = rows[i].mark_price;
 	}
-	return upsert_series(&funding_plan,
-						 "INSERT INTO mdfeed.funding_rates AS f (symbol, funding_time, funding_rate, mark_price, exchange_time) "
+	return upsert_series(&funding_plans[md_exchange_id(ex)],
+						 "INSERT INTO mdfeed.%s AS f (symbol, funding_time, funding_rate, mark_price, exchange_time) "
 						 "SELECT $1, pg_catalog.date_trunc('minute', t, 'UTC'), r, m, t "
 						 "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(t, r, m) "
 						 "ON CONFLICT (symbol, funding_time) DO UPDATE SET funding_rate = excluded.funding_rate, "
@@ -493,14 +504,14 @@ md_store_funding(const char *symbol, MdFunding *rows, int n)
 						 "updated_at = pg_catalog.now() "
 						 "WHERE (f.funding_rate, f.mark_price, f.exchange_time) IS DISTINCT FROM "
 						 "(excluded.funding_rate, coalesce(excluded.mark_price, f.mark_price), excluded.exchange_time)",
-						 "funding_rates", symbol, ms, rate, mark, n);
+						 ex->funding_table, symbol, ms, rate, mark, n);
 }
 
 /*
  * md_store_open_interest upserts hourly open-interest statistics.
  */
 int64
-md_store_open_interest(const char *symbol, MdOpenInterest *rows, int n)
+md_store_open_interest(const MdExchange *ex, const char *symbol, MdOpenInterest *rows, int n)
 {
 	int64	   *ms;
 	char	  **soi;
@@ -517,13 +528,13 @@ md_store_open_interest(const char *symbol, MdOpenInterest *rows, int n)
 		soi[i] = rows[i].sum_open_interest;
 		soiv[i] = rows[i].sum_open_interest_value;
 	}
-	return upsert_series(&oi_plan,
-						 "INSERT INTO mdfeed.open_interest_1h AS o (symbol, ts, sum_open_interest, sum_open_interest_value) "
+	return upsert_series(&oi_plans[md_exchange_id(ex)],
+						 "INSERT INTO mdfeed.%s AS o (symbol, ts, sum_open_interest, sum_open_interest_value) "
 						 "SELECT $1, t, a, b "
 						 "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(t, a, b) "
 						 "ON CONFLICT (symbol, ts) DO UPDATE SET sum_open_interest = excluded.sum_open_interest, "
 						 "sum_open_interest_value = excluded.sum_open_interest_value, updated_at = pg_catalog.now() "
 						 "WHERE (o.sum_open_interest, o.sum_open_interest_value) IS DISTINCT FROM "
 						 "(excluded.sum_open_interest, excluded.sum_open_interest_value)",
-						 "open_interest_1h", symbol, ms, soi, soiv, n);
+						 ex->open_interest_table, symbol, ms, soi, soiv, n);
 }

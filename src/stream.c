@@ -798,7 +798,7 @@ flush(void)
 	}
 	for (int i = 0; i < md_num_intervals; i++)
 		if (counts[i] > 0)
-			md_store_candles(&md_intervals[i], rows[i], counts[i]);
+			md_store_candles(ex, &md_intervals[i], rows[i], counts[i]);
 	md_commit_tx();
 
 	committed = md_now_ms();
