@@ -30,8 +30,10 @@ OBJS = \
 	src/watch.o \
 	src/stream.o \
 	src/launcher.o \
-	src/sqlapi.o \
-	src/parsefuncs.o
+	src/sql_args.o \
+	src/sql_jobs.o \
+	src/sql_status.o \
+	src/sql_parse.o
 
 PG_CONFIG ?= pg_config
 

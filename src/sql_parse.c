@@ -1,15 +1,22 @@
 /*-------------------------------------------------------------------------
  *
- * parsefuncs.c
- *	  One SQL entry point to every exchange parser the workers use, for the
- *	  robustness test and for looking at a captured answer by hand.
+ * sql_parse.c
+ *	  The exchange's answers from SQL: the parsers the workers use, run on
+ *	  text or bytes given by hand, an ingest that writes a klines answer as
+ *	  a worker does, and the on-demand fetches of instruments and tickers.
+ *
+ * Every function here runs exactly the code a worker runs on the same
+ * answer (the adapter's parser, md_store_candles, md_store_instruments),
+ * so a test or a person looking at a captured answer sees what a worker
+ * would make of it; none keeps a parser of its own.
  *
  * A worker that crashes takes the whole cluster down (the postmaster
  * resets shared memory when any backend dies), so the parsers must survive
  * anything the network can deliver.  mdfeed.parse_answer(exchange, what,
- * body) runs the parser the workers run on exactly the bytes given: the
- * body is bytea, so NUL bytes and invalid UTF-8 reach the parser as they
- * would from a socket.  It writes nothing.
+ * body) is the one entry point to every parser, for the robustness test:
+ * it runs the parser the workers run on exactly the bytes given (the body
+ * is bytea, so NUL bytes and invalid UTF-8 reach the parser as they would
+ * from a socket), and writes nothing.
  *
  * A parser's verdict becomes a clean ERROR with SQLSTATE 22P02 and the
  * parser's own message.  What a parser accepts is then converted the way
@@ -22,14 +29,221 @@
  */
 #include "postgres.h"
 
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
-#include "lib/stringinfo.h"
+#include "utils/timestamp.h"
 
 #include "common.h"
 #include "exchange.h"
+#include "instruments.h"
+#include "shmem.h"
+#include "sql_args.h"
+#include "store.h"
 
+PG_FUNCTION_INFO_V1(mdfeed_parse_binance_klines);
+PG_FUNCTION_INFO_V1(mdfeed_parse_binance_stream);
+PG_FUNCTION_INFO_V1(mdfeed_ingest_binance_klines);
+PG_FUNCTION_INFO_V1(mdfeed_refresh_instruments);
+PG_FUNCTION_INFO_V1(mdfeed_fetch_tickers);
 PG_FUNCTION_INFO_V1(mdfeed_parse_answer);
+
+/*
+ * numeric_datum converts an exact decimal string as the workers store it:
+ * numeric_in, which raises its own error on a bad value.
+ */
+static Datum
+numeric_datum(const char *s)
+{
+	return DirectFunctionCall3(numeric_in, CStringGetDatum(s),
+							   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+}
+
+/*
+ * report_malformed raises the error of an input the parser refused, showing
+ * how the input begins.
+ */
+static void
+report_malformed(const char *what, const char *err, text *input, const char *hint)
+{
+	char	   *s = text_to_cstring(input);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("malformed %s: %s", what, err),
+			 errdetail("The input begins with: %.80s", s),
+			 errhint("%s", hint)));
+}
+
+/*
+ * mdfeed_parse_binance_klines parses a GET /fapi/v1/klines answer with the
+ * workers' parser.
+ */
+Datum
+mdfeed_parse_binance_klines(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	text	   *body = PG_GETARG_TEXT_PP(0);
+	MdCandle   *rows;
+	int			nrows;
+	char	   *err;
+
+	md_check_interval(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	if (!md_binance.parse_klines(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), &rows, &nrows, &err))
+		report_malformed("Binance klines answer", err, body,
+						 "The text must be the JSON array GET /fapi/v1/klines returns.");
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < nrows; i++)
+	{
+		Datum		values[11];
+		bool		nulls[11] = {0};
+
+		values[0] = TimestampTzGetDatum(md_ms_to_timestamptz(rows[i].open_ms));
+		values[1] = TimestampTzGetDatum(md_ms_to_timestamptz(rows[i].close_ms));
+		for (int f = 0; f < MD_NUM_DECIMALS; f++)
+			values[2 + f] = numeric_datum(rows[i].dec[f]);
+		values[10] = Int64GetDatum(rows[i].trades);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * mdfeed_parse_binance_stream parses one market-stream frame with the
+ * workers' parser: one row for a kline event, none for a reply or another
+ * event, an error for anything malformed.
+ */
+Datum
+mdfeed_parse_binance_stream(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	text	   *frame = PG_GETARG_TEXT_PP(0);
+	MdStreamKline k;
+	char	   *err = NULL;
+	MdFrameKind kind;
+
+	kind = md_binance.parse_stream_frame(VARDATA_ANY(frame), VARSIZE_ANY_EXHDR(frame), &k, &err);
+	if (kind == MD_FRAME_MALFORMED)
+		report_malformed("Binance stream frame", err, frame,
+						 "The text must be one frame of a Binance USD-M market stream.");
+	InitMaterializedSRF(fcinfo, 0);
+	if (kind == MD_FRAME_KLINE)
+	{
+		Datum		values[16];
+		bool		nulls[16] = {0};
+
+		nulls[0] = k.stream == NULL;
+		values[0] = k.stream ? CStringGetTextDatum(k.stream) : (Datum) 0;
+		values[1] = TimestampTzGetDatum(md_ms_to_timestamptz(k.event_ms));
+		values[2] = CStringGetTextDatum(k.symbol);
+		values[3] = CStringGetTextDatum(k.iv->name);
+		values[4] = TimestampTzGetDatum(md_ms_to_timestamptz(k.candle.open_ms));
+		values[5] = TimestampTzGetDatum(md_ms_to_timestamptz(k.candle.close_ms));
+		for (int f = 0; f < MD_NUM_DECIMALS; f++)
+			values[6 + f] = numeric_datum(k.candle.dec[f]);
+		values[14] = Int64GetDatum(k.candle.trades);
+		values[15] = BoolGetDatum(k.candle.closed);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * mdfeed_ingest_binance_klines upserts a klines answer as the workers do;
+ * candles closing before server_time are stored as closed.
+ */
+Datum
+mdfeed_ingest_binance_klines(PG_FUNCTION_ARGS)
+{
+	char	   *symbol = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	const MdInterval *iv = md_check_interval(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	text	   *body = PG_GETARG_TEXT_PP(2);
+	int64		server_ms = md_timestamptz_to_ms(PG_GETARG_TIMESTAMPTZ(3));
+	MdCandle   *rows;
+	int			nrows;
+	char	   *err;
+	int64		written;
+
+	md_check_symbol(symbol);
+	if (!md_binance.parse_klines(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), &rows, &nrows, &err))
+		report_malformed("Binance klines answer", err, body,
+						 "The text must be the JSON array GET /fapi/v1/klines returns.");
+	for (int i = 0; i < nrows; i++)
+	{
+		rows[i].symbol = symbol;
+		rows[i].closed = rows[i].close_ms < server_ms;
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	written = md_store_candles(iv, rows, nrows);
+	SPI_finish();
+	PG_RETURN_INT64(written);
+}
+
+/*
+ * mdfeed_refresh_instruments fetches the exchange's info now and stores its
+ * instruments; returns how many it lists.
+ */
+Datum
+mdfeed_refresh_instruments(PG_FUNCTION_ARGS)
+{
+	const MdExchange *ex = md_check_exchange(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	char	   *err = NULL;
+	char	   *body;
+	int			n;
+
+	md_require_workers();
+	body = md_fetch_exchange_info(ex, &err);
+	if (body == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not fetch the instruments of %s: %s", ex->name, err),
+				 errhint("Check mdfeed.binance_rest_url and the server's network access.")));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	n = md_store_instruments(ex, body, &err);
+	SPI_finish();
+	if (n < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("malformed exchange info from %s: %s", ex->name, err),
+				 errhint("Try again; if it persists, the exchange changed its format.")));
+	PG_RETURN_INT32(n);
+}
+
+/*
+ * mdfeed_fetch_tickers returns every symbol's 24 h quote volume, from one
+ * request.
+ */
+Datum
+mdfeed_fetch_tickers(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const MdExchange *ex = md_check_exchange(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	MdTicker   *t;
+	int			n;
+	char	   *err = NULL;
+
+	md_require_workers();
+	if (!md_fetch_tickers(ex, &t, &n, &err))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not fetch the tickers of %s: %s", ex->name, err),
+				 errhint("Check mdfeed.binance_rest_url and the server's network access.")));
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {0};
+
+		values[0] = CStringGetTextDatum(t[i].symbol);
+		values[1] = numeric_datum(t[i].quote_volume);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
 
 /* what parse_answer can parse, with the hint given when a body is refused */
 typedef struct AnswerKind
@@ -111,15 +325,19 @@ refuse(const MdExchange *ex, const AnswerKind *kind, const char *err,
 /*
  * The conversions the workers apply when they store what a parser
  * returned.  Each raises PostgreSQL's own error on a bad value.
+ *
+ * store_decimal converts an exact decimal string to numeric.
  */
 static void
 store_decimal(const char *s)
 {
 	if (s != NULL)
-		(void) DirectFunctionCall3(numeric_in, CStringGetDatum(s),
-								   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+		(void) numeric_datum(s);
 }
 
+/*
+ * store_text checks a string against the database encoding.
+ */
 static void
 store_text(const char *s)
 {
@@ -127,6 +345,9 @@ store_text(const char *s)
 		(void) pg_verifymbstr(s, strlen(s), false);
 }
 
+/*
+ * store_time converts milliseconds to a timestamptz, within its range.
+ */
 static void
 store_time(int64 ms)
 {
@@ -135,6 +356,9 @@ store_time(int64 ms)
 	(void) md_ms_to_timestamptz(ms);
 }
 
+/*
+ * store_candle converts every field of a candle.
+ */
 static void
 store_candle(const MdCandle *c)
 {
@@ -333,12 +557,7 @@ mdfeed_parse_answer(PG_FUNCTION_ARGS)
 	what = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	body = PG_GETARG_BYTEA_PP(2);
 
-	ex = md_exchange_lookup(exchange);
-	if (ex == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown exchange \"%s\"", exchange),
-				 errhint("Valid exchanges are: %s.", md_exchange_names())));
+	ex = md_check_exchange(exchange);
 	for (int i = 0; i < lengthof(answer_kinds); i++)
 		if (strcmp(answer_kinds[i].name, what) == 0)
 			kind = &answer_kinds[i];
