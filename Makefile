@@ -30,9 +30,11 @@ OBJS = \
 	src/watch.o \
 	src/stream.o \
 	src/launcher.o \
-	src/sqlapi.o \
-	src/parsefuncs.o \
-	src/sql_exchanges.o
+	src/sql_args.o \
+	src/sql_jobs.o \
+	src/sql_status.o \
+	src/sql_parse.o \
+	src/binance_sql.o
 
 PG_CONFIG ?= pg_config
 

@@ -720,6 +720,21 @@ binance_parse_open_interest(const char *body, size_t len, MdOpenInterest **out, 
 	return true;
 }
 
+/* what each answer looks like, for the errors of mdfeed.parse_answer */
+static const MdAnswerHint binance_answer_hints[] = {
+	{"klines", "The body must be the JSON array GET /fapi/v1/klines returns."},
+	{"stream", "The body must be one frame of a market stream."},
+	{"exchange_info", "The body must be the JSON object GET /fapi/v1/exchangeInfo returns."},
+	{"weight_limit", "The body must be exchange info with a REQUEST_WEIGHT rate limit."},
+	{"server_time", "The body must be the JSON object GET /fapi/v1/time returns."},
+	{"tickers", "The body must be the JSON array GET /fapi/v1/ticker/24hr returns."},
+	{"funding", "The body must be the JSON array GET /fapi/v1/fundingRate returns."},
+	{"open_interest", "The body must be the JSON array GET /futures/data/openInterestHist returns."},
+	{"error", "The body must be an error answer, such as {\"code\":-1121,\"msg\":\"Invalid symbol.\"}."},
+	{"ban", "The body must be the answer of an IP ban (HTTP 418)."},
+	{NULL, NULL}
+};
+
 /* Binance's interval codes are mdfeed's names: it offers them all */
 static const char *const binance_interval_codes[] = {
 	"1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h",
@@ -755,6 +770,7 @@ const MdExchange md_binance = {
 	.classify = binance_classify,
 	.parse_error = binance_parse_error,
 	.ban_until_ms = binance_ban_until_ms,
+	.answer_hints = binance_answer_hints,
 	.klines = {NULL, BINANCE_WEIGHT, 0},
 	.klines_page_limit = binance_klines_page_limit,
 	.klines_cost = binance_klines_weight,

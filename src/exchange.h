@@ -151,6 +151,13 @@ typedef struct MdEndpoint
 	int			cost;
 } MdEndpoint;
 
+/* what an answer of some kind must look like, for a user whose body failed */
+typedef struct MdAnswerHint
+{
+	const char *kind;			/* mdfeed.parse_answer's kinds: "klines", ... */
+	const char *hint;
+} MdAnswerHint;
+
 /*
  * MdExchange is an exchange adapter, in the manner of PostgreSQL's
  * IndexAmRoutine: one const struct per exchange market, filled in with
@@ -191,6 +198,8 @@ typedef struct MdExchange
 	bool		(*parse_error) (const char *body, size_t len, int *code, char **msg);
 	/* the end of an IP ban, from a ban answer's body, or 0 (optional) */
 	int64		(*ban_until_ms) (const char *body, size_t len);
+	/* what each answer looks like, ended by {NULL} (optional) */
+	const MdAnswerHint *answer_hints;
 
 	/* klines (required) */
 	MdEndpoint	klines;

@@ -127,8 +127,10 @@ md_slot_attach(int slotno)
 	slot->connections = 0;
 	slot->malformed = 0;
 	slot->latency_p50_ms = slot->latency_p99_ms = -1;
+	slot->close_latency_p50_ms = slot->close_latency_p99_ms = -1;
 	slot->job = 0;
 	slot->cancel_job = 0;
+	slot->exchange[0] = '\0';
 	strlcpy(slot->state, "starting", sizeof(slot->state));
 	SpinLockRelease(&md_shared->mutex);
 	md_my_slot = slot;

@@ -21,6 +21,19 @@
  *   - derivatives: just after every hour, it queues the collection of open
  *     interest and funding for every tracked symbol.
  *
+ * The schedule is a table, as in pg_cron: watch_tasks[] holds each task's
+ * name, period (a setting or a constant), how its next due time follows
+ * from a run, an optional check (enabled, due by its period, or due at
+ * once) and its run function.  Each pass, about once a second, the loop
+ * walks the table in order for every exchange the worker serves, runs what
+ * is due and records when it ran and is due next; the time kept per
+ * exchange (WatchSite) is apart from the table, so one table serves any
+ * number of exchanges.  Tasks may make another task due at once (a newly
+ * tracked symbol gets its derivatives at once): the order of the table is
+ * the order they run in within a pass.  A pass works in a memory context
+ * that is reset after it; an error ends that exchange's pass, and the
+ * next pass starts over.
+ *
  * It is also the schema probe: each pass first checks that the extension
  * is at the library's version, and waits otherwise (md_schema_ready).
  *
@@ -67,7 +80,79 @@ typedef struct SyncedPair
 	bool		seen;
 } SyncedPair;
 
-static HTAB *synced = NULL;
+/* the tasks, in the order a pass runs them */
+typedef enum WatchTaskId
+{
+	WATCH_INSTRUMENTS,
+	WATCH_SYNC,
+	WATCH_GAPS,
+	WATCH_RANK,
+	WATCH_DERIVS,
+	WATCH_NTASKS
+} WatchTaskId;
+
+/* what a task's check says of this pass */
+typedef enum WatchWhen
+{
+	WATCH_OFF,					/* not now, due or not */
+	WATCH_WHEN_DUE,				/* if its period has passed */
+	WATCH_NOW					/* at once, due or not */
+} WatchWhen;
+
+/* how the next due time follows from a run */
+typedef enum WatchAnchor
+{
+	WATCH_AFTER_START,			/* a period after the pass began */
+	WATCH_AFTER_END,			/* a period after the run ended */
+	WATCH_ALIGNED				/* offset_s past the next multiple of the period */
+} WatchAnchor;
+
+/* when a task of one exchange ran and runs next (times in ms) */
+typedef struct WatchTaskState
+{
+	int64		last_run;		/* when the pass of its last run began; 0: never */
+	int64		next_due;		/* due once the time reaches this */
+	int64		not_before;		/* after a failed run: not again before this */
+} WatchTaskState;
+
+/* what the board was ranked with */
+typedef struct RankInputs
+{
+	int			top_n;
+	double		min_qv;
+	int64		lists_version;
+} RankInputs;
+
+/* what the watch worker keeps for one exchange */
+typedef struct WatchSite
+{
+	const MdExchange *ex;
+	HTAB	   *synced;			/* the pairs synced, as SyncedPair */
+	WatchTaskState tasks[WATCH_NTASKS];
+	RankInputs	ranked;			/* of the last ranking; -1: none yet */
+	RankInputs	rank_now;		/* read by rank_check for run_rank */
+} WatchSite;
+
+/* one periodic task */
+typedef struct WatchTask
+{
+	const char *name;
+	const char *state;			/* mdfeed.workers.state while it runs */
+	const int  *period_s;		/* a setting or a constant; NULL: every pass */
+	WatchAnchor anchor;
+	int			offset_s;		/* for WATCH_ALIGNED */
+	int			first_after_s;	/* first due this long after the worker starts */
+	int			retry_s;		/* the wait after a failed run */
+	bool		again_when_ready;	/* due at once after the schema probe waited */
+	/* NULL: WATCH_WHEN_DUE */
+	WatchWhen	(*check) (WatchSite *site);
+	/* the number of jobs it queued, or -1 if it failed */
+	int			(*run) (WatchSite *site);
+} WatchTask;
+
+/* the exchanges served, each with its own schedule */
+static WatchSite *sites = NULL;
+static int	nsites = 0;
 
 /*
  * refresh_instruments fetches exchange info with no transaction open, then
@@ -122,14 +207,58 @@ tracked_symbols(const MdExchange *ex, int *n)
 }
 
 /*
+ * new_synced_table returns an empty table of synced pairs.
+ */
+static HTAB *
+new_synced_table(void)
+{
+	HASHCTL		hctl;
+
+	memset(&hctl, 0, sizeof(hctl));
+	hctl.keysize = 64;
+	hctl.entrysize = sizeof(SyncedPair);
+	return hash_create("mdfeed synced pairs", 1024, &hctl, HASH_ELEM | HASH_STRINGS);
+}
+
+/*
+ * forget_synced forgets every pair synced on the site, so the next pass
+ * syncs them all again.
+ */
+static void
+forget_synced(WatchSite *site)
+{
+	hash_destroy(site->synced);
+	site->synced = new_synced_table();
+}
+
+/*
+ * offered_intervals is the part of mdfeed.intervals the exchange offers:
+ * an interval it does not serve is never streamed, synced or repaired.
+ */
+static int
+offered_intervals(const MdExchange *ex, const MdInterval **ivs, int max)
+{
+	const MdInterval *all[32];
+	int			n = md_tracked_intervals(all, lengthof(all));
+	int			k = 0;
+
+	for (int i = 0; i < n && k < max; i++)
+		if (md_exchange_interval_code(ex, all[i]) != NULL)
+			ivs[k++] = all[i];
+	return k;
+}
+
+/*
  * sync_new_pairs queues a sync job for every tracked pair not synced since
  * this worker started.  Returns the number queued.
  */
 static int
-sync_new_pairs(const MdExchange *ex)
+sync_new_pairs(WatchSite *site)
 {
+	const MdExchange *ex = site->ex;
+	HTAB	   *synced = site->synced;
 	const MdInterval *ivs[32];
-	int			niv = md_tracked_intervals(ivs, lengthof(ivs));
+	int			niv = offered_intervals(ex, ivs, lengthof(ivs));
 	int			nsym;
 	char	  **syms;
 	int			queued = 0;
@@ -177,10 +306,12 @@ sync_new_pairs(const MdExchange *ex)
  * looked) is skipped: its first fill is the sync's, not a repair's.
  */
 static int
-check_gaps(const MdExchange *ex)
+check_gaps(WatchSite *site)
 {
+	const MdExchange *ex = site->ex;
+	HTAB	   *synced = site->synced;
 	const MdInterval *ivs[32];
-	int			niv = md_tracked_intervals(ivs, lengthof(ivs));
+	int			niv = offered_intervals(ex, ivs, lengthof(ivs));
 	int			nsym;
 	char	  **syms;
 	int			gaps = 0;
@@ -297,6 +428,309 @@ sync_derivatives(const MdExchange *ex)
 	md_commit_tx();
 }
 
+/*
+ * run_instruments is the exchange-info task.
+ */
+static int
+run_instruments(WatchSite *site)
+{
+	refresh_instruments(site->ex);
+	return 0;
+}
+
+/*
+ * run_sync is the startup-sync task: symbols it syncs get their derivatives
+ * at once too.
+ */
+static int
+run_sync(WatchSite *site)
+{
+	int			queued = sync_new_pairs(site);
+
+	if (queued > 0)
+		site->tasks[WATCH_DERIVS].next_due = 0;
+	return queued;
+}
+
+/*
+ * rank_check says when the board is ranked: at once when the settings
+ * changed since the last ranking (to empty mdfeed.auto_tracked when
+ * auto-tracking was turned off) or, with auto-tracking on, when the lists
+ * changed (a blacklisted symbol's place goes to the next one); hourly
+ * otherwise.  It keeps what it read, for run_rank to rank with.
+ */
+static WatchWhen
+rank_check(WatchSite *site)
+{
+	RankInputs *now = &site->rank_now;
+
+	if (site->ex->parse_tickers == NULL)
+		return WATCH_OFF;		/* the exchange publishes no tickers */
+	now->top_n = mdfeed_auto_track_top_n;
+	now->min_qv = mdfeed_auto_track_min_quote_volume;
+	SpinLockAcquire(&md_shared->mutex);
+	now->lists_version = md_shared->lists_version;
+	SpinLockRelease(&md_shared->mutex);
+
+	if (now->top_n != site->ranked.top_n || now->min_qv != site->ranked.min_qv)
+		return WATCH_NOW;
+	if (now->top_n <= 0)
+		return WATCH_OFF;
+	return now->lists_version != site->ranked.lists_version ? WATCH_NOW : WATCH_WHEN_DUE;
+}
+
+/*
+ * run_rank is the liquidity task: it ranks the board with what rank_check
+ * read, then syncs the symbols that became tracked, and makes their
+ * derivatives due at once.
+ */
+static int
+run_rank(WatchSite *site)
+{
+	int			queued;
+
+	if (!rank_board(site->ex, site->rank_now.top_n, site->rank_now.min_qv))
+		return -1;
+	site->ranked = site->rank_now;
+	queued = sync_new_pairs(site);
+	site->tasks[WATCH_DERIVS].next_due = 0;
+	return queued;
+}
+
+/*
+ * derivs_check turns the derivatives task off with mdfeed.derivatives_enabled.
+ */
+static WatchWhen
+derivs_check(WatchSite *site)
+{
+	if (site->ex->funding_path == NULL && site->ex->oi_path == NULL)
+		return WATCH_OFF;		/* the exchange has no derivatives data */
+	return mdfeed_derivatives_enabled ? WATCH_WHEN_DUE : WATCH_OFF;
+}
+
+/*
+ * run_derivs is the derivatives task.
+ */
+static int
+run_derivs(WatchSite *site)
+{
+	sync_derivatives(site->ex);
+	return 1;
+}
+
+static const int one_hour_s = 3600;
+
+/* the schedule: each pass runs what is due, in this order */
+static const WatchTask watch_tasks[WATCH_NTASKS] = {
+	[WATCH_INSTRUMENTS] = {
+		.name = "instruments",
+		.state = "refreshing instruments",
+		.period_s = &mdfeed_instruments_refresh_s,
+		.anchor = WATCH_AFTER_START,
+		.again_when_ready = true,
+		.run = run_instruments,
+	},
+	[WATCH_SYNC] = {
+		.name = "sync",
+		.state = "syncing",
+		.period_s = NULL,
+		.run = run_sync,
+	},
+	[WATCH_GAPS] = {
+		.name = "gaps",
+		.state = "checking gaps",
+		.period_s = &mdfeed_gap_check_interval_s,
+		.anchor = WATCH_AFTER_END,
+		/* let the startup sync run before the first gap check */
+		.first_after_s = 5,
+		.run = check_gaps,
+	},
+	[WATCH_RANK] = {
+		.name = "liquidity",
+		.state = "ranking",
+		.period_s = &one_hour_s,
+		.anchor = WATCH_AFTER_START,
+		/* a failed ranking is tried again ten seconds later */
+		.retry_s = 10,
+		.check = rank_check,
+		.run = run_rank,
+	},
+	[WATCH_DERIVS] = {
+		.name = "derivatives",
+		.state = "queueing derivatives",
+		.period_s = &one_hour_s,
+		/* just after the next hour, when new statistics exist */
+		.anchor = WATCH_ALIGNED,
+		.offset_s = 30,
+		.check = derivs_check,
+		.run = run_derivs,
+	},
+};
+
+/*
+ * next_due returns when a task that ran in the pass begun at now is due
+ * again.
+ */
+static int64
+next_due(const WatchTask *task, int64 now)
+{
+	int64		period_ms;
+
+	if (task->period_s == NULL)
+		return 0;
+	period_ms = *task->period_s * INT64CONST(1000);
+	switch (task->anchor)
+	{
+		case WATCH_AFTER_START:
+			return now + period_ms;
+		case WATCH_AFTER_END:
+			return md_now_ms() + period_ms;
+		case WATCH_ALIGNED:
+			return (now / period_ms + 1) * period_ms + task->offset_s * INT64CONST(1000);
+	}
+	return 0;					/* keep the compiler quiet */
+}
+
+/*
+ * run_due_tasks walks the table once for a site: runs every task that is
+ * due at now (the time the pass began), records when it is due next, and
+ * wakes the backfill workers if any queued jobs.
+ */
+static void
+run_due_tasks(WatchSite *site, int64 now)
+{
+	int			queued = 0;
+
+	for (int i = 0; i < WATCH_NTASKS; i++)
+	{
+		const WatchTask *task = &watch_tasks[i];
+		WatchTaskState *st = &site->tasks[i];
+		WatchWhen	when = task->check ? task->check(site) : WATCH_WHEN_DUE;
+		int			n;
+
+		if (when == WATCH_OFF || now < st->not_before ||
+			(when == WATCH_WHEN_DUE && now < st->next_due))
+			continue;
+		md_slot_set_state(task->state);
+		n = task->run(site);
+		if (n < 0)
+		{
+			st->not_before = now + task->retry_s * INT64CONST(1000);
+			continue;
+		}
+		elog(DEBUG2, "mdfeed watch worker: task %s of %s queued %d jobs",
+			 task->name, site->ex->name, n);
+		queued += n;
+		st->last_run = now;
+		st->next_due = next_due(task, now);
+	}
+	if (queued > 0)
+		md_wake_role(MD_ROLE_BACKFILL);
+}
+
+/*
+ * init_site sets up the schedule of one exchange: every task due at once,
+ * but for its first_after_s.
+ */
+static void
+init_site(WatchSite *site, const MdExchange *ex)
+{
+	int64		now = md_now_ms();
+
+	site->ex = ex;
+	site->synced = new_synced_table();
+	for (int i = 0; i < WATCH_NTASKS; i++)
+	{
+		site->tasks[i].last_run = 0;
+		site->tasks[i].next_due = watch_tasks[i].first_after_s > 0 ?
+			now + watch_tasks[i].first_after_s * INT64CONST(1000) : 0;
+		site->tasks[i].not_before = 0;
+	}
+	site->ranked.top_n = -1;
+	site->ranked.min_qv = -1;
+	site->ranked.lists_version = -1;
+}
+
+/*
+ * init_sites gives every registered exchange its schedule: one watch
+ * worker serves them all, each with its own times, so one exchange's slow
+ * answers delay another's tasks by one pass at most.
+ */
+static void
+init_sites(void)
+{
+	nsites = md_num_exchanges();
+	sites = MemoryContextAllocZero(TopMemoryContext, sizeof(WatchSite) * nsites);
+	for (int s = 0; s < nsites; s++)
+		init_site(&sites[s], md_exchange_by_id(s));
+}
+
+/*
+ * wait_for_schema is a pass while the extension is not at the library's
+ * version (see launcher.c): nothing runs, and once it is, everything
+ * starts afresh (what asks for it is due at once, every pair is synced).
+ */
+static void
+wait_for_schema(void)
+{
+	for (int s = 0; s < nsites; s++)
+	{
+		WatchSite  *site = &sites[s];
+
+		for (int i = 0; i < WATCH_NTASKS; i++)
+			if (watch_tasks[i].again_when_ready)
+				site->tasks[i].next_due = 0;
+		if (hash_get_num_entries(site->synced) > 0)
+			forget_synced(site);
+	}
+}
+
+/*
+ * site_pass runs one pass of a site's tasks in ctx; after an error it
+ * recovers, forgets what was synced (the failed pass may not have queued
+ * it) and returns false.
+ */
+static bool
+site_pass(WatchSite *site, int64 now, MemoryContext ctx)
+{
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		run_due_tasks(site, now);
+	}
+	PG_CATCH();
+	{
+		(void) md_worker_recover(ctx);
+		md_slot_set_state("idle after error");
+		forget_synced(site);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * watch_pass runs every site's due tasks; the worker is idle after it.
+ */
+static void
+watch_pass(MemoryContext ctx)
+{
+	int64		now = md_now_ms();
+	bool		ok = true;
+
+	for (int s = 0; s < nsites; s++)
+		ok &= site_pass(&sites[s], now, ctx);
+	if (ok)
+	{
+		md_slot_set_state("idle");
+		md_slot_set_error(NULL);
+	}
+}
+
+/*
+ * watch_on_exit frees what the worker holds outside PostgreSQL.
+ */
 static void
 watch_on_exit(int code, Datum arg)
 {
@@ -310,132 +744,26 @@ void
 mdfeed_watch_main(Datum main_arg)
 {
 	MemoryContext ctx;
-	const MdExchange *ex = &md_binance;
-	HASHCTL		hctl;
-	volatile int64 next_info = 0;
-	volatile int64 next_gaps;
-	volatile int64 next_rank = 0;
-	volatile int64 next_derivs = 0;
-	volatile int ranked_top_n = -1;
-	volatile double ranked_min = -1;
-	volatile int64 ranked_lists = -1;
-	volatile int64 rank_retry_at = 0;
 
 	md_worker_init("mdfeed watch worker");
 	before_shmem_exit(watch_on_exit, (Datum) 0);
 	md_slot_set_state("running");
-
-	memset(&hctl, 0, sizeof(hctl));
-	hctl.keysize = 64;
-	hctl.entrysize = sizeof(SyncedPair);
-	synced = hash_create("mdfeed synced pairs", 1024, &hctl, HASH_ELEM | HASH_STRINGS);
-
+	init_sites();
 	ctx = AllocSetContextCreate(TopMemoryContext, "mdfeed watch", ALLOCSET_DEFAULT_SIZES);
-	/* let the startup sync run before the first gap check */
-	next_gaps = md_now_ms() + 5000;
 
 	for (;;)
 	{
-		int64		now;
-		int64		lists_version;
-
 		CHECK_FOR_INTERRUPTS();
 		md_worker_reload();
-
-		/*
-		 * The schema probe (see launcher.c): until the extension is at this
-		 * library's version, do nothing else, and start afresh once it is.
-		 */
 		if (!md_schema_ready())
 		{
-			next_info = 0;
-			if (hash_get_num_entries(synced) > 0)
-			{
-				hash_destroy(synced);
-				synced = hash_create("mdfeed synced pairs", 1024, &hctl, HASH_ELEM | HASH_STRINGS);
-			}
+			wait_for_schema();
 			md_worker_wait(1000);
 			continue;
 		}
 		MemoryContextSwitchTo(ctx);
-		now = md_now_ms();
-
-		PG_TRY();
-		{
-			int			queued = 0;
-
-			if (now >= next_info)
-			{
-				md_slot_set_state("refreshing instruments");
-				refresh_instruments(ex);
-				next_info = now + mdfeed_instruments_refresh_s * INT64CONST(1000);
-			}
-			md_slot_set_state("syncing");
-			if (sync_new_pairs(ex) > 0)
-			{
-				/* newly tracked symbols get their derivatives now too */
-				queued++;
-				next_derivs = 0;
-			}
-			if (now >= next_gaps)
-			{
-				md_slot_set_state("checking gaps");
-				queued += check_gaps(ex);
-				next_gaps = md_now_ms() + mdfeed_gap_check_interval_s * INT64CONST(1000);
-			}
-			SpinLockAcquire(&md_shared->mutex);
-			lists_version = md_shared->lists_version;
-			SpinLockRelease(&md_shared->mutex);
-
-			/*
-			 * Rank when the settings change, when the lists change (a
-			 * blacklisted symbol's place goes to the next one), and hourly; a
-			 * failed ranking is tried again ten seconds later.
-			 */
-			if ((mdfeed_auto_track_top_n != ranked_top_n ||
-				 mdfeed_auto_track_min_quote_volume != ranked_min ||
-				 (mdfeed_auto_track_top_n > 0 &&
-				  (now >= next_rank || lists_version != ranked_lists))) &&
-				now >= rank_retry_at)
-			{
-				md_slot_set_state("ranking");
-				if (rank_board(ex, mdfeed_auto_track_top_n, mdfeed_auto_track_min_quote_volume))
-				{
-					ranked_top_n = mdfeed_auto_track_top_n;
-					ranked_min = mdfeed_auto_track_min_quote_volume;
-					ranked_lists = lists_version;
-					next_rank = now + 3600 * INT64CONST(1000);
-					/* newly tracked symbols get their sync and derivatives now */
-					queued += sync_new_pairs(ex);
-					next_derivs = 0;
-				}
-				else
-					rank_retry_at = now + 10 * INT64CONST(1000);
-			}
-			if (mdfeed_derivatives_enabled && now >= next_derivs)
-			{
-				md_slot_set_state("queueing derivatives");
-				sync_derivatives(ex);
-				queued++;
-				/* just after the next hour, when new statistics exist */
-				next_derivs = (now / 3600000 + 1) * 3600000 + 30000;
-			}
-			if (queued > 0)
-				md_wake_role(MD_ROLE_BACKFILL);
-			md_slot_set_state("idle");
-			md_slot_set_error(NULL);
-		}
-		PG_CATCH();
-		{
-			(void) md_worker_recover(ctx);
-			md_slot_set_state("idle after error");
-			/* forget what was synced: the failed pass may not have queued it */
-			hash_destroy(synced);
-			synced = hash_create("mdfeed synced pairs", 1024, &hctl, HASH_ELEM | HASH_STRINGS);
-		}
-		PG_END_TRY();
+		watch_pass(ctx);
 		MemoryContextReset(ctx);
-
 		md_worker_wait(1000);
 	}
 }

@@ -1,14 +1,17 @@
 /*-------------------------------------------------------------------------
  *
- * sqlapi.c
- *	  The SQL-callable functions: queue, wait for and cancel jobs, show the
- *	  workers, and run the exchange parsers on text.
+ * sql_jobs.c
+ *	  The job API: queue, wait for and cancel jobs, and wake the workers.
  *
  * Users are granted EXECUTE on these functions, not rights on mdfeed.jobs:
- * the functions write the job table as the extension's owner, after
- * validating everything the caller gave them, and record who asked.
- * Workers are woken when the transaction that queued a job commits, not
- * before, so they never look for a row they cannot see yet.
+ * the functions validate everything the caller gave them as the caller,
+ * then write the job table as the extension's owner and record who asked.
+ * What a job may ask for is bounded here, before any row exists: its range
+ * lies between 1970 and the present (a to_time in the future is clipped to
+ * where the job kind's data ends now), and one role has at most
+ * mdfeed.max_queued_jobs_per_role unfinished jobs.  Workers are woken when
+ * the transaction that queued a job commits, not before, so they never
+ * look for a row they cannot see yet.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,41 +21,25 @@
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
-#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/condition_variable.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/formatting.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "common.h"
 #include "exchange.h"
-#include "decimal.h"
 #include "shmem.h"
-#include "store.h"
-#include "instruments.h"
+#include "sql_args.h"
 
 PG_FUNCTION_INFO_V1(mdfeed_backfill);
-PG_FUNCTION_INFO_V1(mdfeed_wait);
-PG_FUNCTION_INFO_V1(mdfeed_cancel);
-PG_FUNCTION_INFO_V1(mdfeed_workers);
-PG_FUNCTION_INFO_V1(mdfeed_parse_binance_klines);
-PG_FUNCTION_INFO_V1(mdfeed_parse_binance_stream);
-PG_FUNCTION_INFO_V1(mdfeed_ingest_binance_klines);
-PG_FUNCTION_INFO_V1(mdfeed_interval_table);
-PG_FUNCTION_INFO_V1(mdfeed_interval_step);
-PG_FUNCTION_INFO_V1(mdfeed_interval_floor);
-PG_FUNCTION_INFO_V1(mdfeed_check_symbol);
-PG_FUNCTION_INFO_V1(mdfeed_check_exchange);
-PG_FUNCTION_INFO_V1(mdfeed_refresh_instruments);
-PG_FUNCTION_INFO_V1(mdfeed_wake_workers);
 PG_FUNCTION_INFO_V1(mdfeed_backfill_open_interest);
 PG_FUNCTION_INFO_V1(mdfeed_backfill_funding);
-PG_FUNCTION_INFO_V1(mdfeed_fetch_tickers);
-
-static Datum numeric_datum(const char *s);
+PG_FUNCTION_INFO_V1(mdfeed_wait);
+PG_FUNCTION_INFO_V1(mdfeed_cancel);
+PG_FUNCTION_INFO_V1(mdfeed_wake_workers);
 
 /* things to do when the current transaction commits */
 #define WAKE_BACKFILL	0x01
@@ -61,6 +48,10 @@ static Datum numeric_datum(const char *s);
 static int	at_commit_flags = 0;
 static bool xact_callback_registered = false;
 
+/*
+ * md_xact_callback does, when the transaction commits, what at_commit asked
+ * for, and forgets it when the transaction ends either way.
+ */
 static void
 md_xact_callback(XactEvent event, void *arg)
 {
@@ -84,6 +75,10 @@ md_xact_callback(XactEvent event, void *arg)
 		at_commit_flags = 0;
 }
 
+/*
+ * at_commit asks for flags' wakeups to happen when the current transaction
+ * commits.
+ */
 static void
 at_commit(int flags)
 {
@@ -93,65 +88,6 @@ at_commit(int flags)
 		xact_callback_registered = true;
 	}
 	at_commit_flags |= flags;
-}
-
-#define REQUIRE_ARG(n, name) \
-	do { \
-		if (PG_ARGISNULL(n)) \
-			ereport(ERROR, \
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), \
-					 errmsg("%s must not be null", (name)))); \
-	} while (0)
-
-/*
- * md_check_symbol rejects a malformed symbol, suggesting the upper-case
- * spelling when that would be valid.
- */
-static void
-md_check_symbol(const char *symbol)
-{
-	char	   *upper;
-
-	if (md_valid_symbol(symbol))
-		return;
-	upper = asc_toupper(symbol, strlen(symbol));
-	if (md_valid_symbol(upper))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid symbol \"%s\"", symbol),
-				 errhint("Symbols are written in upper case, as the exchange lists them: \"%s\".",
-						 upper)));
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid symbol \"%s\"", symbol),
-			 errhint("A symbol is 1 to 40 upper-case letters, digits, '_' or '-', such as BTCUSDT.")));
-}
-
-static const MdInterval *
-md_check_interval(const char *name)
-{
-	const MdInterval *iv = md_interval_lookup(name);
-
-	if (iv == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid interval \"%s\"", name),
-				 errhint("Valid intervals are %s (1m is a minute, 1M a month).",
-						 md_interval_names())));
-	return iv;
-}
-
-static const MdExchange *
-md_check_exchange(const char *name)
-{
-	const MdExchange *ex = md_exchange_lookup(name);
-
-	if (ex == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown exchange \"%s\"", name),
-				 errhint("Valid exchanges are: %s.", md_exchange_names())));
-	return ex;
 }
 
 /*
@@ -382,7 +318,7 @@ queue_job(const char *kind, const char *exchange, const char *symbol, const char
 
 /*
  * mdfeed_backfill queues a job that brings candles of one symbol and interval
- * in [from_time, to_time) into mdfeed.candles_<interval>.
+ * in [from_time, to_time) into the exchange's table of that interval.
  */
 Datum
 mdfeed_backfill(PG_FUNCTION_ARGS)
@@ -390,6 +326,7 @@ mdfeed_backfill(PG_FUNCTION_ARGS)
 	char	   *symbol;
 	char	   *interval;
 	char	   *exchange;
+	const MdExchange *ex;
 	const MdInterval *iv;
 	TimestampTz from,
 				to;
@@ -405,9 +342,9 @@ mdfeed_backfill(PG_FUNCTION_ARGS)
 	to = PG_GETARG_TIMESTAMPTZ(3);
 	exchange = text_to_cstring(PG_GETARG_TEXT_PP(4));
 
-	md_check_exchange(exchange);
+	ex = md_check_exchange(exchange);
 	md_check_symbol(symbol);
-	iv = md_check_interval(interval);
+	iv = md_check_exchange_interval(ex, interval);
 	to = check_range(from, to, md_present_end_ms(iv));
 	PG_RETURN_INT64(queue_job("candles", exchange, symbol, interval, from, to));
 }
@@ -438,12 +375,20 @@ backfill_derivative(FunctionCallInfo fcinfo, const char *kind)
 	return queue_job(kind, exchange, symbol, NULL, from, to);
 }
 
+/*
+ * mdfeed_backfill_open_interest queues a job that brings a symbol's hourly
+ * open interest in [from_time, to_time) into mdfeed.open_interest_1h.
+ */
 Datum
 mdfeed_backfill_open_interest(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT64(backfill_derivative(fcinfo, "open_interest"));
 }
 
+/*
+ * mdfeed_backfill_funding queues a job that brings a symbol's funding events
+ * in [from_time, to_time) into mdfeed.funding_rates.
+ */
 Datum
 mdfeed_backfill_funding(PG_FUNCTION_ARGS)
 {
@@ -451,37 +396,8 @@ mdfeed_backfill_funding(PG_FUNCTION_ARGS)
 }
 
 /*
- * mdfeed_fetch_tickers returns every symbol's 24 h quote volume, from one
- * request.
+ * state_is_final says whether a job in this state has ended.
  */
-Datum
-mdfeed_fetch_tickers(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	const MdExchange *ex = md_check_exchange(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	MdTicker   *t;
-	int			n;
-	char	   *err = NULL;
-
-	md_require_workers();
-	if (!md_fetch_tickers(ex, &t, &n, &err))
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not fetch the tickers of %s: %s", ex->name, err),
-				 errhint("Check mdfeed.binance_rest_url and the server's network access.")));
-	InitMaterializedSRF(fcinfo, 0);
-	for (int i = 0; i < n; i++)
-	{
-		Datum		values[2];
-		bool		nulls[2] = {0};
-
-		values[0] = CStringGetTextDatum(t[i].symbol);
-		values[1] = numeric_datum(t[i].quote_volume);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	return (Datum) 0;
-}
-
 static bool
 state_is_final(const char *state)
 {
@@ -684,288 +600,6 @@ mdfeed_cancel(PG_FUNCTION_ARGS)
 		at_commit(BROADCAST_JOBS);
 	}
 	PG_RETURN_BOOL(canceled);
-}
-
-static const char *
-role_name(MdWorkerRole role)
-{
-	switch (role)
-	{
-		case MD_ROLE_LAUNCHER:
-			return "launcher";
-		case MD_ROLE_BACKFILL:
-			return "backfill";
-		case MD_ROLE_STREAM:
-			return "stream";
-		case MD_ROLE_WATCH:
-			return "watch";
-		default:
-			return "none";
-	}
-}
-
-/*
- * mdfeed_workers returns one row per live mdfeed worker (the view
- * mdfeed.workers).
- */
-Datum
-mdfeed_workers(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MdWorkerSlot slots[MD_MAX_WORKERS];
-
-	md_require_workers();
-	InitMaterializedSRF(fcinfo, 0);
-
-	SpinLockAcquire(&md_shared->mutex);
-	memcpy(slots, md_shared->slots, sizeof(slots));
-	SpinLockRelease(&md_shared->mutex);
-
-	for (int i = 0; i < MD_MAX_WORKERS; i++)
-	{
-		MdWorkerSlot *s = &slots[i];
-		Datum		values[14];
-		bool		nulls[14] = {0};
-
-		if (s->pid == 0)
-			continue;
-		values[0] = Int32GetDatum(s->pid);
-		values[1] = CStringGetTextDatum(role_name(s->role));
-		values[2] = CStringGetTextDatum(s->state);
-		values[3] = TimestampTzGetDatum(s->started_at);
-		nulls[4] = s->last_message_at == 0;
-		values[4] = TimestampTzGetDatum(s->last_message_at);
-		values[5] = Int64GetDatum(s->messages);
-		values[6] = Int64GetDatum(s->reconnects);
-		values[7] = Int32GetDatum(s->streams);
-		nulls[8] = s->job == 0;
-		values[8] = Int64GetDatum(s->job);
-		nulls[9] = s->last_error[0] == '\0';
-		values[9] = CStringGetTextDatum(s->last_error);
-		values[10] = Int32GetDatum(s->connections);
-		values[11] = Int64GetDatum(s->malformed);
-		nulls[12] = s->latency_p50_ms < 0;
-		values[12] = Int64GetDatum(s->latency_p50_ms);
-		nulls[13] = s->latency_p99_ms < 0;
-		values[13] = Int64GetDatum(s->latency_p99_ms);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	return (Datum) 0;
-}
-
-static Datum
-numeric_datum(const char *s)
-{
-	return DirectFunctionCall3(numeric_in, CStringGetDatum(s),
-							   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-}
-
-static void
-report_malformed(const char *what, const char *err, text *input, const char *hint)
-{
-	char	   *s = text_to_cstring(input);
-
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-			 errmsg("malformed %s: %s", what, err),
-			 errdetail("The input begins with: %.80s", s),
-			 errhint("%s", hint)));
-}
-
-/*
- * mdfeed_parse_binance_klines parses a GET /fapi/v1/klines answer with the
- * workers' parser.
- */
-Datum
-mdfeed_parse_binance_klines(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	text	   *body = PG_GETARG_TEXT_PP(0);
-	MdCandle   *rows;
-	int			nrows;
-	char	   *err;
-
-	md_check_interval(text_to_cstring(PG_GETARG_TEXT_PP(1)));
-	if (!md_binance.parse_klines(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), &rows, &nrows, &err))
-		report_malformed("Binance klines answer", err, body,
-						 "The text must be the JSON array GET /fapi/v1/klines returns.");
-	InitMaterializedSRF(fcinfo, 0);
-	for (int i = 0; i < nrows; i++)
-	{
-		Datum		values[11];
-		bool		nulls[11] = {0};
-
-		values[0] = TimestampTzGetDatum(md_ms_to_timestamptz(rows[i].open_ms));
-		values[1] = TimestampTzGetDatum(md_ms_to_timestamptz(rows[i].close_ms));
-		for (int f = 0; f < MD_NUM_DECIMALS; f++)
-			values[2 + f] = numeric_datum(rows[i].dec[f]);
-		values[10] = Int64GetDatum(rows[i].trades);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	return (Datum) 0;
-}
-
-/*
- * mdfeed_parse_binance_stream parses one market-stream frame with the
- * workers' parser: one row for a kline event, none for a reply or another
- * event, an error for anything malformed.
- */
-Datum
-mdfeed_parse_binance_stream(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	text	   *frame = PG_GETARG_TEXT_PP(0);
-	MdStreamKline k;
-	char	   *err = NULL;
-	MdFrameKind kind;
-
-	kind = md_binance.parse_stream_frame(VARDATA_ANY(frame), VARSIZE_ANY_EXHDR(frame), &k, &err);
-	if (kind == MD_FRAME_MALFORMED)
-		report_malformed("Binance stream frame", err, frame,
-						 "The text must be one frame of a Binance USD-M market stream.");
-	InitMaterializedSRF(fcinfo, 0);
-	if (kind == MD_FRAME_KLINE)
-	{
-		Datum		values[16];
-		bool		nulls[16] = {0};
-
-		nulls[0] = k.stream == NULL;
-		values[0] = k.stream ? CStringGetTextDatum(k.stream) : (Datum) 0;
-		values[1] = TimestampTzGetDatum(md_ms_to_timestamptz(k.event_ms));
-		values[2] = CStringGetTextDatum(k.symbol);
-		values[3] = CStringGetTextDatum(k.iv->name);
-		values[4] = TimestampTzGetDatum(md_ms_to_timestamptz(k.candle.open_ms));
-		values[5] = TimestampTzGetDatum(md_ms_to_timestamptz(k.candle.close_ms));
-		for (int f = 0; f < MD_NUM_DECIMALS; f++)
-			values[6 + f] = numeric_datum(k.candle.dec[f]);
-		values[14] = Int64GetDatum(k.candle.trades);
-		values[15] = BoolGetDatum(k.candle.closed);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	return (Datum) 0;
-}
-
-/*
- * mdfeed_ingest_binance_klines upserts a klines answer as the workers do;
- * candles closing before server_time are stored as closed.
- */
-Datum
-mdfeed_ingest_binance_klines(PG_FUNCTION_ARGS)
-{
-	char	   *symbol = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	const MdInterval *iv = md_check_interval(text_to_cstring(PG_GETARG_TEXT_PP(1)));
-	text	   *body = PG_GETARG_TEXT_PP(2);
-	int64		server_ms = md_timestamptz_to_ms(PG_GETARG_TIMESTAMPTZ(3));
-	MdCandle   *rows;
-	int			nrows;
-	char	   *err;
-	int64		written;
-
-	md_check_symbol(symbol);
-	if (!md_binance.parse_klines(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), &rows, &nrows, &err))
-		report_malformed("Binance klines answer", err, body,
-						 "The text must be the JSON array GET /fapi/v1/klines returns.");
-	for (int i = 0; i < nrows; i++)
-	{
-		rows[i].symbol = symbol;
-		rows[i].closed = rows[i].close_ms < server_ms;
-	}
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	written = md_store_candles(&md_binance, iv, rows, nrows);
-	SPI_finish();
-	PG_RETURN_INT64(written);
-}
-
-Datum
-mdfeed_interval_table(PG_FUNCTION_ARGS)
-{
-	const MdInterval *iv = md_check_interval(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-
-	PG_RETURN_TEXT_P(cstring_to_text(md_candle_table(&md_binance, iv)));
-}
-
-Datum
-mdfeed_interval_step(PG_FUNCTION_ARGS)
-{
-	const MdInterval *iv = md_check_interval(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-
-	return DirectFunctionCall3(interval_in, CStringGetDatum(iv->pg_interval),
-							   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-}
-
-/*
- * mdfeed_interval_floor returns the open time of the candle containing ts.
- */
-Datum
-mdfeed_interval_floor(PG_FUNCTION_ARGS)
-{
-	const MdInterval *iv = md_check_interval(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	TimestampTz ts = PG_GETARG_TIMESTAMPTZ(1);
-
-	if (TIMESTAMP_NOT_FINITE(ts))
-		PG_RETURN_TIMESTAMPTZ(ts);
-	PG_RETURN_TIMESTAMPTZ(md_ms_to_timestamptz(md_interval_floor(iv, md_timestamptz_to_ms(ts))));
-}
-
-/*
- * mdfeed_check_symbol raises the error of a malformed symbol, or returns it.
- */
-Datum
-mdfeed_check_symbol(PG_FUNCTION_ARGS)
-{
-	text	   *t;
-
-	REQUIRE_ARG(0, "symbol");
-	t = PG_GETARG_TEXT_PP(0);
-	md_check_symbol(text_to_cstring(t));
-	PG_RETURN_TEXT_P(t);
-}
-
-/*
- * mdfeed_check_exchange raises the error of an unknown exchange, or returns
- * its name.
- */
-Datum
-mdfeed_check_exchange(PG_FUNCTION_ARGS)
-{
-	text	   *t;
-
-	REQUIRE_ARG(0, "exchange");
-	t = PG_GETARG_TEXT_PP(0);
-	md_check_exchange(text_to_cstring(t));
-	PG_RETURN_TEXT_P(t);
-}
-
-/*
- * mdfeed_refresh_instruments fetches the exchange's info now and stores its
- * instruments; returns how many it lists.
- */
-Datum
-mdfeed_refresh_instruments(PG_FUNCTION_ARGS)
-{
-	const MdExchange *ex = md_check_exchange(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	char	   *err = NULL;
-	char	   *body;
-	int			n;
-
-	md_require_workers();
-	body = md_fetch_exchange_info(ex, &err);
-	if (body == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not fetch the instruments of %s: %s", ex->name, err),
-				 errhint("Check mdfeed.binance_rest_url and the server's network access.")));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	n = md_store_instruments(ex, body, &err);
-	SPI_finish();
-	if (n < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("malformed exchange info from %s: %s", ex->name, err),
-				 errhint("Try again; if it persists, the exchange changed its format.")));
-	PG_RETURN_INT32(n);
 }
 
 /*

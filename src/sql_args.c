@@ -1,0 +1,180 @@
+/*-------------------------------------------------------------------------
+ *
+ * sql_args.c
+ *	  The checks of the SQL functions' arguments (symbol, interval,
+ *	  exchange), and the small SQL functions built on them that the
+ *	  extension's SQL scripts call.
+ *
+ * A bad value is refused before anything is queued, fetched or written,
+ * and the same value gets the same error wherever it is given: to a job
+ * function (sql_jobs.c), to a parser (sql_parse.c), or to a PL/pgSQL
+ * function of the SQL scripts, which checks through mdfeed.check_symbol,
+ * mdfeed.check_exchange and the interval lookups below.  So the checks
+ * live once, here, and every error names the value and says in its hint
+ * what a valid one looks like.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+#include "utils/formatting.h"
+#include "utils/timestamp.h"
+
+#include "common.h"
+#include "decimal.h"
+#include "sql_args.h"
+
+PG_FUNCTION_INFO_V1(mdfeed_check_symbol);
+PG_FUNCTION_INFO_V1(mdfeed_check_exchange);
+PG_FUNCTION_INFO_V1(mdfeed_candle_table);
+PG_FUNCTION_INFO_V1(mdfeed_interval_step);
+PG_FUNCTION_INFO_V1(mdfeed_interval_floor);
+
+/*
+ * md_check_symbol rejects a malformed symbol, suggesting the upper-case
+ * spelling when that would be valid.
+ */
+void
+md_check_symbol(const char *symbol)
+{
+	char	   *upper;
+
+	if (md_valid_symbol(symbol))
+		return;
+	upper = asc_toupper(symbol, strlen(symbol));
+	if (md_valid_symbol(upper))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid symbol \"%s\"", symbol),
+				 errhint("Symbols are written in upper case, as the exchange lists them: \"%s\".",
+						 upper)));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid symbol \"%s\"", symbol),
+			 errhint("A symbol is 1 to 40 upper-case letters, digits, '_' or '-', such as BTCUSDT.")));
+}
+
+/*
+ * md_check_interval returns the interval of a name, or rejects the name,
+ * listing the valid ones.
+ */
+const MdInterval *
+md_check_interval(const char *name)
+{
+	const MdInterval *iv = md_interval_lookup(name);
+
+	if (iv == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid interval \"%s\"", name),
+				 errhint("Valid intervals are %s (1m is a minute, 1M a month).",
+						 md_interval_names())));
+	return iv;
+}
+
+/*
+ * md_check_exchange returns the adapter of an exchange's name, or rejects
+ * the name, listing the exchanges mdfeed knows.
+ */
+const MdExchange *
+md_check_exchange(const char *name)
+{
+	const MdExchange *ex = md_exchange_lookup(name);
+
+	if (ex == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown exchange \"%s\"", name),
+				 errhint("Valid exchanges are: %s.", md_exchange_names())));
+	return ex;
+}
+
+/*
+ * md_check_exchange_interval returns an interval the exchange offers, or
+ * rejects the name with an error naming the exchange and listing what it
+ * offers.
+ */
+const MdInterval *
+md_check_exchange_interval(const MdExchange *ex, const char *name)
+{
+	const MdInterval *iv = md_exchange_interval(ex, name);
+
+	if (iv == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 md_interval_lookup(name) == NULL ?
+				 errmsg("invalid interval \"%s\"", name) :
+				 errmsg("%s does not offer interval \"%s\"", ex->name, name),
+				 errhint("%s offers %s (1m is a minute, 1M a month).",
+						 ex->name, md_exchange_interval_names(ex))));
+	return iv;
+}
+
+/*
+ * mdfeed_candle_table names the table (in schema mdfeed) holding an
+ * exchange's candles of an interval: mdfeed.candle_table(exchange, interval).
+ */
+Datum
+mdfeed_candle_table(PG_FUNCTION_ARGS)
+{
+	const MdExchange *ex = md_check_exchange(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	const MdInterval *iv = md_check_exchange_interval(ex, text_to_cstring(PG_GETARG_TEXT_PP(1)));
+
+	PG_RETURN_TEXT_P(cstring_to_text(md_candle_table(ex, iv)));
+}
+
+/*
+ * mdfeed_interval_step returns an interval's length as an SQL interval.
+ */
+Datum
+mdfeed_interval_step(PG_FUNCTION_ARGS)
+{
+	const MdInterval *iv = md_check_interval(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+
+	return DirectFunctionCall3(interval_in, CStringGetDatum(iv->pg_interval),
+							   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+}
+
+/*
+ * mdfeed_interval_floor returns the open time of the candle containing ts.
+ */
+Datum
+mdfeed_interval_floor(PG_FUNCTION_ARGS)
+{
+	const MdInterval *iv = md_check_interval(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	TimestampTz ts = PG_GETARG_TIMESTAMPTZ(1);
+
+	if (TIMESTAMP_NOT_FINITE(ts))
+		PG_RETURN_TIMESTAMPTZ(ts);
+	PG_RETURN_TIMESTAMPTZ(md_ms_to_timestamptz(md_interval_floor(iv, md_timestamptz_to_ms(ts))));
+}
+
+/*
+ * mdfeed_check_symbol raises the error of a malformed symbol, or returns it.
+ */
+Datum
+mdfeed_check_symbol(PG_FUNCTION_ARGS)
+{
+	text	   *t;
+
+	REQUIRE_ARG(0, "symbol");
+	t = PG_GETARG_TEXT_PP(0);
+	md_check_symbol(text_to_cstring(t));
+	PG_RETURN_TEXT_P(t);
+}
+
+/*
+ * mdfeed_check_exchange raises the error of an unknown exchange, or returns
+ * its name.
+ */
+Datum
+mdfeed_check_exchange(PG_FUNCTION_ARGS)
+{
+	text	   *t;
+
+	REQUIRE_ARG(0, "exchange");
+	t = PG_GETARG_TEXT_PP(0);
+	md_check_exchange(text_to_cstring(t));
+	PG_RETURN_TEXT_P(t);
+}

@@ -1,0 +1,30 @@
+/*-------------------------------------------------------------------------
+ *
+ * sql_args.h
+ *	  The argument checks every SQL function of mdfeed shares (sql_args.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef MDFEED_SQL_ARGS_H
+#define MDFEED_SQL_ARGS_H
+
+#include "fmgr.h"
+
+#include "exchange.h"
+#include "interval.h"
+
+/* REQUIRE_ARG raises an error when argument n, called name, is NULL */
+#define REQUIRE_ARG(n, name) \
+	do { \
+		if (PG_ARGISNULL(n)) \
+			ereport(ERROR, \
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), \
+					 errmsg("%s must not be null", (name)))); \
+	} while (0)
+
+extern void md_check_symbol(const char *symbol);
+extern const MdInterval *md_check_interval(const char *name);
+extern const MdExchange *md_check_exchange(const char *name);
+extern const MdInterval *md_check_exchange_interval(const MdExchange *ex, const char *name);
+
+#endif							/* MDFEED_SQL_ARGS_H */
