@@ -15,12 +15,13 @@ SELECT kind, symbol, "interval", from_time, to_time, state FROM mdfeed.jobs WHER
 SELECT mdfeed_cancel(:f), mdfeed_cancel(:o);
 
 -- ranking: trading perpetuals only, by quote volume, ties by symbol
-INSERT INTO mdfeed.instruments (exchange, symbol, status, contract_type) VALUES
-	('binance', 'AUSDT', 'TRADING', 'PERPETUAL'),
-	('binance', 'BUSDT', 'TRADING', 'PERPETUAL'),
-	('binance', 'CUSDT', 'TRADING', 'PERPETUAL'),
-	('binance', 'DUSDT', 'SETTLING', 'PERPETUAL'),
-	('binance', 'EUSDT_261225', 'TRADING', 'CURRENT_QUARTER');
+-- as the Binance adapter stores them: tradable is its normalised status
+INSERT INTO mdfeed.instruments (exchange, symbol, status, contract_type, tradable) VALUES
+	('binance', 'AUSDT', 'TRADING', 'PERPETUAL', true),
+	('binance', 'BUSDT', 'TRADING', 'PERPETUAL', true),
+	('binance', 'CUSDT', 'TRADING', 'PERPETUAL', true),
+	('binance', 'DUSDT', 'SETTLING', 'PERPETUAL', false),
+	('binance', 'EUSDT_261225', 'TRADING', 'CURRENT_QUARTER', false);
 SELECT * FROM mdfeed.rank_symbols('binance', ARRAY['AUSDT', 'BUSDT', 'CUSDT', 'DUSDT', 'EUSDT_261225', 'ZUSDT'],
 								  ARRAY[10.5, 300, 10.5, 999, 999, 999]::numeric[], 0, NULL);
 SELECT * FROM mdfeed.rank_symbols('binance', ARRAY['AUSDT', 'BUSDT', 'CUSDT'], ARRAY[10.5, 300, 10.5]::numeric[], 11, NULL);

@@ -24,11 +24,12 @@ EXCEPTION WHEN connection_failure THEN
 END $$;
 
 -- with instruments known, the lists and the tracked view
-INSERT INTO mdfeed.instruments (exchange, symbol, status, contract_type, quote_asset) VALUES
-	('binance', 'BTCUSDT', 'TRADING', 'PERPETUAL', 'USDT'),
-	('binance', 'ETHUSDT', 'TRADING', 'PERPETUAL', 'USDT'),
-	('binance', 'OLDUSDT', 'SETTLING', 'PERPETUAL', 'USDT'),
-	('binance', 'BTCUSDT_261225', 'TRADING', 'CURRENT_QUARTER', 'USDT');
+-- as the Binance adapter stores them: tradable is its normalised status
+INSERT INTO mdfeed.instruments (exchange, symbol, status, contract_type, quote_asset, tradable) VALUES
+	('binance', 'BTCUSDT', 'TRADING', 'PERPETUAL', 'USDT', true),
+	('binance', 'ETHUSDT', 'TRADING', 'PERPETUAL', 'USDT', true),
+	('binance', 'OLDUSDT', 'SETTLING', 'PERPETUAL', 'USDT', false),
+	('binance', 'BTCUSDT_261225', 'TRADING', 'CURRENT_QUARTER', 'USDT', false);
 SELECT mdfeed_whitelist(ARRAY['BTCUSDT', 'ETHUSDT', 'OLDUSDT', 'BTCUSDT_261225']);
 SELECT mdfeed_whitelist(ARRAY['BTCUSDT']);
 SELECT symbol, source FROM mdfeed.tracked ORDER BY symbol;
@@ -108,8 +109,8 @@ DELETE FROM mdfeed.candles_1h;
 -- a tracked pair whose closed candles all closed after it was tracked (the
 -- stream's) is still new: the stream leaves it alone, the first fill starts
 -- at the lookback; once it has history, a sync starts at its newest candle
-INSERT INTO mdfeed.instruments (exchange, symbol, status, contract_type)
-VALUES ('binance', 'XYZUSDT', 'TRADING', 'PERPETUAL');
+INSERT INTO mdfeed.instruments (exchange, symbol, status, contract_type, tradable)
+VALUES ('binance', 'XYZUSDT', 'TRADING', 'PERPETUAL', true);
 INSERT INTO mdfeed.symbol_lists (exchange, symbol, list, added_at)
 VALUES ('binance', 'XYZUSDT', 'whitelist', now() - interval '90 minutes');
 SELECT mdfeed.ingest_binance_klines('XYZUSDT', '1h', format(

@@ -732,6 +732,9 @@ static const MdAnswerHint binance_answer_hints[] = {
 	{"open_interest", "The body must be the JSON array GET /futures/data/openInterestHist returns."},
 	{"error", "The body must be an error answer, such as {\"code\":-1121,\"msg\":\"Invalid symbol.\"}."},
 	{"ban", "The body must be the answer of an IP ban (HTTP 418)."},
+	/* for the functions that take text */
+	{"klines text", "The text must be the JSON array GET /fapi/v1/klines returns."},
+	{"stream text", "The text must be one frame of a Binance USD-M market stream."},
 	{NULL, NULL}
 };
 
@@ -754,6 +757,7 @@ enum
 
 const MdExchange md_binance = {
 	.name = "binance",
+	.display_name = "Binance",
 	.market = "USD-M perpetual futures",
 	.candle_prefix = "candles_",
 	.funding_table = "funding_rates",

@@ -168,6 +168,7 @@ typedef struct MdAnswerHint
 typedef struct MdExchange
 {
 	const char *name;			/* what users pass as exchange => */
+	const char *display_name;	/* in sentences: "Binance" */
 	const char *market;			/* "USD-M perpetual futures", for messages */
 
 	/*

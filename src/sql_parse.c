@@ -95,8 +95,8 @@ md_sql_parse_klines(FunctionCallInfo fcinfo, const MdExchange *ex, text *body,
 
 	md_check_exchange_interval(ex, interval);
 	if (!ex->parse_klines(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), &rows, &nrows, &err))
-		report_malformed(psprintf("%s klines answer", ex->name), err, body,
-						 md_answer_hint(ex, "klines"));
+		report_malformed(psprintf("%s klines answer", ex->display_name), err, body,
+						 md_answer_hint(ex, "klines text"));
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < nrows; i++)
 	{
@@ -135,8 +135,8 @@ md_sql_parse_stream(FunctionCallInfo fcinfo, const MdExchange *ex, text *frame)
 				 errmsg("mdfeed has no market stream of %s", ex->name)));
 	kind = ex->parse_stream_frame(VARDATA_ANY(frame), VARSIZE_ANY_EXHDR(frame), &k, &err);
 	if (kind == MD_FRAME_MALFORMED)
-		report_malformed(psprintf("%s stream frame", ex->name), err, frame,
-						 md_answer_hint(ex, "stream"));
+		report_malformed(psprintf("%s stream frame", ex->display_name), err, frame,
+						 md_answer_hint(ex, "stream text"));
 	InitMaterializedSRF(fcinfo, 0);
 	if (kind == MD_FRAME_KLINE)
 	{
@@ -179,8 +179,8 @@ md_sql_ingest_klines(const MdExchange *ex, const char *symbol, const char *inter
 
 	md_check_symbol(symbol);
 	if (!ex->parse_klines(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), &rows, &nrows, &err))
-		report_malformed(psprintf("%s klines answer", ex->name), err, body,
-						 md_answer_hint(ex, "klines"));
+		report_malformed(psprintf("%s klines answer", ex->display_name), err, body,
+						 md_answer_hint(ex, "klines text"));
 	for (int i = 0; i < nrows; i++)
 	{
 		rows[i].symbol = symbol;
