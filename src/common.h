@@ -8,6 +8,14 @@
  * module entry point (mdfeed.c) is the top of the tree and nothing imports
  * from it.
  *
+ * Names follow one convention.  mdfeed_ is what PostgreSQL or a user sees
+ * by name: the C functions behind SQL functions (mdfeed_backfill), the
+ * background workers' entry points (mdfeed_stream_main) and the variables
+ * of settings (mdfeed_enabled for mdfeed.enabled).  md_ is every other
+ * extern function or variable, Md every type, MD_ every macro and enum
+ * value; static functions take their file's subject (binance_classify,
+ * budget_try) or none.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef MDFEED_COMMON_H
@@ -48,13 +56,13 @@ extern int	mdfeed_auto_track_top_n;
 extern double mdfeed_auto_track_min_quote_volume;
 extern bool mdfeed_derivatives_enabled;
 
-extern void mdfeed_define_gucs(void);
+extern void md_define_gucs(void);
 struct MdInterval;
 extern int	md_tracked_intervals(const struct MdInterval **out, int max);
-extern void mdfeed_install_log_redaction(void);
+extern void md_install_log_redaction(void);
 
 /* true when the library was loaded by shared_preload_libraries */
-extern bool mdfeed_preloaded;
+extern bool md_preloaded;
 
 /*
  * Times: exchanges speak milliseconds since the Unix epoch.  Both directions

@@ -187,18 +187,18 @@ mdfeed_emit_log_hook(ErrorData *edata)
 }
 
 void
-mdfeed_install_log_redaction(void)
+md_install_log_redaction(void)
 {
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = mdfeed_emit_log_hook;
 }
 
 /*
- * mdfeed_define_gucs defines every mdfeed.* setting and reserves the prefix,
+ * md_define_gucs defines every mdfeed.* setting and reserves the prefix,
  * so that a misspelt mdfeed.something is reported instead of ignored.
  */
 void
-mdfeed_define_gucs(void)
+md_define_gucs(void)
 {
 	DefineCustomBoolVariable("mdfeed.enabled",
 							 "Whether mdfeed's workers run.",

@@ -36,13 +36,13 @@ mdfeed_shmem_request(void)
 void
 _PG_init(void)
 {
-	mdfeed_define_gucs();
-	mdfeed_install_log_redaction();
+	md_define_gucs();
+	md_install_log_redaction();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
-	mdfeed_preloaded = true;
+	md_preloaded = true;
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = mdfeed_shmem_request;
 	md_shmem_startup();

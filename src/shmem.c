@@ -24,7 +24,7 @@
 MdShared   *md_shared = NULL;
 
 /* true when the library was loaded by shared_preload_libraries (_PG_init) */
-bool		mdfeed_preloaded = false;
+bool		md_preloaded = false;
 MdWorkerSlot *md_my_slot = NULL;
 
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -78,7 +78,7 @@ md_shmem_startup(void)
 void
 md_require_workers(void)
 {
-	if (!mdfeed_preloaded || md_shared == NULL)
+	if (!md_preloaded || md_shared == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("mdfeed background workers are not running"),

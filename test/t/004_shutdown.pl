@@ -70,6 +70,10 @@ for my $case (
 		"$what: the exchange answered 429");
 	usleep(500_000);
 	is(job_row($node, $id)->{state}, 'running', "$what: job still running, waiting");
+	# the hold is Binance's budget's, shown per exchange
+	is($node->safe_psql('postgres', "SELECT rate_limited > 0 AND blocked_until > now() "
+		  . "FROM mdfeed.budgets WHERE exchange = 'binance' AND limit_name = 'weight'"),
+		't', "$what: mdfeed.budgets shows binance held back by the 429");
 
 	my $t = Time::HiRes::time();
 	my $stopped = $node->stop('fast', fail_ok => 1);

@@ -140,6 +140,30 @@ is($node->safe_psql('postgres',
 	'upg_analyst=upg_analyst,postgres=-,gone_role=-',
 	'user jobs from before 1.1 got their role\'s OID; mdfeed\'s own and a dropped role\'s have none');
 
+# 1.2: the instruments stored before it get the adapter's normalised status
+is($node->safe_psql('postgres',
+	"SELECT string_agg(symbol || '=' || tradable, ',' ORDER BY symbol) FROM mdfeed.instruments WHERE symbol LIKE 'UPG%'"),
+	'UPGUSDT=false', '1.2: an instrument stored before it (status BREAK) is not tradable');
+
+# 1.2 makes mdfeed_workers() and mdfeed.workers again (they gained
+# columns): what users granted on them is granted again
+{
+	my $v = (grep { $_ lt '1.2' } @older)[-1];
+	$node->safe_psql('postgres', 'CREATE DATABASE upg_grants');
+	$node->safe_psql('upg_grants', "CREATE EXTENSION mdfeed VERSION '$v'");
+	$node->safe_psql('upg_grants', 'GRANT SELECT ON mdfeed.workers TO upg_analyst; '
+		  . 'GRANT EXECUTE ON FUNCTION mdfeed_workers() TO upg_analyst');
+	$node->safe_psql('upg_grants', 'ALTER EXTENSION mdfeed UPDATE');
+	is($node->safe_psql('upg_grants',
+		"SELECT has_table_privilege('upg_analyst', 'mdfeed.workers', 'SELECT') || ' ' || "
+		  . "has_function_privilege('upg_analyst', 'mdfeed_workers()', 'EXECUTE') || ' ' || "
+		  . "has_function_privilege('public', 'mdfeed_workers()', 'EXECUTE')"),
+		'true true false', "$v to $default: the grants on mdfeed.workers survive, PUBLIC still has none");
+	like($node->safe_psql('upg_grants', 'SELECT string_agg(attname, \',\' ORDER BY attnum) FROM pg_attribute '
+		  . "WHERE attrelid = 'mdfeed.workers'::regclass AND attnum > 0"),
+		qr/,exchange,close_latency_p50_ms,close_latency_p99_ms$/, 'mdfeed.workers has the 1.2 columns');
+}
+
 # the workers run on the upgraded database
 my $now = now_ms();
 my $id = backfill($node, 'ETHUSDT', '1h', $now - 3 * 24 * 3_600_000);
