@@ -518,6 +518,7 @@ run_derivs(WatchSite *site)
 	return 1;
 }
 
+/* the period of the hourly tasks */
 static const int one_hour_s = 3600;
 
 /* the schedule: each pass runs what is due, in this order */
