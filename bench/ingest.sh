@@ -10,13 +10,14 @@
 # path: the very same rows, as CSV, into the same empty
 # table in one COPY.  Each repeat runs both on an empty table and prints
 # rows/s and the ratio mdfeed/COPY; the summary gives min and median.
-# Needs the extension installed (make install) and runs its own cluster.
+# Needs the extension installed (make install) and runs its own cluster;
+# PG_CONFIG picks the installation (default: pg_config on PATH).
 set -euo pipefail
 
 rows=${1:-200000}
 repeats=${2:-5}
 here=$(cd "$(dirname "$0")/.." && pwd)
-pgbin=/usr/lib/postgresql/15/bin
+pgbin=$("${PG_CONFIG:-pg_config}" --bindir)
 work=$(mktemp -d /tmp/mdfeed-bench.XXXXXX)
 port=5477
 chown postgres "$work"
