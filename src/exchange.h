@@ -32,12 +32,15 @@ typedef enum MdCandleField
 	MD_NUM_DECIMALS
 } MdCandleField;
 
+#define MD_ALL_CANDLE_FIELDS ((1u << MD_NUM_DECIMALS) - 1)
+
 typedef struct MdCandle
 {
 	const char *symbol;			/* set by the caller before storing */
 	int64		open_ms;
 	int64		close_ms;
-	char	   *dec[MD_NUM_DECIMALS];	/* exact decimal strings */
+	char	   *dec[MD_NUM_DECIMALS];	/* exact decimal strings; NULL where
+										 * the exchange sends none */
 	int64		trades;
 	bool		closed;
 } MdCandle;
@@ -177,6 +180,9 @@ typedef struct MdExchange
 	 * (NULL when the exchange has none).
 	 */
 	const char *candle_prefix;
+	uint32		candle_fields;	/* bit (1 << MdCandleField) per decimal
+								 * column the family has */
+	bool		candle_trades;	/* the family has a trades column */
 	const char *funding_table;
 	const char *open_interest_table;
 

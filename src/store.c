@@ -19,8 +19,10 @@
  * always take the upsert.
  *
  * Every function takes the exchange: its adapter names the tables (the
- * family mdfeed.<candle_prefix><interval>).  The columns written are the
- * family shape of Binance USD-M, which every family has so far.
+ * family mdfeed.<candle_prefix><interval>) and says which columns they have
+ * (candle_fields, candle_trades); a value the exchange does not send is
+ * NULL.  The COPY path is for families of the full shape (Binance's), whose
+ * columns it checks one by one.
  *
  * The caller runs inside a transaction with SPI connected, and must have
  * checked every decimal string (numeric_in would raise an error on garbage;
@@ -55,9 +57,29 @@
 
 #define NPARAMS (3 + MD_NUM_DECIMALS + 2)
 
+/* the columns of MdCandleField's decimals */
+static const char *const decimal_columns[MD_NUM_DECIMALS] = {
+	"open", "high", "low", "close", "volume", "quote_volume",
+	"taker_buy_base_volume", "taker_buy_quote_volume"
+};
+
 /* one prepared plan per table, kept across transactions */
 static SPIPlanPtr upsert_plans[MD_MAX_EXCHANGES][MD_NUM_INTERVALS];
 
+/*
+ * has_field says whether the exchange's candle tables have a decimal column.
+ */
+static inline bool
+has_field(const MdExchange *ex, int f)
+{
+	return (ex->candle_fields & (1u << f)) != 0;
+}
+
+/*
+ * upsert_plan prepares the batch upsert of an exchange's table: the
+ * columns are those its family has (MdExchange.candle_fields and
+ * candle_trades), each fed by one array parameter.
+ */
 static SPIPlanPtr
 upsert_plan(const MdExchange *ex, const MdInterval *iv)
 {
@@ -65,7 +87,11 @@ upsert_plan(const MdExchange *ex, const MdInterval *iv)
 	int			e = md_exchange_id(ex);
 	char	   *table = md_candle_table(ex, iv);
 	Oid			types[NPARAMS];
-	char	   *sql;
+	StringInfoData cols,
+				unnests,
+				sets,
+				olds,
+				news;
 	SPIPlanPtr	plan;
 	int			p = 0;
 
@@ -73,45 +99,62 @@ upsert_plan(const MdExchange *ex, const MdInterval *iv)
 	if (upsert_plans[e][idx] != NULL)
 		return upsert_plans[e][idx];
 
+	initStringInfo(&cols);
+	initStringInfo(&unnests);
+	initStringInfo(&sets);
+	initStringInfo(&olds);
+	initStringInfo(&news);
+	appendStringInfoString(&cols, "symbol, open_time, close_time");
+	appendStringInfoString(&unnests, "pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)");
+	appendStringInfoString(&sets, "close_time = excluded.close_time");
+	appendStringInfoString(&olds, "c.close_time");
+	appendStringInfoString(&news, "excluded.close_time");
 	types[p++] = TEXTARRAYOID;
 	types[p++] = TIMESTAMPTZARRAYOID;
 	types[p++] = TIMESTAMPTZARRAYOID;
-	for (int i = 0; i < MD_NUM_DECIMALS; i++)
-		types[p++] = NUMERICARRAYOID;
-	types[p++] = INT8ARRAYOID;
-	types[p++] = BOOLARRAYOID;
+	for (int f = 0; f < MD_NUM_DECIMALS; f++)
+	{
+		const char *c = decimal_columns[f];
 
-	sql = psprintf("INSERT INTO mdfeed.%s AS c (symbol, open_time, close_time, open, high, low, close, "
-				   "volume, quote_volume, taker_buy_base_volume, taker_buy_quote_volume, trades, closed) "
-				   "SELECT u.* FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4), "
-				   "pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8), "
-				   "pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11), pg_catalog.unnest($12), "
-				   "pg_catalog.unnest($13)) "
-				   "AS u(symbol, open_time, close_time, open, high, low, close, volume, quote_volume, "
-				   "taker_buy_base_volume, taker_buy_quote_volume, trades, closed) "
-				   "ON CONFLICT (symbol, open_time) DO UPDATE SET "
-				   "close_time = excluded.close_time, open = excluded.open, high = excluded.high, "
-				   "low = excluded.low, close = excluded.close, volume = excluded.volume, "
-				   "quote_volume = excluded.quote_volume, "
-				   "taker_buy_base_volume = excluded.taker_buy_base_volume, "
-				   "taker_buy_quote_volume = excluded.taker_buy_quote_volume, "
-				   "trades = excluded.trades, closed = excluded.closed, updated_at = pg_catalog.now() "
-				   "WHERE (c.closed OPERATOR(pg_catalog.<=) excluded.closed) AND "
-				   "(c.close_time, c.open, c.high, c.low, c.close, c.volume, c.quote_volume, "
-				   "c.taker_buy_base_volume, c.taker_buy_quote_volume, c.trades, c.closed) "
-				   "IS DISTINCT FROM (excluded.close_time, excluded.open, excluded.high, excluded.low, "
-				   "excluded.close, excluded.volume, excluded.quote_volume, "
-				   "excluded.taker_buy_base_volume, excluded.taker_buy_quote_volume, "
-				   "excluded.trades, excluded.closed)",
-				   table);
-	plan = SPI_prepare(sql, NPARAMS, types);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare the upsert into mdfeed.%s: %s",
-			 table, SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not keep the upsert plan for mdfeed.%s", table);
+		if (!has_field(ex, f))
+			continue;
+		types[p++] = NUMERICARRAYOID;
+		appendStringInfo(&cols, ", %s", c);
+		appendStringInfo(&unnests, ", pg_catalog.unnest($%d)", p);
+		appendStringInfo(&sets, ", %s = excluded.%s", c, c);
+		appendStringInfo(&olds, ", c.%s", c);
+		appendStringInfo(&news, ", excluded.%s", c);
+	}
+	if (ex->candle_trades)
+	{
+		types[p++] = INT8ARRAYOID;
+		appendStringInfoString(&cols, ", trades");
+		appendStringInfo(&unnests, ", pg_catalog.unnest($%d)", p);
+		appendStringInfoString(&sets, ", trades = excluded.trades");
+		appendStringInfoString(&olds, ", c.trades");
+		appendStringInfoString(&news, ", excluded.trades");
+	}
+	types[p++] = BOOLARRAYOID;
+	appendStringInfoString(&cols, ", closed");
+	appendStringInfo(&unnests, ", pg_catalog.unnest($%d)", p);
+	appendStringInfoString(&sets, ", closed = excluded.closed");
+	appendStringInfoString(&olds, ", c.closed");
+	appendStringInfoString(&news, ", excluded.closed");
+
+	/*
+	 * Idempotent: a row equal to the stored one is not touched, and a closed
+	 * candle is never replaced by a forming one.
+	 */
+	plan = md_keep_plan(psprintf("INSERT INTO mdfeed.%s AS c (%s) "
+								 "SELECT u.* FROM ROWS FROM (%s) AS u(%s) "
+								 "ON CONFLICT (symbol, open_time) DO UPDATE SET %s, "
+								 "updated_at = pg_catalog.now() "
+								 "WHERE (c.closed OPERATOR(pg_catalog.<=) excluded.closed) AND "
+								 "(%s) IS DISTINCT FROM (%s)",
+								 table, cols.data, unnests.data, cols.data, sets.data,
+								 olds.data, news.data),
+						p, types);
 	upsert_plans[e][idx] = plan;
-	pfree(sql);
 	return plan;
 }
 
@@ -296,13 +339,14 @@ md_store_candles(const MdExchange *ex, const MdInterval *iv, MdCandle *rows, int
 	char		nulls[NPARAMS];
 	Datum	   *col;
 	int			ret;
+	int			p;
 	int64		written;
 
 	if (nrows <= 0)
 		return 0;
 
 	/* one symbol's batch into an empty range: the COPY path */
-	if (nrows >= 8)
+	if (nrows >= 8 && ex->candle_fields == MD_ALL_CANDLE_FIELDS && ex->candle_trades)
 	{
 		bool		one_symbol = true;
 
@@ -336,25 +380,31 @@ md_store_candles(const MdExchange *ex, const MdInterval *iv, MdCandle *rows, int
 		col[i] = TimestampTzGetDatum(md_ms_to_timestamptz(rows[i].close_ms));
 	values[2] = PointerGetDatum(construct_array(col, nrows, TIMESTAMPTZOID, sizeof(TimestampTz),
 												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	p = 3;
 	for (int f = 0; f < MD_NUM_DECIMALS; f++)
+	{
+		char	  **strs;
+
+		if (!has_field(ex, f))
+			continue;
+		/* an exchange that does not send a value leaves it NULL */
+		strs = palloc(sizeof(char *) * nrows);
+		for (int i = 0; i < nrows; i++)
+			strs[i] = rows[i].dec[f];
+		values[p++] = md_cstring_array(strs, nrows, true);
+	}
+	if (ex->candle_trades)
 	{
 		col = palloc(sizeof(Datum) * nrows);
 		for (int i = 0; i < nrows; i++)
-			col[i] = DirectFunctionCall3(numeric_in, CStringGetDatum(rows[i].dec[f]),
-										 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-		values[3 + f] = PointerGetDatum(construct_array(col, nrows, NUMERICOID, -1, false,
-														TYPALIGN_INT));
+			col[i] = Int64GetDatum(rows[i].trades);
+		values[p++] = PointerGetDatum(construct_array(col, nrows, INT8OID, sizeof(int64),
+													  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	}
 	col = palloc(sizeof(Datum) * nrows);
 	for (int i = 0; i < nrows; i++)
-		col[i] = Int64GetDatum(rows[i].trades);
-	values[3 + MD_NUM_DECIMALS] = PointerGetDatum(construct_array(col, nrows, INT8OID, sizeof(int64),
-																  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	col = palloc(sizeof(Datum) * nrows);
-	for (int i = 0; i < nrows; i++)
 		col[i] = BoolGetDatum(rows[i].closed);
-	values[4 + MD_NUM_DECIMALS] = PointerGetDatum(construct_array(col, nrows, BOOLOID, 1, true,
-																  TYPALIGN_CHAR));
+	values[p++] = PointerGetDatum(construct_array(col, nrows, BOOLOID, 1, true, TYPALIGN_CHAR));
 
 	ret = SPI_execute_plan(plan, values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT)
