@@ -212,7 +212,7 @@ for i in $(seq "$repeats"); do
 	sent=$(sed -n 's/.*"frames":\([0-9]*\).*/\1/p' "$work/firehose.out")
 	rss1=$(rss_kb "$pid")
 	anon1=$(anon_kb "$pid")
-	read -r _ m1 _ _ _ _ malformed reconnects <<< "$(worker)"
+	read -r _ m1 _ _ _ _ malformed reconnects _ <<< "$(worker)"
 	# the window: the sample intervals in which the count grew at more than
 	# a fifth of the peak rate (the live pushes, once a second, stay below)
 	read -r fh_rate secs cpu_w cpu_f <<< "$(awk -v hz="$hz" '
