@@ -175,7 +175,10 @@ run_parser(const MdExchange *ex, const AnswerKind *kind, const char *body, size_
 	{
 		MdStreamKline k;
 
-		switch (ex->parse_stream_frame(body, len, &k, &err))
+		if (ex->stream == NULL)
+			refuse(ex, kind, "the exchange has no market streams", body, len);
+		switch (ex->stream->frame(md_stream_session_new(ex, CurrentMemoryContext),
+								  body, len, &k, &err))
 		{
 			case MD_FRAME_KLINE:
 				store_text(k.stream);

@@ -121,6 +121,8 @@ md_slot_attach(int slotno)
 	slot->connections = 0;
 	slot->malformed = 0;
 	slot->latency_p50_ms = slot->latency_p99_ms = -1;
+	slot->close_latency_p50_ms = slot->close_latency_p99_ms = -1;
+	slot->exchange[0] = '\0';
 	slot->job = 0;
 	slot->cancel_job = 0;
 	strlcpy(slot->state, "starting", sizeof(slot->state));

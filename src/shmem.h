@@ -44,6 +44,9 @@ typedef struct MdWorkerSlot
 	int64		malformed;
 	int64		latency_p50_ms;	/* event to commit, -1 if unknown */
 	int64		latency_p99_ms;
+	int64		close_latency_p50_ms;	/* the same for closed candles */
+	int64		close_latency_p99_ms;
+	char		exchange[32];	/* the exchange a stream worker serves, or "" */
 	int64		job;			/* job claimed and worked on, 0 if none */
 	int64		cancel_job;		/* set by mdfeed_cancel: abort this job */
 	char		state[32];

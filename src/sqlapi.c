@@ -819,7 +819,8 @@ mdfeed_parse_binance_stream(PG_FUNCTION_ARGS)
 	char	   *err = NULL;
 	MdFrameKind kind;
 
-	kind = md_binance.parse_stream_frame(VARDATA_ANY(frame), VARSIZE_ANY_EXHDR(frame), &k, &err);
+	kind = md_binance.stream->frame(md_stream_session_new(&md_binance, CurrentMemoryContext),
+									VARDATA_ANY(frame), VARSIZE_ANY_EXHDR(frame), &k, &err);
 	if (kind == MD_FRAME_MALFORMED)
 		report_malformed("Binance stream frame", err, frame,
 						 "The text must be one frame of a Binance USD-M market stream.");
