@@ -7,6 +7,7 @@
 #   PG_CONFIG=/path/to/pg_config (default /usr/lib/postgresql/15/bin/pg_config)
 #   CLOSE_EVERY_MS=250: how often every stream closes a candle in the closes
 #   phases
+#   BENCH_LOG=FILE: keep the server log there
 #
 # The fake exchange (test/fake_exchange/fake_binance.py, --synthetic SYMBOLS)
 # serves SYMBOLS tracked perpetuals, one 1m stream each (mdfeed.intervals =
@@ -61,6 +62,9 @@ chown postgres "$work"
 chmod 755 "$work"
 cleanup() {
 	runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/data" -m immediate -w stop >/dev/null 2>&1 || true
+	if [[ -n "${BENCH_LOG:-}" && -f "$work/log" ]]; then
+		cp "$work/log" "$BENCH_LOG"
+	fi
 	if [[ -n "$fake_pid" ]]; then
 		kill "$fake_pid" 2>/dev/null || true
 		wait "$fake_pid" 2>/dev/null || true

@@ -60,6 +60,11 @@
 #define RECONNECT_MIN_MS 500
 #define RECONNECT_MAX_MS 30000
 #define MAX_FRAME_BYTES (4 * 1024 * 1024)
+/*
+ * what one lws_service() call reads of a connection at most (lws's default
+ * is 4 kB, a dozen frames): the batch the worker writes after the call
+ */
+#define READ_CHUNK (256 * 1024)
 /* check the newest closed candles this long after a SUBSCRIBE was sent */
 #define SECOND_REPAIR_MS 5000
 /* and this long after the exchange has answered the last SUBSCRIBE */
@@ -579,7 +584,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
 }
 
 static const struct lws_protocols protocols[] = {
-	{"mdfeed-stream", ws_callback, 0, 65536, 0, NULL, 0},
+	{"mdfeed-stream", ws_callback, 0, READ_CHUNK, 0, NULL, 0},
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
@@ -755,6 +760,8 @@ md_ws_init(const MdExchange *exchange, MdWsKlineFn on_kline)
 	info.protocols = protocols;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.fd_limit_per_thread = 2 * MAX_CONNS + 8;
+	/* a read takes up to this much of a connection's frames at once */
+	info.pt_serv_buf_size = READ_CHUNK;
 	info.connect_timeout_secs = 10;
 	info.timeout_secs = 20;
 	lws_ctx = lws_create_context(&info);

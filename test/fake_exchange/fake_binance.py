@@ -1750,9 +1750,11 @@ def make_app(srv):
                             else:  # maintenance: nothing forms, nothing closes at its end
                                 c.state.pop(stream, None)
                         if burst:
+                            # stamped as it is sent, not at the tick: a board's closes take
+                            # the fake a while to send, which is not the client's latency
                             k = srv.live_close_candle(S, iv, stream, now)
                             if k is not None:
-                                frames.append(wrap(c, stream, ws_kline_payload(S, iv, k, True, now)))
+                                frames.append(wrap(c, stream, ws_kline_payload(S, iv, k, True, srv.now())))
                                 srv.stats.ws_live_close_frames += 1
                         for fr in frames:
                             if srv.faults.get("ws_garbage") and srv.ws_rng.random() < srv.faults["ws_garbage"]:
