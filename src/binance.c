@@ -633,6 +633,9 @@ typedef struct BinanceSession
 	int64		next_id;		/* of the next SUBSCRIBE or UNSUBSCRIBE */
 } BinanceSession;
 
+/*
+ * binance_ws_base_url is mdfeed.binance_ws_url, the /market route.
+ */
 static const char *
 binance_ws_base_url(void)
 {

@@ -800,15 +800,6 @@ md_ws_service(void)
 }
 
 /*
- * remove_ptr removes the first occurrence of a pointer from a list.
- */
-static List *
-remove_ptr(List *l, const void *p)
-{
-	return list_delete_ptr(l, (void *) p);
-}
-
-/*
  * md_ws_set_keys turns the keys wanted (interned, md_ws_key) into
  * subscriptions: keys no longer wanted are unsubscribed, new ones go to a
  * connection with room (a new connection if none has), and a connection
@@ -838,7 +829,7 @@ md_ws_set_keys(List *want)
 				keep = lappend(keep, k);
 			else
 			{
-				c->to_sub = remove_ptr(c->to_sub, k);
+				c->to_sub = list_delete_ptr(c->to_sub, k);
 				if (c->state == MD_WS_OPEN)
 					c->to_unsub = lappend(c->to_unsub, k);
 			}
