@@ -28,6 +28,8 @@ OBJS = \
 	src/backfill.o \
 	src/derivs.o \
 	src/watch.o \
+	src/wsconn.o \
+	src/streambuf.o \
 	src/stream.o \
 	src/launcher.o \
 	src/sql_args.o \

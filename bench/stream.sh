@@ -4,11 +4,15 @@
 #
 #   bench/stream.sh [SYMBOLS] [FRAMES_PER_STREAM] [REPEATS] [LIVE_SECONDS]
 #        defaults:         400       2500                3         25
+#   PG_CONFIG=/path/to/pg_config (default /usr/lib/postgresql/15/bin/pg_config)
+#   CLOSE_EVERY_MS=250: how often every stream closes a candle in the closes
+#   phases
+#   BENCH_LOG=FILE: keep the server log there
 #
 # The fake exchange (test/fake_exchange/fake_binance.py, --synthetic SYMBOLS)
 # serves SYMBOLS tracked perpetuals, one 1m stream each (mdfeed.intervals =
 # '1m'), on ceil(SYMBOLS / 200) connections of one stream worker, which
-# lives through every repeat.  Each repeat has two phases:
+# lives through every repeat.  Each repeat has four phases:
 #
 #  live:      the fake pushes the forming candle of every stream every 20 ms
 #             (instead of 250 ms) for LIVE_SECONDS; frames carry the current
@@ -16,6 +20,16 @@
 #             are the event-to-commit latency under that load (the worker
 #             keeps the last 16384 samples, one per candle per flush: 25 s of
 #             400 streams replace them all);
+#  closes:    the same forming pushes, and every CLOSE_EVERY_MS every stream
+#             also closes a candle (the fake's ws_close_every_ms: a closed
+#             frame of a new old row, with the current event time), as the
+#             whole board does at a candle boundary: SYMBOLS closes at once,
+#             amid the forming updates.  close_latency_p50_ms / p99 are the
+#             close-event-to-commit latency (the worker keeps the last 16384
+#             closes; the phase lasts long enough to replace them all);
+#  closes only: the closes alone (ws_forming = 0), for builds that keep one
+#             latency for every event: there latency_p50_ms / p99 are then
+#             the closes' own;
 #  firehose:  POST /_fake/firehose sends FRAMES_PER_STREAM consecutive closed
 #             candles per stream (SYMBOLS x FRAMES_PER_STREAM frames, 1 million
 #             by default) as fast as the fake can; each is a distinct row to
@@ -38,8 +52,9 @@ symbols=${1:-400}
 per=${2:-2500}
 repeats=${3:-3}
 live_secs=${4:-25}
+close_every=${CLOSE_EVERY_MS:-250}
 here=$(cd "$(dirname "$0")/.." && pwd)
-pgbin=/usr/lib/postgresql/15/bin
+pgbin=$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir)
 work=$(mktemp -d /tmp/mdfeed-bench-stream.XXXXXX)
 port=5478
 fake_pid=
@@ -47,6 +62,9 @@ chown postgres "$work"
 chmod 755 "$work"
 cleanup() {
 	runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/data" -m immediate -w stop >/dev/null 2>&1 || true
+	if [[ -n "${BENCH_LOG:-}" && -f "$work/log" ]]; then
+		cp "$work/log" "$BENCH_LOG"
+	fi
 	if [[ -n "$fake_pid" ]]; then
 		kill "$fake_pid" 2>/dev/null || true
 		wait "$fake_pid" 2>/dev/null || true
@@ -85,7 +103,7 @@ EOF
 runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/data" -l "$work/log" -w start >/dev/null
 psql_() { runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -h "$work" -p $port -d postgres "$@"; }
 now_ns() { date +%s%N; }
-worker() { psql_ -F ' ' -c "SELECT pid, messages, streams, connections, coalesce(latency_p50_ms, -1), coalesce(latency_p99_ms, -1), malformed, reconnects FROM mdfeed.workers WHERE role = 'stream'"; }
+worker() { psql_ -F ' ' -c "SELECT pid, messages, streams, connections, coalesce(latency_p50_ms, -1), coalesce(latency_p99_ms, -1), malformed, reconnects, $close_cols FROM mdfeed.workers WHERE role = 'stream'"; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 # private memory only (VmRSS also counts the shared buffers the worker touched)
 anon_kb() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status"; }
@@ -94,6 +112,17 @@ hz=$(getconf CLK_TCK)
 nconn=$(( (symbols + 199) / 200 ))
 
 psql_ -c "CREATE EXTENSION mdfeed"
+# builds that keep the closes' latency apart show it in mdfeed.workers
+if [[ $(psql_ -c "SELECT count(*) FROM pg_attribute WHERE attrelid = 'mdfeed.workers'::regclass AND attname = 'close_latency_p99_ms'") == 1 ]]; then
+	close_cols='coalesce(close_latency_p50_ms, -1), coalesce(close_latency_p99_ms, -1)'
+	has_close=1
+else
+	close_cols='-1, -1'
+	has_close=0
+fi
+# the closes phases last until the worker has replaced its 16384 samples
+closes_secs=$(( 16384 * 5 * close_every / (symbols * 4000) + 1 ))
+(( closes_secs < live_secs )) && closes_secs=$live_secs
 syms=$(seq 0 $((symbols - 1)) | awk '{ printf "%s\x27S%04dUSDT\x27", (NR > 1 ? "," : ""), $1 }')
 psql_ -c "SELECT mdfeed_whitelist(ARRAY[$syms])" >/dev/null
 
@@ -119,6 +148,22 @@ echo "symbols: $symbols (1m), connections: $nconn, firehose frames per repeat: $
 echo "stream worker pid $pid; fake exchange $fake_url"
 
 live_rates=() p50s=() p99s=() fh_rates=() rss_growths=() rss_afters=() anon_growths=() anon_afters=()
+cl_rates=() cl_p50s=() cl_p99s=() clf_p50s=() clf_p99s=() co_rates=() co_p50s=() co_p99s=()
+# closes_phase CONFIG: run the fake with CONFIG for closes_secs; prints the
+# message rate and the worker's latencies: forming p50 p99, closes p50 p99
+closes_phase() {
+	local m0 m1 t0 t1 p50 p99 c50 c99
+	fake POST /_fake/config "$1" >/dev/null
+	sleep 1.5
+	read -r _ m0 _ <<< "$(worker)"
+	t0=$(now_ns)
+	sleep "$closes_secs"
+	read -r _ m1 _ _ p50 p99 _ _ c50 c99 <<< "$(worker)"
+	t1=$(now_ns)
+	fake POST /_fake/config '{"ws_interval_ms": 1000, "ws_close_every_ms": 0, "ws_forming": 1}' >/dev/null
+	sleep 1.5
+	echo "$(( (m1 - m0) * 1000000000 / (t1 - t0) )) $p50 $p99 $c50 $c99"
+}
 base_ms=$(( ($(date +%s) - 86400) * 1000 ))
 for i in $(seq "$repeats"); do
 	# live phase
@@ -133,6 +178,16 @@ for i in $(seq "$repeats"); do
 	# nearly quiet (the firehose holds the connection while it sends anyway)
 	fake POST /_fake/config '{"ws_interval_ms": 1000}' >/dev/null
 	sleep 1.5
+
+	# closes phases: amid forming updates, then alone
+	read -r cl_rate clf_p50 clf_p99 cl_p50 cl_p99 <<< \
+		"$(closes_phase "{\"ws_interval_ms\": 20, \"ws_close_every_ms\": $close_every}")"
+	read -r co_rate co_f50 co_f99 co_p50 co_p99 <<< \
+		"$(closes_phase "{\"ws_interval_ms\": 20, \"ws_close_every_ms\": $close_every, \"ws_forming\": 0}")"
+	if [[ $has_close == 0 ]]; then
+		# one latency for every event: the closes' own when they come alone
+		co_p50=$co_f50 co_p99=$co_f99 cl_p50=-1 cl_p99=-1
+	fi
 
 	# firehose phase
 	read -r _ m0 _ <<< "$(worker)"
@@ -161,7 +216,7 @@ for i in $(seq "$repeats"); do
 	sent=$(sed -n 's/.*"frames":\([0-9]*\).*/\1/p' "$work/firehose.out")
 	rss1=$(rss_kb "$pid")
 	anon1=$(anon_kb "$pid")
-	read -r _ m1 _ _ _ _ malformed reconnects <<< "$(worker)"
+	read -r _ m1 _ _ _ _ malformed reconnects _ <<< "$(worker)"
 	# the window: the sample intervals in which the count grew at more than
 	# a fifth of the peak rate (the live pushes, once a second, stay below)
 	read -r fh_rate secs cpu_w cpu_f <<< "$(awk -v hz="$hz" '
@@ -177,9 +232,13 @@ for i in $(seq "$repeats"); do
 			printf "%d %.1f %.0f %.0f\n", dm / dt, dt, 100 * dw / hz / dt, 100 * df / hz / dt
 		}' "$samples")"
 	got=$((m1 - m0))
+	printf 'run %d: closes amid forming %d msg/s, close latency p50 %s ms p99 %s ms (forming p50 %s p99 %s) | closes only %d msg/s, close latency p50 %s ms p99 %s ms\n' \
+		"$i" "$cl_rate" "$cl_p50" "$cl_p99" "$clf_p50" "$clf_p99" "$co_rate" "$co_p50" "$co_p99"
 	printf 'run %d: live %d msg/s, latency p50 %s ms p99 %s ms | firehose %d frames sent, %d messages in all, %s s at %d msg/s (stream worker CPU %s%%, fake CPU %s%%), VmRSS %d -> %d kB, RssAnon %d -> %d kB (%+d kB), malformed %s, reconnects %s\n' \
 		"$i" "$live_rate" "$p50" "$p99" "$sent" "$got" "$secs" "$fh_rate" "$cpu_w" "$cpu_f" "$rss0" "$rss1" "$anon0" "$anon1" $((anon1 - anon0)) "$malformed" "$reconnects"
 	live_rates+=("$live_rate")
+	cl_rates+=("$cl_rate") cl_p50s+=("$cl_p50") cl_p99s+=("$cl_p99") clf_p50s+=("$clf_p50") clf_p99s+=("$clf_p99")
+	co_rates+=("$co_rate") co_p50s+=("$co_p50") co_p99s+=("$co_p99")
 	p50s+=("$p50")
 	p99s+=("$p99")
 	fh_rates+=("$fh_rate")
@@ -199,6 +258,17 @@ echo "  firehose messages/s sustained:      $(stats "${fh_rates[@]}")"
 echo "  live messages/s (20 ms pushes):     $(stats "${live_rates[@]}")"
 echo "  event-to-commit latency p50 (ms):   $(stats "${p50s[@]}")   (live phase)"
 echo "  event-to-commit latency p99 (ms):   $(stats "${p99s[@]}")   (live phase)"
+echo "  closes amid forming: messages/s:    $(stats "${cl_rates[@]}")   ($symbols closes every $close_every ms)"
+if [[ $has_close == 1 ]]; then
+	echo "  close-event-to-commit p50 (ms):     $(stats "${cl_p50s[@]}")   (closes amid forming)"
+	echo "  close-event-to-commit p99 (ms):     $(stats "${cl_p99s[@]}")   (closes amid forming)"
+	echo "  forming latency p50 / p99 (ms):     $(stats "${clf_p50s[@]}") / $(stats "${clf_p99s[@]}")   (closes amid forming)"
+else
+	echo "  close-event-to-commit amid forming: not kept apart by this build (mdfeed.workers has no close_latency_p50_ms)"
+fi
+echo "  closes only: messages/s:            $(stats "${co_rates[@]}")"
+echo "  close-event-to-commit p50 (ms):     $(stats "${co_p50s[@]}")   (closes only)"
+echo "  close-event-to-commit p99 (ms):     $(stats "${co_p99s[@]}")   (closes only)"
 echo "  stream worker VmRSS growth over the firehose (kB):   $(stats "${rss_growths[@]}")   (includes shared buffers touched)"
 echo "  stream worker VmRSS after (kB):                      $(stats "${rss_afters[@]}")"
 echo "  stream worker RssAnon growth over the firehose (kB): $(stats "${anon_growths[@]}")   (private memory)"

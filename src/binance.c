@@ -2,7 +2,7 @@
  *
  * binance.c
  *	  The Binance USD-M futures adapter: REST paths, page sizes and weights,
- *	  and the parsing of REST answers and market-stream frames.
+ *	  the parsing of REST answers, and the market-stream session operations.
  *
  * JSON is parsed with the helpers of json.c: every parser copies what it
  * keeps into palloc'd memory and releases the json-c tree before returning,
@@ -338,12 +338,15 @@ binance_parse_weight_limit(const char *body, size_t len, int *limit)
 static const char *const ws_decimal_keys[MD_NUM_DECIMALS] = {"o", "h", "l", "c", "v", "q", "V", "Q"};
 
 /*
- * binance_parse_stream_frame parses one market-stream frame: a combined
- * stream's {"stream":..,"data":{..}}, a raw event, or a reply to SUBSCRIBE
- * and friends ({"result":..,"id":..}).
+ * binance_stream_frame parses one market-stream frame: a combined stream's
+ * {"stream":..,"data":{..}}, a raw event, or a reply to SUBSCRIBE and
+ * friends ({"result":..,"id":..}, or {"error":..,"id":..} when refused).
+ * Binance's streams need nothing sent back: libwebsockets answers the
+ * pings.
  */
 static MdFrameKind
-binance_parse_stream_frame(const char *frame, size_t len, MdStreamKline *out, char **err)
+binance_stream_frame(MdStreamSession *sess, const char *frame, size_t len,
+					 MdStreamKline *out, char **err)
 {
 	struct json_object *root = md_json_parse(frame, len, err);
 	struct json_object *data,
@@ -367,6 +370,8 @@ binance_parse_stream_frame(const char *frame, size_t len, MdStreamKline *out, ch
 		(json_object_object_get_ex(root, "result", NULL) ||
 		 json_object_object_get_ex(root, "error", NULL)))
 	{
+		if (json_object_object_get_ex(root, "error", NULL))
+			*err = md_clip_utf8(frame, (int) len, 300);
 		json_object_put(root);
 		return MD_FRAME_REPLY;
 	}
@@ -531,50 +536,6 @@ binance_parse_instruments(const char *body, size_t len, MdInstrument **out, int 
 	return true;
 }
 
-static const char *
-binance_ws_base_url(void)
-{
-	return mdfeed_binance_ws_url;
-}
-
-static char *
-binance_stream_name(const char *symbol, const MdInterval *iv)
-{
-	char	   *lower = pstrdup(symbol);
-
-	for (char *p = lower; *p; p++)
-		if (*p >= 'A' && *p <= 'Z')
-			*p += 'a' - 'A';
-	return psprintf("%s@kline_%s", lower, iv->name);
-}
-
-/*
- * binance_stream_url is the combined-stream URL under the /market route,
- * e.g. wss://fstream.binance.com/market/stream?streams=btcusdt@kline_1m.
- */
-static char *
-binance_stream_url(const char *base, const char *first_stream)
-{
-	size_t		len = strlen(base);
-
-	while (len > 0 && base[len - 1] == '/')
-		len--;
-	return psprintf("%.*s/stream?streams=%s", (int) len, base, first_stream);
-}
-
-static char *
-binance_subscribe_message(bool subscribe, char **streams, int n, int64 id)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"method\":\"%s\",\"params\":[", subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE");
-	for (int i = 0; i < n; i++)
-		appendStringInfo(&buf, "%s\"%s\"", i ? "," : "", streams[i]);
-	appendStringInfo(&buf, "],\"id\":" INT64_FORMAT "}", id);
-	return buf.data;
-}
-
 static bool
 binance_parse_tickers(const char *body, size_t len, MdTicker **out, int *n, char **err)
 {
@@ -720,6 +681,120 @@ binance_parse_open_interest(const char *body, size_t len, MdOpenInterest **out, 
 	return true;
 }
 
+/*
+ * The market streams: combined streams under the /market route.  A
+ * connection's URL names its first stream, SUBSCRIBE adds the others (each
+ * message answered in order), and a connection lives 24 hours at most.
+ */
+typedef struct BinanceSession
+{
+	int64		next_id;		/* of the next SUBSCRIBE or UNSUBSCRIBE */
+} BinanceSession;
+
+/*
+ * binance_ws_base_url is mdfeed.binance_ws_url, the /market route.
+ */
+static const char *
+binance_ws_base_url(void)
+{
+	return mdfeed_binance_ws_url;
+}
+
+/*
+ * append_stream_name appends a key's stream name, btcusdt@kline_1m: the
+ * symbol in lower case, the interval as it is (1M is a month).
+ */
+static void
+append_stream_name(StringInfo buf, const MdStreamKey *key)
+{
+	for (const char *p = key->symbol; *p; p++)
+		appendStringInfoChar(buf, (*p >= 'A' && *p <= 'Z') ? *p + ('a' - 'A') : *p);
+	appendStringInfo(buf, "@kline_%s", md_exchange_interval_code(&md_binance, key->iv));
+}
+
+/*
+ * binance_stream_open returns the combined-stream URL carrying the first
+ * key, e.g. wss://fstream.binance.com/market/stream?streams=btcusdt@kline_1m.
+ */
+static char *
+binance_stream_open(MdStreamSession *sess, const MdStreamKey *keys, int nkeys, int *keys_in_url)
+{
+	const char *base = binance_ws_base_url();
+	size_t		len = strlen(base);
+	StringInfoData buf;
+
+	while (len > 0 && base[len - 1] == '/')
+		len--;
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%.*s/stream?streams=", (int) len, base);
+	*keys_in_url = 0;
+	if (nkeys > 0)
+	{
+		append_stream_name(&buf, &keys[0]);
+		*keys_in_url = 1;
+	}
+	return buf.data;
+}
+
+/*
+ * binance_send_method queues {"method":..,"params":[streams],"id":n}.
+ */
+static void
+binance_send_method(MdStreamSession *sess, const char *method, const MdStreamKey *keys, int nkeys)
+{
+	BinanceSession *bs = (BinanceSession *) sess->state;
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"method\":\"%s\",\"params\":[", method);
+	for (int i = 0; i < nkeys; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		appendStringInfoChar(&buf, '"');
+		append_stream_name(&buf, &keys[i]);
+		appendStringInfoChar(&buf, '"');
+	}
+	appendStringInfo(&buf, "],\"id\":" INT64_FORMAT "}", ++bs->next_id);
+	md_stream_send(sess, buf.data, buf.len);
+	pfree(buf.data);
+}
+
+/*
+ * binance_stream_subscribe queues one SUBSCRIBE for the keys.
+ */
+static void
+binance_stream_subscribe(MdStreamSession *sess, const MdStreamKey *keys, int nkeys)
+{
+	binance_send_method(sess, "SUBSCRIBE", keys, nkeys);
+}
+
+/*
+ * binance_stream_unsubscribe queues one UNSUBSCRIBE for the keys.
+ */
+static void
+binance_stream_unsubscribe(MdStreamSession *sess, const MdStreamKey *keys, int nkeys)
+{
+	binance_send_method(sess, "UNSUBSCRIBE", keys, nkeys);
+}
+
+static const MdStreamOps binance_stream_ops = {
+	.max_keys_per_connection = 1024,
+	.max_keys_per_message = 1024,
+	.client_msgs_per_sec = 10,
+	.max_connection_age_ms = INT64CONST(24) * 60 * 60 * 1000,
+	.replies_to_subscribe = true,
+	.url_setting = "mdfeed.binance_ws_url",
+	.base_url = binance_ws_base_url,
+	.session_size = sizeof(BinanceSession),
+	.open = binance_stream_open,
+	.frame = binance_stream_frame,
+	.tick = NULL,
+	.ready = NULL,
+	.subscribe = binance_stream_subscribe,
+	.unsubscribe = binance_stream_unsubscribe,
+};
+
 /* what each answer looks like, for the errors of mdfeed.parse_answer */
 static const MdAnswerHint binance_answer_hints[] = {
 	{"klines", "The body must be the JSON array GET /fapi/v1/klines returns."},
@@ -798,9 +873,5 @@ const MdExchange md_binance = {
 	.oi_retention_ms = INT64CONST(30) * 24 * 60 * 60 * 1000,
 	.oi_path = binance_oi_path,
 	.parse_open_interest = binance_parse_open_interest,
-	.ws_base_url = binance_ws_base_url,
-	.stream_url = binance_stream_url,
-	.stream_name = binance_stream_name,
-	.subscribe_message = binance_subscribe_message,
-	.parse_stream_frame = binance_parse_stream_frame,
+	.stream = &binance_stream_ops,
 };

@@ -1,12 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * exchange.c
- *	  The registry of exchange adapters, and what every caller asks of an
- *	  adapter's declarations: its intervals and its tables.
+ *	  The registry of exchange adapters, what every caller asks of an
+ *	  adapter's declarations (its intervals and its tables), and the
+ *	  helpers every adapter's stream sessions share.
  *
  * An adapter's place in md_exchanges is its id: the index of its budget in
- * shared memory and of its stream worker.  Adding an exchange is one more
- * line here and its adapter file; nothing else names it.
+ * shared memory, and what a worker is given in bgw_extra (a pointer need
+ * not mean the same in another process).  Adding an exchange is one more
+ * line here and its adapter file; nothing else names it.  A session's
+ * outbox and close request are plain data the adapter fills and the
+ * worker empties, so that no adapter needs to know libwebsockets.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,10 +41,10 @@ md_exchange_lookup(const char *name)
 }
 
 /*
- * md_exchange_by_id returns the adapter with that registry index, or NULL.
+ * md_exchange_at returns the adapter with that registry index, or NULL.
  */
 const MdExchange *
-md_exchange_by_id(int id)
+md_exchange_at(int id)
 {
 	if (id < 0 || id >= lengthof(md_exchanges))
 		return NULL;
@@ -136,4 +140,47 @@ char *
 md_candle_table(const MdExchange *ex, const MdInterval *iv)
 {
 	return psprintf("%s%s", ex->candle_prefix, iv->suffix);
+}
+
+/*
+ * md_stream_session_new makes a stream session of an adapter with its
+ * state zeroed, in cxt; the SQL parser functions use one that never
+ * connects.
+ */
+MdStreamSession *
+md_stream_session_new(const MdExchange *ex, MemoryContext cxt)
+{
+	MdStreamSession *sess = MemoryContextAllocZero(cxt, sizeof(MdStreamSession));
+
+	sess->ex = ex;
+	sess->cxt = cxt;
+	if (ex->stream != NULL && ex->stream->session_size > 0)
+		sess->state = MemoryContextAllocZero(cxt, ex->stream->session_size);
+	return sess;
+}
+
+/*
+ * md_stream_send queues a message for the worker to send on the session's
+ * connection, after those queued before it.
+ */
+void
+md_stream_send(MdStreamSession *sess, const char *msg, size_t len)
+{
+	MemoryContext old = MemoryContextSwitchTo(sess->cxt);
+	StringInfo	buf = makeStringInfo();
+
+	appendBinaryStringInfo(buf, msg, len);
+	sess->outbox = lappend(sess->outbox, buf);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * md_stream_close asks the worker to drop the session's connection and
+ * connect again; the first reason given is the one logged.
+ */
+void
+md_stream_close(MdStreamSession *sess, const char *reason)
+{
+	if (sess->close_reason == NULL)
+		sess->close_reason = MemoryContextStrdup(sess->cxt, reason);
 }

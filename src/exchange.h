@@ -14,6 +14,8 @@
 #ifndef MDFEED_EXCHANGE_H
 #define MDFEED_EXCHANGE_H
 
+#include "nodes/pg_list.h"
+
 #include "interval.h"
 
 struct MdHttpResponse;
@@ -85,7 +87,7 @@ typedef struct MdTicker
 /* one kline event from a market stream */
 typedef struct MdStreamKline
 {
-	char	   *stream;			/* combined-stream name, or NULL */
+	char	   *stream;			/* the exchange's name of the stream, or NULL */
 	int64		event_ms;
 	char	   *symbol;
 	const MdInterval *iv;
@@ -95,10 +97,91 @@ typedef struct MdStreamKline
 typedef enum MdFrameKind
 {
 	MD_FRAME_KLINE,				/* a kline event: out is filled in */
-	MD_FRAME_REPLY,				/* an answer to a client request */
+	MD_FRAME_REPLY,				/* an answer to a client request (*err set
+								 * if the exchange refused it) */
 	MD_FRAME_OTHER,				/* some other event, ignored */
 	MD_FRAME_MALFORMED			/* garbage: *err says why */
 } MdFrameKind;
+
+/*
+ * Market streams as session operations.
+ *
+ * A stream carries keys: (symbol, interval) pairs, one candle series each.
+ * The worker decides which keys go on which connection; the adapter turns
+ * that into its protocol.  Every connection has a session: the adapter's
+ * state for it (ops->session_size bytes, zeroed, in sess->state), a memory
+ * context that lives as long as the connection (sess->cxt: allocate there
+ * what must outlive a call), and an outbox of messages the adapter wants
+ * sent (md_stream_send), which the worker writes in order, ahead of any
+ * subscription.  The worker calls
+ *
+ *	open		once, before connecting: the URL to connect to, for a
+ *				connection that will carry keys[0..nkeys), and how many of
+ *				those keys (the first *keys_in_url) the URL already carries;
+ *	frame		for every complete message received;
+ *	tick		(optional) on every pass of its loop (50 ms apart at most)
+ *				while the connection is open, for heartbeats and timeouts;
+ *	ready		(optional; NULL = as soon as the connection is open) whether
+ *				the session takes subscriptions now (a socket.io stream only
+ *				after its connect packet is answered);
+ *	subscribe, unsubscribe
+ *				for at most max_keys_per_message keys, which queue the
+ *				message(s) that do it.
+ *
+ * None of them may raise an error: frame, and what the others queue, run
+ * inside libwebsockets callbacks, where a longjmp would leave the library
+ * broken.  An adapter that finds its session dead (a heartbeat unanswered,
+ * the server's disconnect packet) calls md_stream_close, and the worker
+ * reconnects.  sess->ex->name and sess->conn_id name the connection in
+ * log lines.
+ */
+typedef struct MdStreamKey
+{
+	const char *symbol;			/* as the exchange lists it (BTCUSDT) */
+	const MdInterval *iv;
+} MdStreamKey;
+
+typedef struct MdStreamSession
+{
+	const struct MdExchange *ex;
+	int			conn_id;		/* for log lines, 0 if none */
+	MemoryContext cxt;			/* lives as long as the connection */
+	void	   *state;			/* the adapter's: ops->session_size bytes */
+	List	   *outbox;			/* of StringInfo, oldest first */
+	const char *close_reason;	/* set by md_stream_close */
+} MdStreamSession;
+
+typedef struct MdStreamOps
+{
+	/* limits of the exchange's streams */
+	int			max_keys_per_connection;	/* mdfeed.streams_per_connection
+											 * may set fewer */
+	int			max_keys_per_message;	/* in one (un)subscribe message */
+	int			client_msgs_per_sec;	/* the exchange's limit of messages a
+										 * client sends on one connection;
+										 * mdfeed sends at most half */
+	int64		max_connection_age_ms;	/* the exchange closes connections
+										 * this old; 0 if it does not */
+	/* capabilities */
+	bool		replies_to_subscribe;	/* every (un)subscribe message gets
+										 * one MD_FRAME_REPLY, in order */
+
+	/* the setting that holds the streams' base URL, and its value */
+	const char *url_setting;
+	const char *(*base_url) (void);
+
+	/* the session */
+	size_t		session_size;
+	char	   *(*open) (MdStreamSession *sess, const MdStreamKey *keys, int nkeys,
+						 int *keys_in_url);
+	MdFrameKind (*frame) (MdStreamSession *sess, const char *data, size_t len,
+						  MdStreamKline *out, char **err);
+	void		(*tick) (MdStreamSession *sess, int64 now_ms);	/* optional */
+	bool		(*ready) (MdStreamSession *sess);	/* optional */
+	void		(*subscribe) (MdStreamSession *sess, const MdStreamKey *keys, int nkeys);
+	void		(*unsubscribe) (MdStreamSession *sess, const MdStreamKey *keys, int nkeys);
+} MdStreamOps;
+
 
 /*
  * What an answer means, as the adapter reads it (classify): the status, the
@@ -246,16 +329,8 @@ typedef struct MdExchange
 	bool		(*parse_open_interest) (const char *body, size_t len, MdOpenInterest **out, int *n,
 										char **err);
 
-	/* market streams */
-	const char *(*ws_base_url) (void);
-	char	   *(*stream_url) (const char *base, const char *first_stream);
-	char	   *(*stream_name) (const char *symbol, const MdInterval *iv);
-	/* a subscribe (or unsubscribe) message for n streams */
-	char	   *(*subscribe_message) (bool subscribe, char **streams, int n, int64 id);
-
-	/* market streams */
-	MdFrameKind (*parse_stream_frame) (const char *frame, size_t len,
-									   MdStreamKline *out, char **err);
+	/* market streams, or NULL if the exchange offers none */
+	const MdStreamOps *stream;
 } MdExchange;
 
 #define MD_MAX_EXCHANGES 8
@@ -263,7 +338,6 @@ typedef struct MdExchange
 extern const MdExchange md_binance;
 
 extern const MdExchange *md_exchange_lookup(const char *name);
-extern const MdExchange *md_exchange_by_id(int id);
 extern int	md_exchange_id(const MdExchange *ex);
 extern int	md_num_exchanges(void);
 extern const char *md_exchange_names(void);
@@ -271,5 +345,11 @@ extern const MdInterval *md_exchange_interval(const MdExchange *ex, const char *
 extern const char *md_exchange_interval_code(const MdExchange *ex, const MdInterval *iv);
 extern const char *md_exchange_interval_names(const MdExchange *ex);
 extern char *md_candle_table(const MdExchange *ex, const MdInterval *iv);
+extern const MdExchange *md_exchange_at(int index);
+
+/* stream sessions (exchange.c) */
+extern MdStreamSession *md_stream_session_new(const MdExchange *ex, MemoryContext cxt);
+extern void md_stream_send(MdStreamSession *sess, const char *msg, size_t len);
+extern void md_stream_close(MdStreamSession *sess, const char *reason);
 
 #endif							/* MDFEED_EXCHANGE_H */

@@ -2,7 +2,7 @@
  *
  * launcher.c
  *	  The launcher: one background worker that starts and watches the others:
- *	  the backfill workers, the watch worker and the stream worker.
+ *	  the backfill workers, the watch worker and the stream workers.
  *
  * The postmaster starts the launcher (and restarts it if it dies).  The
  * launcher connects to no database, as PostgreSQL's logical replication
@@ -19,6 +19,11 @@
  * The launcher starts the backfill and stream workers only while the probe
  * runs and has found the extension at MD_SCHEMA_VERSION, and stops them
  * when the extension is dropped or has another version.
+ *
+ * There is one stream worker per exchange adapter that has market streams
+ * (today Binance alone): each worker's libwebsockets loop serves one
+ * exchange, so that one exchange's outage or garbage never slows another's.
+ * The worker is given its adapter's index in the registry.
  *
  * mdfeed.enabled = off (a reload) stops every worker, so that nothing of
  * mdfeed is connected to any database; on starts them again.
@@ -48,6 +53,7 @@
 #include "utils/snapmgr.h"
 
 #include "common.h"
+#include "exchange.h"
 #include "shmem.h"
 #include "workers.h"
 
@@ -65,6 +71,8 @@ typedef struct ManagedWorker
 	int			slot;
 	const char *function;
 	const char *type;
+	char		name[BGW_MAXLEN];	/* bgw_name: the type and what it serves */
+	int			exchange;		/* index in the adapter registry, or -1 */
 	BackgroundWorkerHandle *handle;
 	int64		started_ms;
 	int64		next_start_ms;
@@ -151,11 +159,12 @@ start_worker(ManagedWorker *w)
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	strlcpy(worker.bgw_library_name, "mdfeed", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, w->function, BGW_MAXLEN);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "%s %d", w->type, w->slot);
+	strlcpy(worker.bgw_name, w->name, BGW_MAXLEN);
 	strlcpy(worker.bgw_type, w->type, BGW_MAXLEN);
 	worker.bgw_notify_pid = MyProcPid;
 	args.dboid = dboid;
 	args.slot = w->slot;
+	args.exchange = w->exchange;
 	memcpy(worker.bgw_extra, &args, sizeof(args));
 
 	if (!RegisterDynamicBackgroundWorker(&worker, &w->handle))
@@ -164,7 +173,7 @@ start_worker(ManagedWorker *w)
 		w->next_start_ms = md_now_ms() + RESTART_BACKOFF_MAX_MS / 4;
 		if (!w->register_failed_logged)
 			ereport(WARNING,
-					(errmsg("could not start %s %d", w->type, w->slot),
+					(errmsg("could not start %s", w->name),
 					 errhint("Raise max_worker_processes: mdfeed needs %d background workers of its own.",
 							 nmanaged + 1)));
 		w->register_failed_logged = true;
@@ -206,8 +215,8 @@ check_worker(ManagedWorker *w, bool wanted)
 								RESTART_BACKOFF_MAX_MS);
 		w->next_start_ms = now + w->backoff_ms;
 		ereport(LOG,
-				(errmsg("%s %d exited; restarting it in %lld ms",
-						w->type, w->slot, (long long) w->backoff_ms)));
+				(errmsg("%s exited; restarting it in %lld ms",
+						w->name, (long long) w->backoff_ms)));
 		SpinLockAcquire(&md_shared->mutex);
 		md_shared->slots[w->slot].reconnects++;
 		SpinLockRelease(&md_shared->mutex);
@@ -233,44 +242,50 @@ stop_all_workers(int code, Datum arg)
 }
 
 /*
+ * add_worker appends a worker of a role to the plan, in the next slot.
+ */
+static ManagedWorker *
+add_worker(MdWorkerRole role, const char *function, const char *type, int exchange)
+{
+	ManagedWorker *w = &managed[nmanaged++];
+
+	memset(w, 0, sizeof(*w));
+	w->role = role;
+	w->slot = nmanaged;
+	w->function = function;
+	w->type = type;
+	w->exchange = exchange;
+	if (exchange >= 0)
+		snprintf(w->name, sizeof(w->name), "%s %s", type, md_exchange_at(exchange)->name);
+	else
+		snprintf(w->name, sizeof(w->name), "%s %d", type, w->slot);
+	w->backoff_ms = RESTART_BACKOFF_MIN_MS;
+	return w;
+}
+
+/*
  * plan_workers lays out the slots: the launcher in slot 0, then the
- * backfill workers, the watch worker and the stream worker.  The backfill
- * workers leave room for the other two: without the probe nothing runs.
+ * backfill workers, the watch worker and a stream worker per exchange with
+ * market streams.  The backfill workers leave room for the others: without
+ * the probe nothing runs.
  */
 static void
 plan_workers(void)
 {
+	int			nstream = 0;
+
+	for (int i = 0; i < md_num_exchanges(); i++)
+		if (md_exchange_at(i)->stream != NULL)
+			nstream++;
 	nmanaged = 0;
-	for (int i = 0; i < mdfeed_backfill_workers && nmanaged + 3 < MD_MAX_WORKERS; i++)
+	for (int i = 0; i < mdfeed_backfill_workers && nmanaged + 2 + nstream < MD_MAX_WORKERS; i++)
+		add_worker(MD_ROLE_BACKFILL, "mdfeed_backfill_main", "mdfeed backfill worker", -1);
+	if (nmanaged + 2 + nstream <= MD_MAX_WORKERS)
 	{
-		ManagedWorker *w = &managed[nmanaged++];
-
-		memset(w, 0, sizeof(*w));
-		w->role = MD_ROLE_BACKFILL;
-		w->slot = nmanaged;
-		w->function = "mdfeed_backfill_main";
-		w->type = "mdfeed backfill worker";
-		w->backoff_ms = RESTART_BACKOFF_MIN_MS;
-	}
-	if (nmanaged + 3 <= MD_MAX_WORKERS)
-	{
-		ManagedWorker *w = &managed[nmanaged++];
-
-		memset(w, 0, sizeof(*w));
-		w->role = MD_ROLE_WATCH;
-		w->slot = nmanaged;
-		w->function = "mdfeed_watch_main";
-		w->type = "mdfeed watch worker";
-		w->backoff_ms = RESTART_BACKOFF_MIN_MS;
-		probe = w;
-
-		w = &managed[nmanaged++];
-		memset(w, 0, sizeof(*w));
-		w->role = MD_ROLE_STREAM;
-		w->slot = nmanaged;
-		w->function = "mdfeed_stream_main";
-		w->type = "mdfeed stream worker";
-		w->backoff_ms = RESTART_BACKOFF_MIN_MS;
+		probe = add_worker(MD_ROLE_WATCH, "mdfeed_watch_main", "mdfeed watch worker", -1);
+		for (int i = 0; i < md_num_exchanges(); i++)
+			if (md_exchange_at(i)->stream != NULL)
+				add_worker(MD_ROLE_STREAM, "mdfeed_stream_main", "mdfeed stream worker", i);
 	}
 }
 

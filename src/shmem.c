@@ -53,7 +53,7 @@ md_shmem_startup_hook(void)
 		/* the published limits, until an exchange announces others */
 		for (int e = 0; e < md_num_exchanges(); e++)
 		{
-			const MdExchange *ex = md_exchange_by_id(e);
+			const MdExchange *ex = md_exchange_at(e);
 
 			for (int l = 0; l < ex->nlimits; l++)
 				md_shared->budgets[e].limits[l].limit = ex->limits[l].limit;

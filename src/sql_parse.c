@@ -129,11 +129,12 @@ md_sql_parse_stream(FunctionCallInfo fcinfo, const MdExchange *ex, text *frame)
 	char	   *err = NULL;
 	MdFrameKind kind;
 
-	if (ex->parse_stream_frame == NULL)
+	if (ex->stream == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("mdfeed has no market stream of %s", ex->name)));
-	kind = ex->parse_stream_frame(VARDATA_ANY(frame), VARSIZE_ANY_EXHDR(frame), &k, &err);
+	kind = ex->stream->frame(md_stream_session_new(ex, CurrentMemoryContext),
+							 VARDATA_ANY(frame), VARSIZE_ANY_EXHDR(frame), &k, &err);
 	if (kind == MD_FRAME_MALFORMED)
 		report_malformed(psprintf("%s stream frame", ex->display_name), err, frame,
 						 md_answer_hint(ex, "stream text"));
@@ -452,7 +453,10 @@ run_parser(const MdExchange *ex, const AnswerKind *kind, const char *body, size_
 	{
 		MdStreamKline k;
 
-		switch (ex->parse_stream_frame(body, len, &k, &err))
+		if (ex->stream == NULL)
+			refuse(ex, kind, "the exchange has no market streams", body, len);
+		switch (ex->stream->frame(md_stream_session_new(ex, CurrentMemoryContext),
+								  body, len, &k, &err))
 		{
 			case MD_FRAME_KLINE:
 				store_text(k.stream);

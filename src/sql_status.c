@@ -118,7 +118,7 @@ mdfeed_budgets(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	for (int e = 0; e < md_num_exchanges(); e++)
 	{
-		const MdExchange *ex = md_exchange_by_id(e);
+		const MdExchange *ex = md_exchange_at(e);
 		MdBudget	b;
 
 		md_budget_snapshot(ex, &b);

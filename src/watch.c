@@ -663,7 +663,7 @@ init_sites(void)
 	nsites = md_num_exchanges();
 	sites = MemoryContextAllocZero(TopMemoryContext, sizeof(WatchSite) * nsites);
 	for (int s = 0; s < nsites; s++)
-		init_site(&sites[s], md_exchange_by_id(s));
+		init_site(&sites[s], md_exchange_at(s));
 }
 
 /*

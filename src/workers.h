@@ -15,6 +15,7 @@ typedef struct MdWorkerArgs
 {
 	Oid			dboid;
 	int			slot;
+	int			exchange;		/* index in the adapter registry, or -1 */
 } MdWorkerArgs;
 
 extern PGDLLEXPORT void mdfeed_launcher_main(Datum main_arg);

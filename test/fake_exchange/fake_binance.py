@@ -973,7 +973,9 @@ ENDPOINT_LIMITS = {"funding": ("/fapi/v1/fundingRate", 300_000, "funding_limit")
                    "oi": ("/futures/data/openInterestHist", 300_000, "oi_limit")}
 ENDPOINT_BY_PATH = {v[0]: k for k, v in ENDPOINT_LIMITS.items()}
 SERVER_CONFIG_INTS = ("board_epoch", "funding_limit", "oi_limit", "oi_timestamp_as_string", "oi_weight_header",
-                      "ws_subscribe_delay_ms")
+                      "ws_subscribe_delay_ms", "ws_close_every_ms", "ws_forming")
+# live closes (ws_close_every_ms) replay the candles from this far back on, one a burst
+LIVE_CLOSE_BACK_MS = 90 * DAY
 
 REST_FAULTS = ("reset", "status_5xx", "status_429", "garbage", "truncate", "truncate_json", "stall", "slow")
 WS_FAULTS = ("ws_drop", "ws_garbage", "ws_duplicate", "ws_stall")
@@ -1047,6 +1049,7 @@ class Stats:
         self.ws_lifetime_closes = 0
         self.ws_pong_timeouts = 0
         self.ws_firehose_frames = 0
+        self.ws_live_close_frames = 0
         self.ticker_rows = 0
         self.funding_rows = 0
         self.oi_rows = 0
@@ -1080,6 +1083,9 @@ class Server:
         self.oi_timestamp_as_string = 0
         self.oi_weight_header = 1
         self.ws_subscribe_delay_ms = 0
+        self.ws_close_every_ms = 0
+        self.ws_forming = 1
+        self.live_close_next = {}  # stream -> open time of its next live close
         self.ep_win = {k: [-1, 0] for k in ENDPOINT_LIMITS}  # name -> [window id, requests]
         self.stats = Stats()
         self.win_minute = -1
@@ -1117,6 +1123,21 @@ class Server:
             w[0], w[1] = wid, 0
         w[1] += 1
         return w[1], (wid + 1) * length
+
+    def live_close_candle(self, S, iv, stream, now):
+        """The next candle a live close of `stream` announces: consecutive closed candles from
+        LIVE_CLOSE_BACK_MS back on, a new row each time (whatever connection asks), starting
+        over before it reaches the present. -> gen_candle list or None."""
+        o = self.live_close_next.get(stream)
+        if o is None or o >= prev_open(iv, floor_open(iv, now)):
+            o = max(floor_open(iv, now - LIVE_CLOSE_BACK_MS), S.first_open(iv))
+        o = skip_up(S, iv, o)
+        last = S.last_open(iv)
+        if last is not None and o > last:
+            return None
+        k = gen_candle(S, iv, o)
+        self.live_close_next[stream] = k[1] + 1
+        return k
 
     # ---- faults -----------------------------------------------------------------------------
     def set_faults(self, f):
@@ -1180,6 +1201,7 @@ class Server:
                 "lifetime_closes": st.ws_lifetime_closes,
                 "pong_timeouts": st.ws_pong_timeouts,
                 "firehose_frames": st.ws_firehose_frames,
+                "live_close_frames": st.ws_live_close_frames,
             },
             "ticker_rows": st.ticker_rows,
             "funding_rows": st.funding_rows,
@@ -1200,6 +1222,7 @@ class Server:
             "oi_timestamp_as_string": self.oi_timestamp_as_string,
             "oi_weight_header": self.oi_weight_header,
             "ws_subscribe_delay_ms": self.ws_subscribe_delay_ms,
+            "ws_close_every_ms": self.ws_close_every_ms, "ws_forming": self.ws_forming,
         }
 
     def set_config(self, cfg):
@@ -1618,6 +1641,7 @@ def make_app(srv):
             self.last_pong = time.monotonic()
             self.opened = time.monotonic()
             self.closing = False
+            self.last_burst = None  # monotonic time of the last live-close burst
             self.lock = asyncio.Lock()
 
     def parse_stream(name):
@@ -1699,6 +1723,12 @@ def make_app(srv):
                 if not c.route_ok or not c.subs:
                     continue
                 now = srv.now()
+                # live closes: a burst of closed candles, one a stream, with the current
+                # event time (as at a candle boundary of the whole board)
+                burst = srv.ws_close_every_ms > 0 and (
+                    c.last_burst is None or (mono - c.last_burst) * 1000 >= srv.ws_close_every_ms)
+                if burst:
+                    c.last_burst = mono
                 async with c.lock:
                     for stream in list(c.subs):
                         p = parse_stream(stream)
@@ -1707,19 +1737,25 @@ def make_app(srv):
                         S, iv = p
                         o = floor_open(iv, now)
                         last = S.last_open(iv)
-                        if o < S.first_open(iv) or (last is not None and o > last):
-                            continue
-                        prev = c.state.get(stream)
                         frames = []
-                        if prev is not None and prev < o:
-                            k = gen_candle(S, iv, prev)
-                            frames.append(wrap(c, stream, ws_kline_payload(S, iv, k, True, now)))
-                        if candle_exists(S, iv, o):
-                            c.state[stream] = o
-                            k, closed = candle_at(S, iv, o, now)
-                            frames.append(wrap(c, stream, ws_kline_payload(S, iv, k, closed, now)))
-                        else:  # maintenance: nothing forms, nothing closes at its end
-                            c.state.pop(stream, None)
+                        if srv.ws_forming and not (o < S.first_open(iv) or (last is not None and o > last)):
+                            prev = c.state.get(stream)
+                            if prev is not None and prev < o:
+                                k = gen_candle(S, iv, prev)
+                                frames.append(wrap(c, stream, ws_kline_payload(S, iv, k, True, now)))
+                            if candle_exists(S, iv, o):
+                                c.state[stream] = o
+                                k, closed = candle_at(S, iv, o, now)
+                                frames.append(wrap(c, stream, ws_kline_payload(S, iv, k, closed, now)))
+                            else:  # maintenance: nothing forms, nothing closes at its end
+                                c.state.pop(stream, None)
+                        if burst:
+                            # stamped as it is sent, not at the tick: a board's closes take
+                            # the fake a while to send, which is not the client's latency
+                            k = srv.live_close_candle(S, iv, stream, now)
+                            if k is not None:
+                                frames.append(wrap(c, stream, ws_kline_payload(S, iv, k, True, srv.now())))
+                                srv.stats.ws_live_close_frames += 1
                         for fr in frames:
                             if srv.faults.get("ws_garbage") and srv.ws_rng.random() < srv.faults["ws_garbage"]:
                                 srv.stats.faults["ws_garbage"] += 1

@@ -27,7 +27,8 @@ DEFAULT_CONFIG = {"weight_limit": 100000, "ban_after": 5, "ban_seconds": 120, "c
                   "ws_interval_ms": 250, "ws_max_streams": 200, "ws_max_lifetime": 86400,
                   "ws_ping_interval": 180, "ws_pong_timeout": 600, "ws_max_msg_rate": 10,
                   "board_epoch": 0, "quote_volumes": {}, "funding_limit": 500, "oi_limit": 1000,
-                  "oi_timestamp_as_string": 0, "oi_weight_header": 1, "ws_subscribe_delay_ms": 0}
+                  "oi_timestamp_as_string": 0, "oi_weight_header": 1, "ws_subscribe_delay_ms": 0,
+                  "ws_close_every_ms": 0, "ws_forming": 1}
 
 
 def run_cli(*args):
@@ -1314,6 +1315,44 @@ class FakeBinanceTest(unittest.TestCase):
         S = self.symbol("ETHUSDT")
         truth = json.loads(fb.row_json(S, fb.gen_candle(S, "1m", ts[5])))
         self.assertEqual(frames[5]["c"], truth[4])
+
+    def test_ws_live_closes(self):
+        # bursts of closed candles with the current event time, consecutive rows from 90 days
+        # back, continued on a new connection; ws_forming 0 leaves only them
+        self.control("/_fake/config", {"ws_interval_ms": 20, "ws_close_every_ms": 100, "ws_forming": 0})
+
+        async def collect(s, base, secs):
+            frames = []
+            async with s.ws_connect(base + "/market/stream?streams=btcusdt@kline_1m/ethusdt@kline_1m") as ws:
+                t = time.time()
+                while time.time() - t < secs:
+                    try:
+                        m = await ws.receive(timeout=secs)
+                    except asyncio.TimeoutError:
+                        break
+                    d = json.loads(m.data)
+                    frames.append((time.time(), d["stream"], d["data"]))
+            return frames
+        try:
+            fr = self.ws_run(lambda s, b: collect(s, b, 1.0))
+            fr2 = self.ws_run(lambda s, b: collect(s, b, 0.5))
+        finally:
+            self.control("/_fake/config", {"ws_interval_ms": 250, "ws_close_every_ms": 0, "ws_forming": 1})
+        self.assertGreaterEqual(len(fr), 12)
+        self.assertTrue(all(d["k"]["x"] for _, _, d in fr + fr2))
+        now = int(time.time() * 1000)
+        for t, _, d in fr:
+            self.assertLess(abs(d["E"] - t * 1000), 500)
+            self.assertLess(d["k"]["t"], now - 89 * DAY)
+        eth = [d["k"]["t"] for _, st, d in fr if st == "ethusdt@kline_1m"]
+        eth2 = [d["k"]["t"] for _, st, d in fr2 if st == "ethusdt@kline_1m"]
+        self.assertEqual(eth, list(range(eth[0], eth[0] + len(eth) * MIN, MIN)))
+        self.assertEqual(eth2, list(range(eth2[0], eth2[0] + len(eth2) * MIN, MIN)))
+        self.assertGreater(eth2[0], eth[-1])  # a new connection goes on with new rows
+        S = self.symbol("ETHUSDT")
+        k = [d["k"] for _, st, d in fr if st == "ethusdt@kline_1m"][0]
+        self.assertEqual(k["c"], json.loads(fb.row_json(S, fb.gen_candle(S, "1m", k["t"])))[4])
+        self.assertGreaterEqual(self.control("/_fake/stats")["ws"]["live_close_frames"], len(fr) + len(fr2))
 
 
 if __name__ == "__main__":
