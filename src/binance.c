@@ -785,7 +785,6 @@ static const MdStreamOps binance_stream_ops = {
 	.max_connection_age_ms = INT64CONST(24) * 60 * 60 * 1000,
 	.replies_to_subscribe = true,
 	.url_setting = "mdfeed.binance_ws_url",
-	.base_url = binance_ws_base_url,
 	.session_size = sizeof(BinanceSession),
 	.open = binance_stream_open,
 	.frame = binance_stream_frame,

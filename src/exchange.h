@@ -166,9 +166,8 @@ typedef struct MdStreamOps
 	bool		replies_to_subscribe;	/* every (un)subscribe message gets
 										 * one MD_FRAME_REPLY, in order */
 
-	/* the setting that holds the streams' base URL, and its value */
+	/* the setting that holds the streams' base URL, for messages */
 	const char *url_setting;
-	const char *(*base_url) (void);
 
 	/* the session */
 	size_t		session_size;
