@@ -424,7 +424,11 @@ def truth_row(P, iv, k):
 
 def futures_payload(P, iv, channel, k, event_ms):
     o, h, l, c, v, q = ws_strings(P, k)
-    ets = event_ms - 70 if event_ms - 70 > k[0] else event_ms
+    # Ets: the upstream event time, ~70 ms before pts; never before the bar opened, and after
+    # the close for a frame sent after the close
+    ets = max(event_ms - 70, k[0])
+    if ets <= k[1] < event_ms:
+        ets = k[1] + 1
     return ('{"data":[{"open":"%s","close":"%s","high":"%s","low":"%s","volume":"%s",'
             '"open_time":%d,"close_time":%d.999,"pair":"%s","duration":"%s","symbol":"%s",'
             '"quote_volume":"%s"}],"ecode":"%s","Ets":%d,"pts":%d,"i":"%s","channel":"%s",'
@@ -1044,6 +1048,7 @@ def make_app(srv):
             self.stalled_until = None
             self.closing = False
             self.lock = asyncio.Lock()
+            self.tasks = set()
 
     def eio_open(sid, eio, upgrades=()):
         return "0" + json.dumps({"sid": sid, "upgrades": list(upgrades),
@@ -1239,8 +1244,16 @@ def make_app(srv):
             return
         delay = srv.faults.get("ws_delay_ms", 0)
         if delay:
+            # late frames, in order, without holding up the heartbeat
             srv.stats.faults["delayed_ticks"] += 1
-            await asyncio.sleep(delay / 1000.0)
+            c.tasks.add(asyncio.ensure_future(send_frames(c, frames, kind, delay / 1000.0)))
+            c.tasks = {t for t in c.tasks if not t.done()}
+            return
+        await send_frames(c, frames, kind)
+
+    async def send_frames(c, frames, kind, delay=0.0):
+        if delay:
+            await asyncio.sleep(delay)
         f = srv.faults
         for fr in frames:
             if f.get("ws_garbage") and srv.ws_rng.random() < f["ws_garbage"]:
@@ -1376,6 +1389,8 @@ def make_app(srv):
             c.closing = True
             if pusher is not None:
                 pusher.cancel()
+            for t in c.tasks:
+                t.cancel()
             srv.conns.discard(c)
         return ws
 
