@@ -106,17 +106,15 @@ UPDATE mdfeed.cdx_candles_1h SET close = close * 2 WHERE open_time = @{[ms_sql($
 DELETE FROM mdfeed.cdx_candles_1h WHERE open_time = @{[ms_sql($day + 7_200_000)]};
 UPDATE mdfeed.cdx_candles_1h SET volume = volume::numeric(40, 2) WHERE open_time = @{[ms_sql($day + 10_800_000)]};
 EOS
-my $bad;
-TODO:
-{
-	local $TODO = 'these rows were altered on purpose';
-	$bad = compare_cdx_with_truth($node, $cdx, 'futures', 'B-PEPE_USDT', '1h', $day, $day + 86_400_000,
-		'altered rows');
-}
+# (todo_start, not local $TODO: the checks are made inside MdfeedTest)
+Test::More->builder->todo_start('these rows were altered on purpose');
+my $bad = compare_cdx_with_truth($node, $cdx, 'futures', 'B-PEPE_USDT', '1h', $day, $day + 86_400_000,
+	'altered rows');
+Test::More->builder->todo_end;
 is($bad->{got}, 23, 'the deleted row is seen');
 is($bad->{missing}, 2, 'two truth rows are not stored as they are');
 is($bad->{extra}, 1, 'the doubled close is an extra row');
-is($bad->{text_diff}, 1, 'a volume with a changed scale differs in text');
+is($bad->{text_diff}, 2, 'the doubled close and the volume with a changed scale differ in text');
 
 # spot: newest first over REST, an INR book
 $r = $http->get("$cdx->{url}/market_data/candles?pair=I-BTC_INR&interval=1d&startTime=$day&endTime="
