@@ -910,15 +910,17 @@ def parse_channel(srv, name):
     return None
 
 
-def close_snapshot(srv, P, iv, o):
+def close_snapshot(srv, P, iv, o, last_sent=None):
     """The bar the socket sends at its close: the final bar if ws_close_exact, else the bar as it
-    stood ws_close_lag_ms before the close (the socket's last snapshot is not the final bar)."""
+    stood ws_close_lag_ms before the close, but never behind the last frame sent for it
+    (last_sent: the instant that frame showed).  The socket's last snapshot is not the final bar."""
     k = gen_bar(P, iv, o)
     if srv.cfg["ws_close_exact"]:
         return k
-    dur = k[1] + 1 - o
-    lag = srv.cfg["ws_close_lag_ms"]
-    return partial_bar(P, k, (dur - lag) / float(dur)) if lag > 0 else k
+    t = max(k[1] + 1 - srv.cfg["ws_close_lag_ms"], last_sent or 0)
+    if t > k[1]:
+        return k
+    return partial_bar(P, k, (t - o) / float(k[1] + 1 - o))
 
 
 def channel_frame(P, iv, name, k, closed, now, kind):
@@ -1035,6 +1037,7 @@ def make_app(srv):
             self.connected = False
             self.channels = {}  # name -> parse_channel() result (None: accepted, silent)
             self.state = {}     # name -> open time of the bar last sent
+            self.sent_at = {}   # name -> the instant that bar's last frame showed
             mono = time.monotonic()
             self.opened = mono
             self.ping_interval = srv.cfg["ping_interval_ms"] / 1000.0
@@ -1110,6 +1113,7 @@ def make_app(srv):
     async def do_leave(c, name):
         c.channels.pop(name, None)
         c.state.pop(name, None)
+        c.sent_at.pop(name, None)
         if srv.cfg["leave_event"] and name.endswith("-futures"):
             await send(c, sio_event("Left Channel", json.dumps({"channelName": name}, separators=(",", ":"))))
 
@@ -1154,6 +1158,7 @@ def make_app(srv):
                 c.connected = False
                 c.channels.clear()
                 c.state.clear()
+                c.sent_at.clear()
             return
         if t != 2:
             w["events_ignored"] += 1
@@ -1228,10 +1233,12 @@ def make_app(srv):
             prev = c.state.get(name)
             out = []
             if prev is not None and prev < o and P.has_bar(iv, prev):
-                out.append(channel_frame(P, iv, name, close_snapshot(srv, P, iv, prev), True, now, kind))
+                snap = close_snapshot(srv, P, iv, prev, c.sent_at.get(name))
+                out.append(channel_frame(P, iv, name, snap, True, now, kind))
                 srv.stats.ws["close_frames_sent"] += 1
             if P.has_bar(iv, o):
                 c.state[name] = o
+                c.sent_at[name] = now
                 k, _ = bar_at(P, iv, o, now)
                 out.append(channel_frame(P, iv, name, k, False, now, kind))
             else:

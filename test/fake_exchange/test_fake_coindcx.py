@@ -791,7 +791,7 @@ class FakeCoinDCXTest(unittest.TestCase):
         self.assertEqual((d["i"], d["channel"], d["pr"], d["ecode"], b["pair"], b["duration"], b["symbol"]),
                          ("1m", "B-BTC_USDT_1m-futures", "futures", "B", "B-BTC_USDT", "1m", "BTCUSDT"))
         self.assertIsInstance(b["open_time"], int)
-        self.assertEqual(b["open_time"], (now - now % MIN) // 1000)
+        self.assertIn(b["open_time"] * 1000, (now - now % MIN, (now - 2000) - (now - 2000) % MIN))
         self.assertRegex(bar_text, r'"close_time":%d\.999,' % (b["open_time"] + 59))
         for k in ("open", "close", "high", "low", "volume", "quote_volume"):
             self.assertIsInstance(b[k], str)
@@ -811,7 +811,7 @@ class FakeCoinDCXTest(unittest.TestCase):
             self.assertEqual(set(doc) - set(want), set())
         self.assertEqual((d["i"], d["s"], d["x"], d["V"], d["Q"], d["f"], d["L"], d["B"], d["ecode"], d["pr"]),
                          ("1m", "BTCUSDT", False, "", "", 0, 0, "0", "B", "spot"))
-        self.assertEqual(d["t"], now - now % MIN)
+        self.assertIn(d["t"], (now - now % MIN, (now - 2000) - (now - 2000) % MIN))
         self.assertEqual(d["T"], d["t"] + MIN - 1)
         for k in ("o", "c", "h", "l", "v", "q"):
             self.assertRegex(d[k], r"^\d+\.\d{8}$")
@@ -820,7 +820,7 @@ class FakeCoinDCXTest(unittest.TestCase):
         # the forming bar moves, within its final bounds
         k = fc.gen_bar(fc.find_pair("futures", "B-BTC_USDT"), "1m", fut[0][2]["data"][0]["open_time"] * 1000)
         vols = [Decimal(e[2]["data"][0]["volume"]) for e in fut if e[2]["data"][0]["open_time"] == b["open_time"]]
-        self.assertEqual(vols, sorted(vols))
+        self.assertEqual(vols, sorted(vols))  # a close frame too: never behind the last frame
         self.assertLessEqual(vols[-1], Decimal(fc.fmt(k[6], 3)))
         st = self.stats()["ws"]
         self.assertEqual((st["joins"], st["connects"], st["eio4_connections"]), (3, 1, 1))
@@ -862,7 +862,7 @@ class FakeCoinDCXTest(unittest.TestCase):
         self.assertIn("3probe", [f for _, f in r["probe"]])
         self.assertIn("40", [f for _, f in r["again"]])
         self.assertTrue(r["closed"])
-        self.assertLess(r["closed_after"], 0.3 + 0.2 + 0.35)
+        self.assertLess(r["closed_after"], 0.3 + 0.2 + 1.0)  # not the 25 s default
         self.assertTrue(r["wrong_closed"])
         self.assertEqual(r["eio7"], "40")
         st = self.stats()["ws"]
@@ -895,9 +895,9 @@ class FakeCoinDCXTest(unittest.TestCase):
         r = self.ws(go)
         self.assertTrue(r["alive"])
         self.assertGreaterEqual(len(r["pings"]), 4)
-        self.assertLess(abs(r["pings"][0] - 0.3), 0.2)
+        self.assertTrue(0.2 < r["pings"][0] < 0.9, r["pings"])
         self.assertTrue(r["closed"])
-        self.assertLess(r["closed_after"], 0.3 + 0.25 + 0.35)
+        self.assertLess(r["closed_after"], 0.3 + 0.25 + 0.9)
         self.assertTrue(r["wrong_closed"])
         st = self.stats()["ws"]
         self.assertGreaterEqual(st["engine_pongs_in"], 4)
@@ -979,7 +979,7 @@ class FakeCoinDCXTest(unittest.TestCase):
         self.assertEqual([f for _, f in r["silent"] if f != "2"], [])
         ones = events(r["one"])
         self.assertTrue(all(e[2]["channel"] == "B-ETH_USDT_1m-futures" for e in ones))
-        self.assertTrue(5 <= len(ones) <= 10, len(ones))  # about 1.2 s / 150 ms, not twice that
+        self.assertTrue(4 <= len(ones) <= 10, len(ones))  # about 1.2 s / 150 ms, not twice that
         self.assertEqual([f for _, f in r["after_leave"] if f != "2"], [])
         left = [json.loads(f[2:]) for _, f in r["left"] if f.startswith('42["Left Channel"')]
         self.assertEqual(len(left), 1)
@@ -1031,6 +1031,8 @@ class FakeCoinDCXTest(unittest.TestCase):
             else:
                 self.assertNotEqual(got, want)
                 self.assertLess(Decimal(last["volume"]), Decimal(tr["volume"]))
+                # never behind the frame before it
+                self.assertGreaterEqual(Decimal(last["volume"]), Decimal(before[-2][1]["volume"]))
             self.assertEqual(last["close_time"], (b - 1) / 1000.0)
             # REST after the close: the final bar, the same as the truth
             body = self.candlesticks("B-BTC_USDT", "1", (b - MIN) // 1000, (b - MIN) // 1000)[0]
