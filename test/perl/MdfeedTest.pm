@@ -837,3 +837,361 @@ sub wait_no_gaps
 }
 
 1;
+
+#--------------------------------------------------------------------------
+# CoinDCX: the fake CoinDCX exchange (test/fake_exchange/fake_coindcx.py,
+# its own process and port) and truth comparisons for mdfeed.cdx_candles_<iv>
+# (futures, exchange 'coindcx') and mdfeed.cdx_spot_candles_<iv> (spot,
+# exchange 'coindcx_spot').  Appended; nothing above is changed.
+#
+# The generic helpers above work on this fake too, since it has the same
+# control endpoints: fake_stats, set_faults, clear_faults, reset_fake,
+# fake_config, and the fake is killed at END and shown in diag_state like the
+# Binance one.
+#
+#   my $bn  = start_fake();
+#   my $cdx = start_cdx_fake(config => { ws_futures_interval_ms => 250 });
+#   my $node = new_node('main', $bn, cdx_settings($cdx));
+#   ... mdfeed_backfill('B-BTC_USDT', '1h', from, to, 'coindcx') ...
+#   compare_cdx_with_truth($node, $cdx, 'futures', 'B-BTC_USDT', '1h', $from, $to, 'backfill');
+#--------------------------------------------------------------------------
+
+push @EXPORT, qw(
+  start_cdx_fake stop_fake restart_cdx_fake cdx_settings cdx_truth cdx_truth_json
+  cdx_table cdx_exchange cdx_channel cdx_resolution compare_cdx_with_truth
+  cdx_fake_ws cdx_requests wait_cdx_channels cdx_server_now
+);
+
+my $CDX_FAKE = "$ROOT/test/fake_exchange/fake_coindcx.py";
+
+=pod
+
+=item start_cdx_fake(%opts)
+
+Starts fake_coindcx.py serve on a free port (or on port => N, to come back
+on the same port after stop_fake).  Options: faults (hashref), config
+(hashref of /_fake/config keys, applied at start), args (arrayref of extra
+arguments), name.  Returns a hashref {port, pid, url, socket_url, log, name,
+opts}: url serves all three CoinDCX hosts, socket_url is the ws:// base for
+mdfeed.coindcx_socket_url.  Killed at END.
+
+=cut
+
+sub start_cdx_fake
+{
+	my (%o) = @_;
+	my $n = scalar(@fakes);
+	my $name = $o{name} // "cdx$n";
+	my $dir = $PostgreSQL::Test::Utils::tmp_check;
+	my $portfile = "$dir/${name}_$$.port";
+	my $log = "$PostgreSQL::Test::Utils::log_path/"
+	  . File::Basename::basename($0, '.pl') . "_$name.log";
+	unlink $portfile;
+
+	die "fake CoinDCX not found at $CDX_FAKE" unless -f $CDX_FAKE;
+	my @cmd = ($PYTHON, $CDX_FAKE, 'serve', '--port', $o{port} // 0, '--port-file', $portfile);
+	push @cmd, '--faults', encode_json($o{faults}) if $o{faults};
+	push @cmd, '--config', encode_json($o{config}) if $o{config};
+	push @cmd, @{ $o{args} } if $o{args};
+
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDIN, '<', '/dev/null');
+		open(STDOUT, '>>', $log) or POSIX::_exit(127);
+		open(STDERR, '>&', \*STDOUT);
+		exec(@cmd) or POSIX::_exit(127);
+	}
+	my $fake = { pid => $pid, log => $log, name => $name, cmd => \@cmd, opts => {%o}, cdx => 1 };
+	push @fakes, $fake;
+
+	my $deadline = time() + 30;
+	while (time() < $deadline)
+	{
+		if (-s $portfile)
+		{
+			open my $fh, '<', $portfile or die;
+			my $p = <$fh>;
+			close $fh;
+			if (defined $p && $p =~ /^(\d+)/)
+			{
+				$fake->{port} = $1;
+				last;
+			}
+		}
+		if (waitpid($pid, POSIX::WNOHANG()) == $pid)
+		{
+			$fake->{pid} = undef;
+			die "fake CoinDCX exited at start (status $?); log:\n"
+			  . (-f $log ? slurp_file($log) : '');
+		}
+		usleep(50_000);
+	}
+	die "fake CoinDCX did not write $portfile within 30 s; log:\n"
+	  . (-f $log ? slurp_file($log) : '')
+	  unless $fake->{port};
+	$fake->{url} = "http://127.0.0.1:$fake->{port}";
+	$fake->{socket_url} = "ws://127.0.0.1:$fake->{port}";
+	note "fake CoinDCX $name: pid $pid, $fake->{url}, log $log";
+	return $fake;
+}
+
+=pod
+
+=item stop_fake($fake)
+
+Stops a fake exchange (either side) started by this module: SIGTERM, then
+SIGKILL after 5 s.  Its port then refuses connections: an outage.
+
+=cut
+
+sub stop_fake
+{
+	my ($fake) = @_;
+	return unless $fake->{pid};
+	kill 'TERM', $fake->{pid};
+	my $t = time() + 5;
+	while (time() < $t)
+	{
+		last if waitpid($fake->{pid}, POSIX::WNOHANG()) == $fake->{pid};
+		usleep(50_000);
+	}
+	if (kill(0, $fake->{pid}))
+	{
+		kill 'KILL', $fake->{pid};
+		waitpid($fake->{pid}, 0);
+	}
+	$fake->{pid} = undef;
+}
+
+# restart_cdx_fake($fake): stop it and start it again on the same port with
+# the same options; returns the new fake (the old hashref is updated too)
+sub restart_cdx_fake
+{
+	my ($fake) = @_;
+	stop_fake($fake);
+	my $new;
+	for my $try (1 .. 50)    # the port can take a moment to be free again
+	{
+		$new = eval { start_cdx_fake(%{ $fake->{opts} }, port => $fake->{port}, name => $fake->{name}) };
+		if ($new)
+		{
+			# the old hashref, already listed, stands for the new process
+			@fakes = grep { $_ != $new } @fakes;
+			last;
+		}
+		usleep(100_000);
+	}
+	die "could not restart fake CoinDCX on port $fake->{port}: $@" unless $new;
+	%$fake = %$new;
+	return $fake;
+}
+
+# cdx_settings($fake): postgresql.conf settings pointing mdfeed's CoinDCX
+# URLs at the fake (or at a closed port without one), for new_node's %conf
+sub cdx_settings
+{
+	my ($fake) = @_;
+	my $url = $fake ? $fake->{url} : 'http://127.0.0.1:9';
+	my $ws = $fake ? $fake->{socket_url} : 'ws://127.0.0.1:9';
+	return (
+		'mdfeed.coindcx_public_url' => "'$url'",
+		'mdfeed.coindcx_api_url' => "'$url'",
+		'mdfeed.coindcx_socket_url' => "'$ws'");
+}
+
+# cdx_exchange('futures'|'spot') -> 'coindcx' | 'coindcx_spot'
+sub cdx_exchange
+{
+	my ($market) = @_;
+	return $market eq 'spot' ? 'coindcx_spot' : $market eq 'futures' ? 'coindcx' : die "bad market $market";
+}
+
+# cdx_table('futures'|'spot', $iv) -> mdfeed.cdx_candles_<iv> | mdfeed.cdx_spot_candles_<iv>
+sub cdx_table
+{
+	my ($market, $iv) = @_;
+	my $s = $iv eq '1M' ? '1mo' : $iv;
+	return $market eq 'spot' ? "mdfeed.cdx_spot_candles_$s"
+	  : $market eq 'futures' ? "mdfeed.cdx_candles_$s" : die "bad market $market";
+}
+
+# cdx_channel($market, $pair, $iv): the socket.io channel name
+sub cdx_channel
+{
+	my ($market, $pair, $iv) = @_;
+	return $market eq 'spot' ? "${pair}_$iv" : "${pair}_$iv-futures";
+}
+
+# cdx_resolution($iv): the futures REST resolution of an mdfeed interval
+my %CDX_RES = ('1m' => '1', '5m' => '5', '15m' => '15', '30m' => '30', '1h' => '60',
+	'4h' => '240', '8h' => '480', '1d' => '1D', '1M' => '1M');
+sub cdx_resolution { my ($iv) = @_; return $CDX_RES{$iv} // die "no CoinDCX resolution for $iv"; }
+
+# cdx_server_now($fake): the fake's clock in ms (clock_offset_ms applied)
+sub cdx_server_now
+{
+	my ($fake) = @_;
+	my $off = $fake ? (fake_config($fake)->{clock_offset_ms} // 0) : 0;
+	return now_ms() + $off;
+}
+
+=pod
+
+=item cdx_truth_json($market, $pair, $iv, $start_ms, $end_ms, %opt)
+
+=item cdx_truth($market, $pair, $iv, $start_ms, $end_ms, %opt)
+
+The fake's truth for closed bars with open time in [start, end): the JSON
+lines of fake_coindcx.py truth, or an arrayref of hashrefs {market, pair,
+interval, open_time, close_time, open, high, low, close, volume,
+quote_volume (undef), ws_quote_volume}, prices and volumes as the exact
+decimal strings to store.  %opt: now => ms (default: the real clock).
+
+=cut
+
+sub cdx_truth_json
+{
+	my ($market, $pair, $iv, $start, $end, %opt) = @_;
+	my @cmd = ($PYTHON, $CDX_FAKE, 'truth', $market, $pair, $iv, $start, $end);
+	push @cmd, '--now', $opt{now} if defined $opt{now};
+	my ($out, $err) = ('', '');
+	IPC::Run::run(\@cmd, '>', \$out, '2>', \$err)
+	  or die "fake_coindcx.py truth $market $pair $iv $start $end failed: $err";
+	return $out;
+}
+
+sub cdx_truth
+{
+	my $out = cdx_truth_json(@_);
+	return [ map { decode_json($_) } grep { length } split /\n/, $out ];
+}
+
+# the fake's socket counters, request count of one path
+sub cdx_fake_ws { my ($fake) = @_; return fake_stats($fake)->{ws}; }
+sub cdx_requests
+{
+	my ($fake, $path, $st) = @_;
+	$st //= fake_stats($fake);
+	return $st->{requests}{$path} // 0;
+}
+
+# wait_cdx_channels($fake, $n, $timeout, $channel): waits until the fake's
+# open connections have $n channels joined in all (silent ones included), or,
+# with $channel, until that channel is joined on $n connections; returns the
+# ws counters or undef
+sub wait_cdx_channels
+{
+	my ($fake, $n, $timeout, $channel) = @_;
+	return wait_until(
+		sub {
+			my $ws = cdx_fake_ws($fake);
+			my $got = defined $channel ? ($ws->{channels}{$channel} // 0) : $ws->{channels_joined};
+			return $got == $n ? $ws : undef;
+		},
+		$timeout // 30);
+}
+
+=pod
+
+=item compare_cdx_with_truth($node, $fake, $market, $pair, $iv, $from_ms, $to_ms, $name, %opt)
+
+Like compare_with_truth, for cdx_table($market, $iv) (columns id, symbol,
+open_time, close_time, open, high, low, close, volume, quote_volume, closed,
+updated_at): loads the truth of closed bars with open time in
+[align_down(from), to) and checks, for the rows with closed = true in that
+range: counts equal (and > 0 unless allow_empty), truth EXCEPT stored and
+stored EXCEPT truth empty, and the decimal text kept exactly.  Unless
+allow_open, no row in the range may have closed = false.  symbol is the
+pair (B-BTC_USDT).
+
+%opt: quote_volume => 'null' (default: the exchange's REST sends none, so
+NULL), 'ws' (the socket's value for the final bar, as sent) or 'any' (not
+compared); now => ms for the truth (default: the fake's clock when $fake is
+given); allow_empty, allow_open; figures_only => 1 runs no check and only
+returns the figures.  Returns a hashref of the figures {truth, got, missing,
+extra, text_diff, open_rows, missing_sample, extra_sample, truth_rows}.
+
+=cut
+
+sub compare_cdx_with_truth
+{
+	my ($node, $fake, $market, $pair, $iv, $from, $to, $name, %opt) = @_;
+	unless (defined $from && defined $to)
+	{
+		fail("$name: a range to compare (from " . ($from // 'undefined') . ', to ' . ($to // 'undefined') . ')');
+		return undef;
+	}
+	my $qmode = $opt{quote_volume} // 'null';
+	die "quote_volume must be null, ws or any" unless $qmode =~ /^(null|ws|any)$/;
+	my $now = $opt{now} // ($fake ? cdx_server_now($fake) : undef);
+	my $start = align_down($iv, $from);
+	my $rows = cdx_truth($market, $pair, $iv, $start, $to, defined $now ? (now => $now) : ());
+	my $csv = '';
+	for my $r (@$rows)
+	{
+		my $qv = $qmode eq 'ws' ? $r->{ws_quote_volume} : '';
+		$csv .= join(',', $pair, $r->{open_time}, $r->{close_time},
+			@$r{qw(open high low close volume)}, $qv) . "\n";
+	}
+	my $ntruth = scalar(@$rows);
+	my $tab = cdx_table($market, $iv);
+	my $qcol = $qmode eq 'any' ? '' : ', quote_volume';
+	my $qtext = $qmode eq 'any' ? '' : ', t.quote_volume::text';
+	my $qtext_g = $qmode eq 'any' ? '' : ', g.quote_volume::text';
+	my $range = "open_time >= @{[ms_sql($start)]} AND open_time < @{[ms_sql($to)]}";
+	my $sql = <<"EOS";
+CREATE TEMP TABLE truth (symbol text, open_time_ms bigint, close_time_ms bigint,
+  open numeric, high numeric, low numeric, close numeric, volume numeric, quote_volume numeric);
+COPY truth FROM STDIN WITH (FORMAT csv);
+$csv\\.
+CREATE TEMP VIEW got AS
+  SELECT symbol, (extract(epoch FROM open_time) * 1000)::bigint AS open_time_ms,
+    round(extract(epoch FROM close_time) * 1000)::bigint AS close_time_ms,
+    open, high, low, close, volume$qcol
+  FROM $tab
+  WHERE symbol = '$pair' AND closed AND $range;
+CREATE TEMP VIEW want AS
+  SELECT symbol, open_time_ms, close_time_ms, open, high, low, close, volume$qcol FROM truth;
+CREATE TEMP VIEW missing AS SELECT * FROM want EXCEPT SELECT * FROM got;
+CREATE TEMP VIEW extra AS SELECT * FROM got EXCEPT SELECT * FROM want;
+CREATE TEMP VIEW text_diff AS
+  SELECT t.open_time_ms FROM want t JOIN got g USING (open_time_ms)
+  WHERE (t.open::text, t.high::text, t.low::text, t.close::text, t.volume::text$qtext)
+    IS DISTINCT FROM
+        (g.open::text, g.high::text, g.low::text, g.close::text, g.volume::text$qtext_g);
+SELECT json_build_object(
+  'truth', (SELECT count(*) FROM truth),
+  'got', (SELECT count(*) FROM got),
+  'missing', (SELECT count(*) FROM missing),
+  'extra', (SELECT count(*) FROM extra),
+  'text_diff', (SELECT count(*) FROM text_diff),
+  'open_rows', (SELECT count(*) FROM $tab WHERE symbol = '$pair' AND NOT closed AND $range),
+  'missing_sample', (SELECT json_agg(m) FROM (SELECT * FROM missing ORDER BY open_time_ms LIMIT 3) m),
+  'extra_sample', (SELECT json_agg(e) FROM (SELECT * FROM extra ORDER BY open_time_ms LIMIT 3) e))::jsonb::text;
+EOS
+	my $r = comparison_json($node, $sql, "$name: truth comparison query failed", 300)
+	  or return undef;
+	$r->{truth_rows} = $ntruth;
+	return $r if $opt{figures_only};
+	my $ok = 1;
+	$ok &&= is($r->{truth}, $ntruth, "$name: truth loaded ($ntruth rows)");
+	$ok &&= ok($r->{truth} > 0, "$name: truth not empty") unless $opt{allow_empty};
+	$ok &= is($r->{got}, $r->{truth}, "$name: closed row count equals truth");
+	$ok &= is($r->{missing} + $r->{extra}, 0,
+		"$name: rows equal truth in every column (missing $r->{missing}, extra $r->{extra})");
+	$ok &= is($r->{text_diff}, 0, "$name: decimals kept exactly (scale included)");
+	$ok &= is($r->{open_rows}, 0, "$name: no row with closed = false")
+	  unless $opt{allow_open};
+	unless ($ok)
+	{
+		diag("$name: comparison: " . encode_json($r));
+		diag("$name: $tab $pair range [$start, $to) = ["
+			  . scalar(gmtime($start / 1000)) . ", "
+			  . scalar(gmtime($to / 1000)) . ")");
+	}
+	return $r;
+}
+
+1;
