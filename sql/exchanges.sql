@@ -45,3 +45,8 @@ FROM mdfeed.budgets ORDER BY exchange, limit_name;
 
 -- the workers say which exchange they serve (the launcher's has none)
 SELECT role, exchange FROM mdfeed.workers WHERE role = 'launcher';
+
+-- the derivatives tables and retention are the adapter's
+SELECT mdfeed.derivs_table('binance', 'funding'), mdfeed.derivs_table('binance', 'open_interest'),
+	   mdfeed.open_interest_retention('binance');
+SELECT mdfeed.derivs_table('binance', 'mark_price');

@@ -389,3 +389,55 @@ COMMENT ON FUNCTION mdfeed.ingest_klines(text, text, text, text, timestamptz) IS
 REVOKE ALL ON FUNCTION mdfeed.parse_klines(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed.parse_stream(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mdfeed.ingest_klines(text, text, text, text, timestamptz) FROM PUBLIC;
+
+/* ---- derivatives: the exchange's own tables and retention ---- */
+
+/*
+ * mdfeed.derivs_table names the table of an exchange's funding events or
+ * open interest ('funding', 'open_interest'), or is NULL when the exchange
+ * has none; mdfeed.open_interest_retention is how far back the exchange
+ * keeps open interest.  Both only read the adapter's declarations.
+ */
+CREATE FUNCTION mdfeed.derivs_table(exchange text, kind text) RETURNS text
+AS 'MODULE_PATHNAME', 'mdfeed_derivs_table' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION mdfeed.open_interest_retention(exchange text) RETURNS interval
+AS 'MODULE_PATHNAME', 'mdfeed_open_interest_retention' LANGUAGE C STABLE STRICT;
+
+/* the collection reads the exchange's tables, and skips what it has none of */
+CREATE OR REPLACE FUNCTION mdfeed.sync_derivs(p_exchange text, p_symbol text, p_lookback interval)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	v_tab text;
+	v_keep interval;
+	v_last timestamptz;
+	v_from timestamptz;
+BEGIN
+	-- as queue_job does, so that what derivs_from sees stays true until commit
+	LOCK TABLE mdfeed.queue_lock IN EXCLUSIVE MODE;
+	v_tab := mdfeed.derivs_table(p_exchange, 'open_interest');
+	IF v_tab IS NOT NULL THEN
+		v_keep := mdfeed.open_interest_retention(p_exchange);
+		EXECUTE pg_catalog.format('SELECT max(o.ts) FROM mdfeed.%I o WHERE o.symbol = $1', v_tab)
+			INTO v_last USING p_symbol;
+		v_from := mdfeed.derivs_from('open_interest', p_exchange, p_symbol,
+									 greatest(v_last + interval '1 hour', pg_catalog.now() - v_keep),
+									 pg_catalog.now() - v_keep);
+		IF v_from IS NOT NULL THEN
+			PERFORM mdfeed.queue_job('open_interest', p_exchange, p_symbol, NULL, v_from, pg_catalog.now(), 'sync');
+		END IF;
+	END IF;
+	v_tab := mdfeed.derivs_table(p_exchange, 'funding');
+	IF v_tab IS NOT NULL THEN
+		EXECUTE pg_catalog.format('SELECT max(f.exchange_time) FROM mdfeed.%I f WHERE f.symbol = $1', v_tab)
+			INTO v_last USING p_symbol;
+		v_from := mdfeed.derivs_from('funding', p_exchange, p_symbol, v_last + interval '1 millisecond',
+									 pg_catalog.now() - p_lookback);
+		IF v_from IS NOT NULL THEN
+			PERFORM mdfeed.queue_job('funding', p_exchange, p_symbol, NULL, v_from, pg_catalog.now(), 'sync');
+		END IF;
+	END IF;
+END
+$fn$;

@@ -28,6 +28,8 @@
 PG_FUNCTION_INFO_V1(mdfeed_check_symbol);
 PG_FUNCTION_INFO_V1(mdfeed_check_exchange);
 PG_FUNCTION_INFO_V1(mdfeed_candle_table);
+PG_FUNCTION_INFO_V1(mdfeed_derivs_table);
+PG_FUNCTION_INFO_V1(mdfeed_open_interest_retention);
 PG_FUNCTION_INFO_V1(mdfeed_interval_step);
 PG_FUNCTION_INFO_V1(mdfeed_interval_floor);
 
@@ -177,4 +179,46 @@ mdfeed_check_exchange(PG_FUNCTION_ARGS)
 	t = PG_GETARG_TEXT_PP(0);
 	md_check_exchange(text_to_cstring(t));
 	PG_RETURN_TEXT_P(t);
+}
+
+/*
+ * mdfeed_derivs_table names the table of an exchange's funding events or
+ * open interest, or returns NULL when the exchange has none.
+ */
+Datum
+mdfeed_derivs_table(PG_FUNCTION_ARGS)
+{
+	const MdExchange *ex = md_check_exchange(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	char	   *kind = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	const char *table;
+
+	if (strcmp(kind, "funding") == 0)
+		table = ex->funding_path ? ex->funding_table : NULL;
+	else if (strcmp(kind, "open_interest") == 0)
+		table = ex->oi_path ? ex->open_interest_table : NULL;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown kind of derivatives data \"%s\"", kind),
+				 errhint("Valid kinds are funding and open_interest.")));
+	if (table == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(table));
+}
+
+/*
+ * mdfeed_open_interest_retention is how far back the exchange keeps open
+ * interest (NULL: it has none).
+ */
+Datum
+mdfeed_open_interest_retention(PG_FUNCTION_ARGS)
+{
+	const MdExchange *ex = md_check_exchange(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	Interval   *keep;
+
+	if (ex->oi_path == NULL)
+		PG_RETURN_NULL();
+	keep = palloc0(sizeof(Interval));
+	keep->time = ex->oi_retention_ms * INT64CONST(1000);
+	PG_RETURN_INTERVAL_P(keep);
 }
