@@ -26,8 +26,9 @@
 ALTER TABLE mdfeed.instruments ADD COLUMN tradable boolean NOT NULL DEFAULT false;
 COMMENT ON COLUMN mdfeed.instruments.tradable IS
 	'the exchange adapter''s normalised status: a market mdfeed tracks when listed';
-UPDATE mdfeed.instruments SET tradable = (status = 'TRADING' AND contract_type = 'PERPETUAL')
-WHERE exchange = 'binance';
+UPDATE mdfeed.instruments
+SET tradable = (status OPERATOR(pg_catalog.=) 'TRADING' AND contract_type OPERATOR(pg_catalog.=) 'PERPETUAL')
+WHERE exchange OPERATOR(pg_catalog.=) 'binance';
 
 CREATE OR REPLACE VIEW mdfeed.tracked AS
 	SELECT c.exchange, c.symbol, c.source, c.since
@@ -281,52 +282,27 @@ $fn$;
 /* ---- workers: which exchange each serves, and closed-candle latency ---- */
 
 /*
- * mdfeed_workers gains columns, which only a new function can have: the
- * function and its view are made again, with the privileges users granted
- * on the old ones (the README has monitoring roles get EXECUTE and SELECT).
+ * mdfeed.workers gains columns at its end.  mdfeed_workers() keeps its 14
+ * (a function's columns cannot change without dropping it, and dropping it
+ * and the view would drop what users granted on them); the view now reads
+ * mdfeed.worker_status(), the same rows with every column.  Its right to
+ * run follows mdfeed_workers(): it refuses a caller who may not execute
+ * that, so the grants users made on the function and the view stay the
+ * ones that count, and nothing here grants anything.
  */
-CREATE TEMP TABLE mdfeed_saved_grants AS
-	SELECT 'FUNCTION mdfeed_workers()'::text AS object, a.grantee, a.privilege_type
-	FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
-	WHERE p.oid = 'mdfeed_workers()'::pg_catalog.regprocedure
-	UNION ALL
-	SELECT 'TABLE mdfeed.workers', a.grantee, a.privilege_type
-	FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
-	WHERE c.oid = 'mdfeed.workers'::pg_catalog.regclass;
-
-DROP VIEW mdfeed.workers;
-DROP FUNCTION mdfeed_workers();
-
-CREATE FUNCTION mdfeed_workers(OUT pid integer, OUT role text, OUT state text,
-							   OUT started_at timestamptz, OUT last_message_at timestamptz,
-							   OUT messages bigint, OUT reconnects bigint, OUT streams integer,
-							   OUT job bigint, OUT last_error text, OUT connections integer,
-							   OUT malformed bigint, OUT latency_p50_ms bigint, OUT latency_p99_ms bigint,
-							   OUT exchange text, OUT close_latency_p50_ms bigint,
-							   OUT close_latency_p99_ms bigint)
+CREATE FUNCTION mdfeed.worker_status(OUT pid integer, OUT role text, OUT state text,
+									 OUT started_at timestamptz, OUT last_message_at timestamptz,
+									 OUT messages bigint, OUT reconnects bigint, OUT streams integer,
+									 OUT job bigint, OUT last_error text, OUT connections integer,
+									 OUT malformed bigint, OUT latency_p50_ms bigint, OUT latency_p99_ms bigint,
+									 OUT exchange text, OUT close_latency_p50_ms bigint,
+									 OUT close_latency_p99_ms bigint)
 RETURNS SETOF record
-AS 'MODULE_PATHNAME', 'mdfeed_workers'
+AS 'MODULE_PATHNAME', 'mdfeed_worker_status'
 LANGUAGE C VOLATILE STRICT;
-COMMENT ON FUNCTION mdfeed_workers() IS
-	'one row per live worker; exchange is the one a stream worker serves (NULL: all)';
-CREATE VIEW mdfeed.workers AS SELECT * FROM mdfeed_workers();
-REVOKE ALL ON FUNCTION mdfeed_workers() FROM PUBLIC;
-
-DO $do$
-DECLARE
-	r record;
-BEGIN
-	FOR r IN SELECT * FROM mdfeed_saved_grants
-			 WHERE grantee <> (SELECT c.relowner FROM pg_catalog.pg_class c
-							   WHERE c.oid = 'mdfeed.workers'::pg_catalog.regclass)
-	LOOP
-		EXECUTE pg_catalog.format('GRANT %s ON %s TO %s', r.privilege_type, r.object,
-								  CASE WHEN r.grantee = 0 THEN 'PUBLIC'
-									   ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(r.grantee)) END);
-	END LOOP;
-END
-$do$;
-DROP TABLE mdfeed_saved_grants;
+COMMENT ON FUNCTION mdfeed.worker_status() IS
+	'the rows of mdfeed.workers, for whoever may execute mdfeed_workers(); exchange is the one a stream worker serves';
+CREATE OR REPLACE VIEW mdfeed.workers AS SELECT * FROM mdfeed.worker_status();
 
 /*
  * Each exchange's REST budget, as the workers share it: every limit the

@@ -238,7 +238,7 @@ binance_classify(const MdHttpResponse *resp, MdAnswer *out)
 	else if (resp->status >= 500 || resp->status == 408 || resp->status == 403)
 	{
 		out->kind = MD_ANSWER_RETRY;
-		out->message = psprintf("HTTP %ld from the exchange", resp->status);
+		out->message = psprintf("HTTP %ld from Binance", resp->status);
 	}
 	else if (resp->status >= 400)
 	{
@@ -779,7 +779,7 @@ binance_stream_unsubscribe(MdStreamSession *sess, const MdStreamKey *keys, int n
 }
 
 static const MdStreamOps binance_stream_ops = {
-	.max_keys_per_connection = 1024,
+	.max_keys_per_connection = 200,	/* the /market route's limit */
 	.max_keys_per_message = 1024,
 	.client_msgs_per_sec = 10,
 	.max_connection_age_ms = INT64CONST(24) * 60 * 60 * 1000,

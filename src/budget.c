@@ -218,3 +218,18 @@ md_budget_snapshot(const MdExchange *ex, MdBudget *out)
 	*out = *budget_of(ex);
 	SpinLockRelease(&md_shared->mutex);
 }
+
+/*
+ * md_budget_blocked_until is when the exchange lets this server call it
+ * again after a throttle or a ban, or 0 if it does not hold it back.
+ */
+int64
+md_budget_blocked_until(const MdExchange *ex)
+{
+	int64		until;
+
+	SpinLockAcquire(&md_shared->mutex);
+	until = budget_of(ex)->blocked_until_ms;
+	SpinLockRelease(&md_shared->mutex);
+	return until > md_now_ms() ? until : 0;
+}

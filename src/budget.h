@@ -16,5 +16,6 @@ extern bool md_budget_acquire(const MdExchange *ex, const MdEndpoint *ep, int co
 							  bool (*abort_check) (void));
 extern void md_budget_report(const MdExchange *ex, const MdAnswer *ans);
 extern void md_budget_snapshot(const MdExchange *ex, MdBudget *out);
+extern int64 md_budget_blocked_until(const MdExchange *ex);
 
 #endif

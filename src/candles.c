@@ -117,7 +117,10 @@ md_run_candles_job(const MdJob *job)
 
 	if (ex == NULL || iv == NULL)
 	{
-		md_finish_job(job, "failed", "unknown exchange or interval", &cnt);
+		md_finish_job(job, "failed",
+					  ex == NULL ? psprintf("unknown exchange \"%s\"", job->exchange) :
+					  psprintf("%s does not offer interval \"%s\"", ex->name, job->interval),
+					  &cnt);
 		return;
 	}
 

@@ -172,13 +172,13 @@ show_api_secret(void)
 }
 
 /*
- * mdfeed_emit_log_hook scrubs secrets from every report before it reaches
+ * redacting_log_hook scrubs secrets from every report before it reaches
  * the server log (and a client, which gets the same fields); the policy is
  * in redact.c.  It runs before any earlier hook, so that one sees the
  * scrubbed report too.
  */
 static void
-mdfeed_emit_log_hook(ErrorData *edata)
+redacting_log_hook(ErrorData *edata)
 {
 	md_redact_error(edata, mdfeed_api_key, mdfeed_api_secret);
 
@@ -190,7 +190,7 @@ void
 md_install_log_redaction(void)
 {
 	prev_emit_log_hook = emit_log_hook;
-	emit_log_hook = mdfeed_emit_log_hook;
+	emit_log_hook = redacting_log_hook;
 }
 
 /*
@@ -384,7 +384,7 @@ md_define_gucs(void)
 
 	DefineCustomIntVariable("mdfeed.streams_per_connection",
 							"Most streams on one WebSocket connection.",
-							"Binance USD-M allows 200.",
+							"Each exchange's own limit caps it (200 on Binance USD-M).",
 							&mdfeed_streams_per_connection,
 							200, 1, 1024,
 							PGC_SIGHUP,
@@ -402,7 +402,7 @@ md_define_gucs(void)
 
 	DefineCustomIntVariable("mdfeed.stream_max_connection_age",
 							"A connection is replaced, without a gap, when it gets this old.",
-							"Binance closes connections after 24 hours.",
+							"An exchange's own connection lifetime also bounds it (24 hours on Binance USD-M).",
 							&mdfeed_stream_max_age_s,
 							23 * 60 * 60, 10, 24 * 60 * 60,
 							PGC_SIGHUP,

@@ -205,17 +205,19 @@ void
 md_run_funding_job(const MdJob *job)
 {
 	const MdExchange *ex = md_exchange_lookup(job->exchange);
-	DerivPager	pg = {&ex->funding, ex->funding_max_limit,
-		0, 1, funding_path, funding_parse, funding_row_ms, funding_store};
+	DerivPager	pg;
 	int64		from = job->from_ms;
 
-	if (ex->funding_path == NULL)
+	if (ex == NULL || ex->funding_path == NULL)
 	{
 		JobCounters cnt = {0, 0};
 
-		md_finish_job(job, "failed", psprintf("%s has no funding history", ex->name), &cnt);
+		md_finish_job(job, "failed", psprintf("exchange \"%s\" has no funding history", job->exchange),
+					  &cnt);
 		return;
 	}
+	pg = (DerivPager) {&ex->funding, ex->funding_max_limit,
+		0, 1, funding_path, funding_parse, funding_row_ms, funding_store};
 	if (from >= job->to_ms)
 	{
 		JobCounters cnt = {0, 0};
@@ -234,21 +236,24 @@ void
 md_run_open_interest_job(const MdJob *job)
 {
 	const MdExchange *ex = md_exchange_lookup(job->exchange);
-	DerivPager	pg = {&ex->open_interest, ex->oi_max_limit,
-		ex->oi_max_limit * HOUR_MS, HOUR_MS, oi_path, oi_parse, oi_row_ms, oi_store};
+	DerivPager	pg;
 	/* the first hour at or after from_time */
 	int64		from = ((job->from_ms + HOUR_MS - 1) / HOUR_MS) * HOUR_MS;
 	int64		cursor = job->cursor_ms > from ? job->cursor_ms : from;
-	/* the oldest hour the exchange still has, with an hour to spare */
-	int64		oldest = ((md_now_ms() - ex->oi_retention_ms) / HOUR_MS + 1) * HOUR_MS;
+	int64		oldest;
 
-	if (ex->oi_path == NULL)
+	if (ex == NULL || ex->oi_path == NULL)
 	{
 		JobCounters cnt = {0, 0};
 
-		md_finish_job(job, "failed", psprintf("%s has no open interest history", ex->name), &cnt);
+		md_finish_job(job, "failed", psprintf("exchange \"%s\" has no open interest history",
+											  job->exchange), &cnt);
 		return;
 	}
+	pg = (DerivPager) {&ex->open_interest, ex->oi_max_limit,
+		ex->oi_max_limit * HOUR_MS, HOUR_MS, oi_path, oi_parse, oi_row_ms, oi_store};
+	/* the oldest hour the exchange still has, with an hour to spare */
+	oldest = ((md_now_ms() - ex->oi_retention_ms) / HOUR_MS + 1) * HOUR_MS;
 	if (cursor < oldest)
 	{
 		char	   *note = psprintf("open interest before %s is not available: %s keeps %d days",

@@ -19,6 +19,7 @@
 #include "lib/stringinfo.h"
 #include "utils/memutils.h"
 
+#include "common.h"
 #include "exchange.h"
 
 static const MdExchange *const md_exchanges[] = {
@@ -130,6 +131,24 @@ md_exchange_interval_names(const MdExchange *ex)
 		if (ex->interval_codes[i] != NULL)
 			appendStringInfo(&buf, "%s%s", buf.len > 0 ? ", " : "", md_intervals[i].name);
 	return buf.data;
+}
+
+/*
+ * md_exchange_tracked_intervals is the part of mdfeed.intervals the
+ * exchange offers: an interval it does not serve is never streamed, synced
+ * or repaired.  Returns how many it put in ivs.
+ */
+int
+md_exchange_tracked_intervals(const MdExchange *ex, const MdInterval **ivs, int max)
+{
+	const MdInterval *all[MD_NUM_INTERVALS];
+	int			n = md_tracked_intervals(all, lengthof(all));
+	int			k = 0;
+
+	for (int i = 0; i < n && k < max; i++)
+		if (md_exchange_interval_code(ex, all[i]) != NULL)
+			ivs[k++] = all[i];
+	return k;
 }
 
 /*

@@ -344,6 +344,7 @@ extern const MdInterval *md_exchange_interval(const MdExchange *ex, const char *
 extern const char *md_exchange_interval_code(const MdExchange *ex, const MdInterval *iv);
 extern const char *md_exchange_interval_names(const MdExchange *ex);
 extern char *md_candle_table(const MdExchange *ex, const MdInterval *iv);
+extern int	md_exchange_tracked_intervals(const MdExchange *ex, const MdInterval **ivs, int max);
 extern const MdExchange *md_exchange_at(int index);
 
 /* stream sessions (exchange.c) */

@@ -257,8 +257,9 @@ md_finish_job(const MdJob *job, const char *state, const char *error, JobCounter
 	md_broadcast_job_end();
 	if (error)
 		ereport(LOG,
-				(errmsg("mdfeed job " INT64_FORMAT " (%s %s) %s: %s",
-						job->id, job->symbol, job->interval, state, error)));
+				(errmsg("mdfeed job " INT64_FORMAT " (%s %s %s) %s: %s",
+						job->id, job->exchange, job->symbol,
+						job->interval[0] ? job->interval : job->kind, state, error)));
 }
 
 /*

@@ -26,7 +26,7 @@ void		_PG_init(void);
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 
 static void
-mdfeed_shmem_request(void)
+request_shared_memory(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
@@ -44,7 +44,7 @@ _PG_init(void)
 
 	md_preloaded = true;
 	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = mdfeed_shmem_request;
+	shmem_request_hook = request_shared_memory;
 	md_shmem_startup();
 	md_register_launcher();
 }

@@ -51,7 +51,7 @@ PG_FUNCTION_INFO_V1(mdfeed_refresh_instruments);
 PG_FUNCTION_INFO_V1(mdfeed_fetch_tickers);
 PG_FUNCTION_INFO_V1(mdfeed_parse_answer);
 
-static const char *md_answer_hint(const MdExchange *ex, const char *kind);
+static const char *answer_hint(const MdExchange *ex, const char *kind);
 
 /*
  * numeric_datum converts an exact decimal string as the workers store it:
@@ -96,7 +96,7 @@ md_sql_parse_klines(FunctionCallInfo fcinfo, const MdExchange *ex, text *body,
 	md_check_exchange_interval(ex, interval);
 	if (!ex->parse_klines(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), &rows, &nrows, &err))
 		report_malformed(psprintf("%s klines answer", ex->display_name), err, body,
-						 md_answer_hint(ex, "klines text"));
+						 answer_hint(ex, "klines text"));
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < nrows; i++)
 	{
@@ -137,7 +137,7 @@ md_sql_parse_stream(FunctionCallInfo fcinfo, const MdExchange *ex, text *frame)
 							 VARDATA_ANY(frame), VARSIZE_ANY_EXHDR(frame), &k, &err);
 	if (kind == MD_FRAME_MALFORMED)
 		report_malformed(psprintf("%s stream frame", ex->display_name), err, frame,
-						 md_answer_hint(ex, "stream text"));
+						 answer_hint(ex, "stream text"));
 	InitMaterializedSRF(fcinfo, 0);
 	if (kind == MD_FRAME_KLINE)
 	{
@@ -181,7 +181,7 @@ md_sql_ingest_klines(const MdExchange *ex, const char *symbol, const char *inter
 	md_check_symbol(symbol);
 	if (!ex->parse_klines(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), &rows, &nrows, &err))
 		report_malformed(psprintf("%s klines answer", ex->display_name), err, body,
-						 md_answer_hint(ex, "klines text"));
+						 answer_hint(ex, "klines text"));
 	for (int i = 0; i < nrows; i++)
 	{
 		rows[i].symbol = symbol;
@@ -307,11 +307,37 @@ static const AnswerKind answer_kinds[] = {
 };
 
 /*
- * md_answer_hint is what to tell a user whose body a parser refused: the
+ * answer_offered says whether the adapter has the parser of a kind: the
+ * optional ones are NULL when the exchange does not offer the answer.
+ */
+static bool
+answer_offered(const MdExchange *ex, const char *what)
+{
+	if (strcmp(what, "stream") == 0)
+		return ex->stream != NULL;
+	if (strcmp(what, "weight_limit") == 0)
+		return ex->parse_weight_limit != NULL;
+	if (strcmp(what, "server_time") == 0)
+		return ex->parse_server_time != NULL;
+	if (strcmp(what, "tickers") == 0)
+		return ex->parse_tickers != NULL;
+	if (strcmp(what, "funding") == 0)
+		return ex->parse_funding != NULL;
+	if (strcmp(what, "open_interest") == 0)
+		return ex->parse_open_interest != NULL;
+	if (strcmp(what, "error") == 0)
+		return ex->parse_error != NULL;
+	if (strcmp(what, "ban") == 0)
+		return ex->ban_until_ms != NULL;
+	return true;				/* klines and exchange_info are required */
+}
+
+/*
+ * answer_hint is what to tell a user whose body a parser refused: the
  * adapter's description of that answer, or a generic one.
  */
 static const char *
-md_answer_hint(const MdExchange *ex, const char *kind)
+answer_hint(const MdExchange *ex, const char *kind)
 {
 	for (const MdAnswerHint *h = ex->answer_hints; h && h->kind; h++)
 		if (strcmp(h->kind, kind) == 0)
@@ -373,7 +399,7 @@ refuse(const MdExchange *ex, const AnswerKind *kind, const char *err,
 					err ? err : "refused by the parser"),
 			 errdetail("The body (%zu bytes) begins with: %s", len,
 					   printable_prefix(body, len)),
-			 errhint("%s", md_answer_hint(ex, kind->name))));
+			 errhint("%s", answer_hint(ex, kind->name))));
 }
 
 /*
@@ -439,6 +465,14 @@ run_parser(const MdExchange *ex, const AnswerKind *kind, const char *body, size_
 	char	   *err = NULL;
 	int			n = 0;
 
+	if (!answer_offered(ex, what))
+	{
+		refusing = true;
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s has no %s answer to parse", ex->name, what),
+				 errhint("The exchange does not offer it, so mdfeed never asks for it.")));
+	}
 	if (strcmp(what, "klines") == 0)
 	{
 		MdCandle   *rows;
@@ -453,8 +487,6 @@ run_parser(const MdExchange *ex, const AnswerKind *kind, const char *body, size_
 	{
 		MdStreamKline k;
 
-		if (ex->stream == NULL)
-			refuse(ex, kind, "the exchange has no market streams", body, len);
 		switch (ex->stream->frame(md_stream_session_new(ex, CurrentMemoryContext),
 								  body, len, &k, &err))
 		{

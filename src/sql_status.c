@@ -13,8 +13,22 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
 
 #include "common.h"
@@ -23,6 +37,7 @@
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(mdfeed_workers);
+PG_FUNCTION_INFO_V1(mdfeed_worker_status);
 PG_FUNCTION_INFO_V1(mdfeed_budgets);
 
 /*
@@ -47,11 +62,12 @@ role_name(MdWorkerRole role)
 }
 
 /*
- * mdfeed_workers returns one row per live mdfeed worker (the view
- * mdfeed.workers).
+ * worker_rows returns one row per live mdfeed worker, with as many of the
+ * columns as the calling function declares (mdfeed_workers() has 1.0's 14,
+ * mdfeed.worker_status() all 17).
  */
-Datum
-mdfeed_workers(PG_FUNCTION_ARGS)
+static Datum
+worker_rows(FunctionCallInfo fcinfo)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	MdWorkerSlot slots[MD_MAX_WORKERS];
@@ -98,10 +114,70 @@ mdfeed_workers(PG_FUNCTION_ARGS)
 		nulls[16] = s->close_latency_p99_ms < 0;
 		values[16] = Int64GetDatum(s->close_latency_p99_ms);
 		if (rsinfo->setDesc->natts != 14 && rsinfo->setDesc->natts != 17)
-			elog(ERROR, "mdfeed_workers() is declared with %d columns", rsinfo->setDesc->natts);
+			elog(ERROR, "a worker status function is declared with %d columns",
+				 rsinfo->setDesc->natts);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * mdfeed_workers is mdfeed_workers(): the 14 columns of 1.0.
+ */
+Datum
+mdfeed_workers(PG_FUNCTION_ARGS)
+{
+	return worker_rows(fcinfo);
+}
+
+/*
+ * extension_namespace is the schema CREATE EXTENSION mdfeed put its
+ * unqualified functions in (PostgreSQL 15 exports no function for it).
+ */
+static Oid
+extension_namespace(void)
+{
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			nsp = InvalidOid;
+
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("mdfeed"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (!OidIsValid(nsp))
+		elog(ERROR, "extension \"mdfeed\" is not installed");
+	return nsp;
+}
+
+/*
+ * mdfeed_worker_status is mdfeed.worker_status(), what the view
+ * mdfeed.workers shows since 1.2.  Whoever may execute mdfeed_workers() may
+ * call it, and no one else: the rights users granted on that function stay
+ * the ones that count (the function is found in the extension's schema,
+ * not through the caller's search_path).
+ */
+Datum
+mdfeed_worker_status(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = extension_namespace();
+	Oid			fn = LookupFuncName(list_make2(makeString(get_namespace_name(nsp)),
+											   makeString("mdfeed_workers")),
+									0, NULL, false);
+
+	if (pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function mdfeed.worker_status"),
+				 errdetail("Its rights are those of mdfeed_workers()."),
+				 errhint("GRANT EXECUTE ON FUNCTION mdfeed_workers() TO the role.")));
+	return worker_rows(fcinfo);
 }
 
 /*

@@ -61,7 +61,7 @@ static List *
 desired_keys(void)
 {
 	const MdInterval *ivs[32];
-	int			niv = md_tracked_intervals(ivs, lengthof(ivs));
+	int			niv = md_exchange_tracked_intervals(ex, ivs, lengthof(ivs));
 	List	   *out = NIL;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];

@@ -61,6 +61,7 @@
 #include "utils/timestamp.h"
 
 #include "common.h"
+#include "budget.h"
 #include "exchange.h"
 #include "http.h"
 #include "instruments.h"
@@ -143,6 +144,10 @@ typedef struct WatchTask
 	int			offset_s;		/* for WATCH_ALIGNED */
 	int			first_after_s;	/* first due this long after the worker starts */
 	int			retry_s;		/* the wait after a failed run */
+	bool		calls_rest;		/* waits for the exchange's REST budget:
+								 * not run while the exchange holds this
+								 * server back, so that it never holds
+								 * another exchange's tasks */
 	bool		again_when_ready;	/* due at once after the schema probe waited */
 	/* NULL: WATCH_WHEN_DUE */
 	WatchWhen	(*check) (WatchSite *site);
@@ -232,23 +237,6 @@ forget_synced(WatchSite *site)
 }
 
 /*
- * offered_intervals is the part of mdfeed.intervals the exchange offers:
- * an interval it does not serve is never streamed, synced or repaired.
- */
-static int
-offered_intervals(const MdExchange *ex, const MdInterval **ivs, int max)
-{
-	const MdInterval *all[32];
-	int			n = md_tracked_intervals(all, lengthof(all));
-	int			k = 0;
-
-	for (int i = 0; i < n && k < max; i++)
-		if (md_exchange_interval_code(ex, all[i]) != NULL)
-			ivs[k++] = all[i];
-	return k;
-}
-
-/*
  * sync_new_pairs queues a sync job for every tracked pair not synced since
  * this worker started.  Returns the number queued.
  */
@@ -258,7 +246,7 @@ sync_new_pairs(WatchSite *site)
 	const MdExchange *ex = site->ex;
 	HTAB	   *synced = site->synced;
 	const MdInterval *ivs[32];
-	int			niv = offered_intervals(ex, ivs, lengthof(ivs));
+	int			niv = md_exchange_tracked_intervals(ex, ivs, lengthof(ivs));
 	int			nsym;
 	char	  **syms;
 	int			queued = 0;
@@ -311,7 +299,7 @@ check_gaps(WatchSite *site)
 	const MdExchange *ex = site->ex;
 	HTAB	   *synced = site->synced;
 	const MdInterval *ivs[32];
-	int			niv = offered_intervals(ex, ivs, lengthof(ivs));
+	int			niv = md_exchange_tracked_intervals(ex, ivs, lengthof(ivs));
 	int			nsym;
 	char	  **syms;
 	int			gaps = 0;
@@ -529,6 +517,7 @@ static const WatchTask watch_tasks[WATCH_NTASKS] = {
 		.period_s = &mdfeed_instruments_refresh_s,
 		.anchor = WATCH_AFTER_START,
 		.again_when_ready = true,
+		.calls_rest = true,
 		.run = run_instruments,
 	},
 	[WATCH_SYNC] = {
@@ -553,6 +542,7 @@ static const WatchTask watch_tasks[WATCH_NTASKS] = {
 		.anchor = WATCH_AFTER_START,
 		/* a failed ranking is tried again ten seconds later */
 		.retry_s = 10,
+		.calls_rest = true,
 		.check = rank_check,
 		.run = run_rank,
 	},
@@ -612,6 +602,12 @@ run_due_tasks(WatchSite *site, int64 now)
 		if (when == WATCH_OFF || now < st->not_before ||
 			(when == WATCH_WHEN_DUE && now < st->next_due))
 			continue;
+		if (task->calls_rest && md_budget_blocked_until(site->ex) > now)
+		{
+			/* throttled or banned: try when the exchange allows it */
+			st->not_before = md_budget_blocked_until(site->ex);
+			continue;
+		}
 		md_slot_set_state(task->state);
 		n = task->run(site);
 		if (n < 0)
@@ -654,8 +650,10 @@ init_site(WatchSite *site, const MdExchange *ex)
 
 /*
  * init_sites gives every registered exchange its schedule: one watch
- * worker serves them all, each with its own times, so one exchange's slow
- * answers delay another's tasks by one pass at most.
+ * worker serves them all, each with its own times.  A task that calls REST
+ * is not run while its exchange throttles or bans this server, so that
+ * wait never holds the other exchanges' tasks; a slow answer still holds
+ * them for as long as it takes (mdfeed.http_timeout at most).
  */
 static void
 init_sites(void)

@@ -145,23 +145,35 @@ is($node->safe_psql('postgres',
 	"SELECT string_agg(symbol || '=' || tradable, ',' ORDER BY symbol) FROM mdfeed.instruments WHERE symbol LIKE 'UPG%'"),
 	'UPGUSDT=false', '1.2: an instrument stored before it (status BREAK) is not tradable');
 
-# 1.2 makes mdfeed_workers() and mdfeed.workers again (they gained
-# columns): what users granted on them is granted again
+# 1.2 adds columns to mdfeed.workers without dropping it or
+# mdfeed_workers(): what users granted on them still counts, is no
+# extension privilege (so pg_dump keeps it), and PUBLIC gets nothing
 {
 	my $v = (grep { $_ lt '1.2' } @older)[-1];
 	$node->safe_psql('postgres', 'CREATE DATABASE upg_grants');
 	$node->safe_psql('upg_grants', "CREATE EXTENSION mdfeed VERSION '$v'");
-	$node->safe_psql('upg_grants', 'GRANT SELECT ON mdfeed.workers TO upg_analyst; '
+	$node->safe_psql('upg_grants', 'GRANT USAGE ON SCHEMA mdfeed TO upg_analyst; '
+		  . 'GRANT SELECT ON mdfeed.workers TO upg_analyst; '
 		  . 'GRANT EXECUTE ON FUNCTION mdfeed_workers() TO upg_analyst');
 	$node->safe_psql('upg_grants', 'ALTER EXTENSION mdfeed UPDATE');
 	is($node->safe_psql('upg_grants',
 		"SELECT has_table_privilege('upg_analyst', 'mdfeed.workers', 'SELECT') || ' ' || "
 		  . "has_function_privilege('upg_analyst', 'mdfeed_workers()', 'EXECUTE') || ' ' || "
 		  . "has_function_privilege('public', 'mdfeed_workers()', 'EXECUTE')"),
-		'true true false', "$v to $default: the grants on mdfeed.workers survive, PUBLIC still has none");
-	like($node->safe_psql('upg_grants', 'SELECT string_agg(attname, \',\' ORDER BY attnum) FROM pg_attribute '
+		'true true false', "$v to $default: the grants on mdfeed.workers and mdfeed_workers() stay, PUBLIC has none");
+	like($node->safe_psql('upg_grants', 'SET ROLE upg_analyst; SELECT count(*) FROM mdfeed.workers; '
+		  . 'SELECT string_agg(attname, \',\' ORDER BY attnum) FROM pg_attribute '
 		  . "WHERE attrelid = 'mdfeed.workers'::regclass AND attnum > 0"),
-		qr/,exchange,close_latency_p50_ms,close_latency_p99_ms$/, 'mdfeed.workers has the 1.2 columns');
+		qr/^\d+\n.*,exchange,close_latency_p50_ms,close_latency_p99_ms$/s,
+		'the analyst reads mdfeed.workers, which has the 1.2 columns');
+	my ($out, $err) = run_command([ 'pg_dump', '--schema-only', '-d', $node->connstr('upg_grants') ]);
+	like($out, qr/GRANT SELECT ON TABLE mdfeed\.workers TO upg_analyst;/, 'pg_dump keeps the grant on mdfeed.workers');
+	like($out, qr/GRANT ALL ON FUNCTION public\.mdfeed_workers\([^)]*\) TO upg_analyst;/,
+		'and the grant on mdfeed_workers()');
+	my ($rc, $o2, $e2) = $node->psql('upg_grants',
+		"CREATE ROLE upg_nobody; GRANT USAGE ON SCHEMA mdfeed TO upg_nobody; SET ROLE upg_nobody; SELECT * FROM mdfeed.worker_status()");
+	like($e2, qr/permission denied for function mdfeed\.worker_status/,
+		'a role that may not execute mdfeed_workers() may not call mdfeed.worker_status() either');
 }
 
 # the workers run on the upgraded database
