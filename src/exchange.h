@@ -264,6 +264,8 @@ typedef struct MdExchange
 	const char *candle_prefix;
 	uint32		candle_fields;	/* bit (1 << MdCandleField) per decimal
 								 * column the family has */
+	uint32		candle_optional;	/* of those, the ones the exchange may
+									 * leave out (NULL in the table) */
 	bool		candle_trades;	/* the family has a trades column */
 	const char *funding_table;
 	const char *open_interest_table;

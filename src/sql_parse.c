@@ -440,13 +440,15 @@ store_time(int64 ms)
  * store_candle converts every field of a candle.
  */
 static void
-store_candle(const MdCandle *c)
+store_candle(const MdExchange *ex, const MdCandle *c)
 {
 	store_time(c->open_ms);
 	store_time(c->close_ms);
 	for (int f = 0; f < MD_NUM_DECIMALS; f++)
 	{
-		if (c->dec[f] == NULL)
+		/* NULL only where the adapter says the exchange may send none */
+		if (c->dec[f] == NULL && !(ex->candle_optional & (1u << f)) &&
+			(ex->candle_fields & (1u << f)))
 			elog(ERROR, "candle without decimal field %d", f);
 		store_decimal(c->dec[f]);
 	}
@@ -480,7 +482,7 @@ run_parser(const MdExchange *ex, const AnswerKind *kind, const char *body, size_
 		if (!ex->parse_klines(body, len, &rows, &n, &err))
 			refuse(ex, kind, err, body, len);
 		for (int i = 0; i < n; i++)
-			store_candle(&rows[i]);
+			store_candle(ex, &rows[i]);
 		return n;
 	}
 	if (strcmp(what, "stream") == 0)
@@ -496,7 +498,7 @@ run_parser(const MdExchange *ex, const AnswerKind *kind, const char *body, size_
 				if (k.symbol == NULL || k.iv == NULL)
 					elog(ERROR, "kline event without a symbol or interval");
 				store_time(k.event_ms);
-				store_candle(&k.candle);
+				store_candle(ex, &k.candle);
 				return 1;
 			case MD_FRAME_REPLY:
 			case MD_FRAME_OTHER:

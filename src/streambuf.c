@@ -52,6 +52,7 @@ typedef struct CandleEntry
 	CandleKey	key;
 	int64		close_ms;
 	char		dec[MD_NUM_DECIMALS][DEC_LEN];
+	bool		has_dec[MD_NUM_DECIMALS];	/* false: the exchange sent none */
 	int64		trades;
 	bool		closed;
 	int64		first_event_ms; /* oldest event coalesced; the closing event
@@ -119,7 +120,7 @@ md_streambuf_add(const MdStreamKline *k)
 	if (strlen(k->symbol) >= sizeof(key.symbol))
 		return false;
 	for (int f = 0; f < MD_NUM_DECIMALS; f++)
-		if (strlen(k->candle.dec[f]) >= DEC_LEN)
+		if (k->candle.dec[f] != NULL && strlen(k->candle.dec[f]) >= DEC_LEN)
 			return false;
 	strcpy(key.symbol, k->symbol);
 	key.iv = k->iv - md_intervals;
@@ -137,7 +138,11 @@ md_streambuf_add(const MdStreamKline *k)
 		nclosed++;
 	e->close_ms = k->candle.close_ms;
 	for (int f = 0; f < MD_NUM_DECIMALS; f++)
-		strcpy(e->dec[f], k->candle.dec[f]);
+	{
+		/* a field the exchange does not send stays NULL */
+		e->has_dec[f] = k->candle.dec[f] != NULL;
+		strcpy(e->dec[f], e->has_dec[f] ? k->candle.dec[f] : "");
+	}
 	e->trades = k->candle.trades;
 	e->closed = k->candle.closed;
 	return true;
@@ -210,7 +215,7 @@ md_streambuf_flush(bool closed_only)
 		c->open_ms = e->key.open_ms;
 		c->close_ms = e->close_ms;
 		for (int f = 0; f < MD_NUM_DECIMALS; f++)
-			c->dec[f] = e->dec[f];
+			c->dec[f] = e->has_dec[f] ? e->dec[f] : NULL;
 		c->trades = e->trades;
 		c->closed = e->closed;
 		if (e->closed)
