@@ -72,6 +72,7 @@ run_one_job(void)
 	current_job = job;
 
 	md_slot_set_state("working");
+	md_slot_set_exchange(job.exchange);
 	elog(DEBUG1, "mdfeed backfill worker took job " INT64_FORMAT, job.id);
 
 	runner = find_runner(job.kind);
@@ -90,6 +91,7 @@ run_one_job(void)
 	md_commit_tx();
 	current_job.id = 0;
 	md_slot_set_job(0);
+	md_slot_set_exchange("");
 	md_slot_set_state("idle");
 	return true;
 }
@@ -149,6 +151,7 @@ mdfeed_backfill_main(Datum main_arg)
 			}
 			current_job.id = 0;
 			md_slot_set_job(0);
+			md_slot_set_exchange("");
 			md_slot_set_state("idle");
 		}
 		PG_END_TRY();

@@ -147,6 +147,20 @@ md_slot_set_state(const char *state)
 	SpinLockRelease(&md_shared->mutex);
 }
 
+/*
+ * md_slot_set_exchange says which exchange the worker serves now (its own,
+ * for a stream worker; the job's, for a backfill worker), or none ("").
+ */
+void
+md_slot_set_exchange(const char *exchange)
+{
+	if (md_my_slot == NULL)
+		return;
+	SpinLockAcquire(&md_shared->mutex);
+	strlcpy(md_my_slot->exchange, exchange, sizeof(md_my_slot->exchange));
+	SpinLockRelease(&md_shared->mutex);
+}
+
 void
 md_slot_set_error(const char *msg)
 {

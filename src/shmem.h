@@ -123,6 +123,7 @@ extern void md_require_workers(void);
 extern MdWorkerSlot *md_my_slot;
 extern void md_slot_attach(int slotno);
 extern void md_slot_set_state(const char *state);
+extern void md_slot_set_exchange(const char *exchange);
 extern void md_slot_set_error(const char *msg);
 extern void md_slot_set_job(int64 job);
 extern bool md_slot_cancel_requested(void);

@@ -187,9 +187,7 @@ mdfeed_stream_main(Datum main_arg)
 		ereport(FATAL,
 				(errmsg("mdfeed stream worker started for exchange %d, which has no market streams",
 						args.exchange)));
-	SpinLockAcquire(&md_shared->mutex);
-	strlcpy(md_my_slot->exchange, ex->name, sizeof(md_my_slot->exchange));
-	SpinLockRelease(&md_shared->mutex);
+	md_slot_set_exchange(ex->name);
 	errcb.callback = stream_error_context;
 	errcb.arg = NULL;
 	errcb.previous = error_context_stack;
