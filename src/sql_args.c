@@ -17,6 +17,7 @@
  */
 #include "postgres.h"
 
+#include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
 #include "utils/timestamp.h"
@@ -221,4 +222,42 @@ mdfeed_open_interest_retention(PG_FUNCTION_ARGS)
 	keep = palloc0(sizeof(Interval));
 	keep->time = ex->oi_retention_ms * INT64CONST(1000);
 	PG_RETURN_INTERVAL_P(keep);
+}
+
+/*
+ * md_check_schema_version raises the error of an extension whose SQL
+ * objects are not the version this library was built for (the user
+ * installed a new build and has not run ALTER EXTENSION UPDATE yet).
+ */
+void
+md_check_schema_version(const char *version)
+{
+	if (version == NULL || strcmp(version, MD_SCHEMA_VERSION) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"mdfeed\" is at version %s, but its library needs version %s",
+						version ? version : "?", MD_SCHEMA_VERSION),
+				 errhint("Run ALTER EXTENSION mdfeed UPDATE.")));
+}
+
+/*
+ * md_require_schema_version reads the extension's version and checks it,
+ * for the SQL functions that write through the workers' code without
+ * begin_as_owner (refresh_instruments and friends).
+ */
+void
+md_require_schema_version(void)
+{
+	char	   *version = NULL;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension "
+					"WHERE extname OPERATOR(pg_catalog.=) 'mdfeed'", true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+		version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (version != NULL)
+		version = pstrdup(version);
+	SPI_finish();
+	md_check_schema_version(version);
 }

@@ -26,5 +26,7 @@ extern void md_check_symbol(const char *symbol);
 extern const MdInterval *md_check_interval(const char *name);
 extern const MdExchange *md_check_exchange(const char *name);
 extern const MdInterval *md_check_exchange_interval(const MdExchange *ex, const char *name);
+extern void md_check_schema_version(const char *version);
+extern void md_require_schema_version(void);
 
 #endif							/* MDFEED_SQL_ARGS_H */

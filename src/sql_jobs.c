@@ -156,12 +156,7 @@ begin_as_owner(OwnerContext *ctx)
 				 errhint("Run CREATE EXTENSION mdfeed.")));
 	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	if (version == NULL || strcmp(version, MD_SCHEMA_VERSION) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"mdfeed\" is at version %s, but its library needs version %s",
-						version ? version : "?", MD_SCHEMA_VERSION),
-				 errhint("Run ALTER EXTENSION mdfeed UPDATE.")));
+	md_check_schema_version(version);
 	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec);
 	SetUserIdAndSecContext(owner, ctx->save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 }

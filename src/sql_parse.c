@@ -245,6 +245,7 @@ mdfeed_refresh_instruments(PG_FUNCTION_ARGS)
 	int			n;
 
 	md_require_workers();
+	md_require_schema_version();
 	body = md_fetch_exchange_info(ex, &err);
 	if (body == NULL)
 		ereport(ERROR,
