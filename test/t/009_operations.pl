@@ -182,6 +182,9 @@ unlike($log, qr/ERROR|FATAL|exited; restarting/, 'schema 1.0: no error loop');
 is($node->safe_psql($db,
 	"SELECT state FROM mdfeed_workers() WHERE role = 'watch'"),
 	'waiting for schema update', 'schema 1.0: the probe says what it waits for');
+($ret, $out, $err) = $node->psql($db, "SELECT mdfeed.refresh_instruments('binance')");
+like($err, qr/HINT:  Run ALTER EXTENSION mdfeed UPDATE\./,
+	'schema 1.0: refreshing the instruments by hand says to update, too');
 
 $node->safe_psql($db, 'ALTER EXTENSION mdfeed UPDATE');
 is($node->safe_psql($db, "SELECT extversion FROM pg_extension WHERE extname = 'mdfeed'"),
