@@ -22,7 +22,6 @@ PROTOCOL.md for what is modelled on the real exchange and what is the fake's cho
 
 import argparse
 import asyncio
-import hashlib
 import json
 import math
 import os
@@ -39,17 +38,11 @@ import time
 # Time / interval arithmetic (UTC; 1w starts on Monday, 1M on the 1st, 3d on epoch multiples)
 # --------------------------------------------------------------------------------------------
 
-MIN = 60_000
-HOUR = 3_600_000
-DAY = 86_400_000
-WEEK = 7 * DAY
-WEEK_OFF = 4 * DAY  # 1970-01-05 00:00 UTC was a Monday
-IV_FIXED = {
-    "1m": MIN, "3m": 3 * MIN, "5m": 5 * MIN, "15m": 15 * MIN, "30m": 30 * MIN,
-    "1h": HOUR, "2h": 2 * HOUR, "4h": 4 * HOUR, "6h": 6 * HOUR, "8h": 8 * HOUR,
-    "12h": 12 * HOUR, "1d": DAY, "3d": 3 * DAY,
-}
-INTERVALS = tuple(IV_FIXED) + ("1w", "1M")
+# the calendar arithmetic, number formatting and body mutation are the
+# Binance side's: one copy serves both fakes
+from fake_binance import (  # noqa: E402
+    DAY, HOUR, INTERVALS, IV_FIXED, _decimals, _hfloats, _units, ceil_open,
+    days_from_civil, floor_open, mutate_body, next_open, prev_open)
 
 # futures REST `resolution` -> interval.  Accepted and rejected values from live probes.
 RESOLUTIONS = {"1": "1m", "5": "5m", "15": "15m", "30": "30m", "60": "1h", "240": "4h",
@@ -61,67 +54,6 @@ FUTURES_WS_IVS = ("1m", "5m", "15m", "30m", "1h", "4h", "8h", "1d", "3d", "1w", 
 SPOT_WS_IVS = ("1m", "15m", "1h", "1d")
 
 
-def days_from_civil(y, m, d):
-    y -= m <= 2
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def civil_from_days(z):
-    z += 719468
-    era = (z if z >= 0 else z - 146096) // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    y = yoe + era * 400
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + (3 if mp < 10 else -9)
-    return y + (m <= 2), m, d
-
-
-def month_start(y, m):
-    return days_from_civil(y, m, 1) * DAY
-
-
-def floor_open(iv, t):
-    d = IV_FIXED.get(iv)
-    if d is not None:
-        return t - t % d
-    if iv == "1w":
-        return t - (t - WEEK_OFF) % WEEK
-    y, m, _ = civil_from_days(t // DAY)
-    return month_start(y, m)
-
-
-def next_open(iv, o):
-    d = IV_FIXED.get(iv)
-    if d is not None:
-        return o + d
-    if iv == "1w":
-        return o + WEEK
-    y, m, _ = civil_from_days(o // DAY)
-    return month_start(y + (m == 12), 1 if m == 12 else m + 1)
-
-
-def prev_open(iv, o):
-    d = IV_FIXED.get(iv)
-    if d is not None:
-        return o - d
-    if iv == "1w":
-        return o - WEEK
-    y, m, _ = civil_from_days(o // DAY)
-    return month_start(y - (m == 1), 12 if m == 1 else m - 1)
-
-
-def ceil_open(iv, t):
-    o = floor_open(iv, t)
-    return o if o == t else next_open(iv, o)
-
-
 def today_start_ms():
     pinned = os.environ.get("FAKE_COINDCX_TODAY_MS") or os.environ.get("FAKE_BINANCE_TODAY_MS")
     t = int(pinned) if pinned else int(time.time() * 1000)
@@ -131,14 +63,6 @@ def today_start_ms():
 # --------------------------------------------------------------------------------------------
 # Decimal and number text
 # --------------------------------------------------------------------------------------------
-
-def _decimals(s):
-    return len(s.split(".")[1]) if "." in s else 0
-
-
-def _units(s, dec):
-    ip, _, fp = s.partition(".")
-    return int(ip + fp.ljust(dec, "0")[:dec]) if dec else int(ip)
 
 
 def fmt(v, d):
@@ -200,11 +124,6 @@ def ruby_float(x):
         e = e.lstrip("+-").lstrip("0") or "0"
         return "%se%s%02d" % (m, sign, int(e))
     return s
-
-
-def _hfloats(key, n=16):
-    h = hashlib.blake2b(key.encode(), digest_size=4 * n).digest()
-    return [x * 2.3283064365386963e-10 for x in struct.unpack("<%dI" % n, h)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -603,31 +522,6 @@ WS_GARBAGE = (
     '9garbage',                                                                     # no such packet type
     '42["candlestick",{"event":"candlestick","data":"{\\"data\\":[{\\"open\\":\\"1e400\\"}]}"}]',
 )
-
-
-def mutate_body(rng, data):
-    kind = MUTATIONS[rng.randrange(len(MUTATIONS))]
-    pos = rng.randrange(len(data) + 1) if data else 0
-    q = data.find(b'"')
-    if kind == "nul":
-        return kind, data[:pos] + b"\x00" + data[pos:]
-    if kind in ("bad_utf8", "escaped_nul"):
-        ins = (b"\xc3", b"\xff\xfe", b"\xed\xa0\x80", b"\xc0\xaf")[rng.randrange(4)] \
-            if kind == "bad_utf8" else b"\\u0000"
-        at = q + 1 if q >= 0 else pos
-        return kind, data[:at] + ins + data[at:]
-    if kind == "deep_nesting":
-        return kind, b"[" * 100000 + data
-    if kind == "huge_number":
-        m = re.search(rb"\d+", data)
-        big = (b"1e400", b"9" * 400, b"-1e400", b"1e-400", b"18446744073709551616")[rng.randrange(5)]
-        if m is None:
-            return kind, big
-        return kind, data[:m.start()] + big + data[m.end():]
-    if not data:
-        return kind, b"\x80"
-    i = min(pos, len(data) - 1)
-    return kind, data[:i] + bytes([data[i] ^ 0x80]) + data[i + 1:]
 
 
 DEFAULT_CONFIG = {
