@@ -150,22 +150,20 @@ Returns a hashref {port, pid, url, log, name}.  Killed at END.
 
 =cut
 
-sub start_fake
+# _spawn_fake($what, $name, $script, \@args, %extra) starts a fake exchange
+# script's server (serve --port-file), waits for its port and returns the
+# fake's hash; $what names it in messages.
+sub _spawn_fake
 {
-	my (%o) = @_;
-	my $n = scalar(@fakes);
-	my $name = $o{name} // "fake$n";
+	my ($what, $name, $script, $args, %extra) = @_;
 	my $dir = $PostgreSQL::Test::Utils::tmp_check;
 	my $portfile = "$dir/${name}_$$.port";
 	my $log = "$PostgreSQL::Test::Utils::log_path/"
 	  . File::Basename::basename($0, '.pl') . "_$name.log";
 	unlink $portfile;
 
-	die "fake exchange not found at $FAKE" unless -f $FAKE;
-	my @cmd = ($PYTHON, $FAKE, 'serve', '--port', '0', '--port-file', $portfile);
-	push @cmd, '--weight-limit', $o{weight_limit} if defined $o{weight_limit};
-	push @cmd, '--faults', encode_json($o{faults}) if $o{faults};
-	push @cmd, @{ $o{args} } if $o{args};
+	die "$what not found at $script" unless -f $script;
+	my @cmd = ($PYTHON, $script, 'serve', @$args, '--port-file', $portfile);
 
 	my $pid = fork();
 	die "fork: $!" unless defined $pid;
@@ -176,7 +174,7 @@ sub start_fake
 		open(STDERR, '>&', \*STDOUT);
 		exec(@cmd) or POSIX::_exit(127);
 	}
-	my $fake = { pid => $pid, log => $log, name => $name, cmd => \@cmd };
+	my $fake = { pid => $pid, log => $log, name => $name, cmd => \@cmd, %extra };
 	push @fakes, $fake;
 
 	my $deadline = time() + 30;
@@ -196,17 +194,28 @@ sub start_fake
 		if (waitpid($pid, POSIX::WNOHANG()) == $pid)
 		{
 			$fake->{pid} = undef;
-			die "fake exchange exited at start (status $?); log:\n"
+			die "$what exited at start (status $?); log:\n"
 			  . (-f $log ? slurp_file($log) : '');
 		}
 		usleep(50_000);
 	}
-	die "fake exchange did not write $portfile within 30 s; log:\n"
+	die "$what did not write $portfile within 30 s; log:\n"
 	  . (-f $log ? slurp_file($log) : '')
 	  unless $fake->{port};
 	$fake->{url} = "http://127.0.0.1:$fake->{port}";
-	note "fake exchange $name: pid $pid, $fake->{url}, log $log";
+	note "$what $name: pid $pid, $fake->{url}, log $log";
 	return $fake;
+}
+
+sub start_fake
+{
+	my (%o) = @_;
+	my $name = $o{name} // "fake" . scalar(@fakes);
+	my @args = ('--port', '0');
+	push @args, '--weight-limit', $o{weight_limit} if defined $o{weight_limit};
+	push @args, '--faults', encode_json($o{faults}) if $o{faults};
+	push @args, @{ $o{args} } if $o{args};
+	return _spawn_fake('fake exchange', $name, $FAKE, \@args);
 }
 
 sub _http { return HTTP::Tiny->new(timeout => 15); }
@@ -880,60 +889,13 @@ mdfeed.coindcx_socket_url.  Killed at END.
 sub start_cdx_fake
 {
 	my (%o) = @_;
-	my $n = scalar(@fakes);
-	my $name = $o{name} // "cdx$n";
-	my $dir = $PostgreSQL::Test::Utils::tmp_check;
-	my $portfile = "$dir/${name}_$$.port";
-	my $log = "$PostgreSQL::Test::Utils::log_path/"
-	  . File::Basename::basename($0, '.pl') . "_$name.log";
-	unlink $portfile;
-
-	die "fake CoinDCX not found at $CDX_FAKE" unless -f $CDX_FAKE;
-	my @cmd = ($PYTHON, $CDX_FAKE, 'serve', '--port', $o{port} // 0, '--port-file', $portfile);
-	push @cmd, '--faults', encode_json($o{faults}) if $o{faults};
-	push @cmd, '--config', encode_json($o{config}) if $o{config};
-	push @cmd, @{ $o{args} } if $o{args};
-
-	my $pid = fork();
-	die "fork: $!" unless defined $pid;
-	if ($pid == 0)
-	{
-		open(STDIN, '<', '/dev/null');
-		open(STDOUT, '>>', $log) or POSIX::_exit(127);
-		open(STDERR, '>&', \*STDOUT);
-		exec(@cmd) or POSIX::_exit(127);
-	}
-	my $fake = { pid => $pid, log => $log, name => $name, cmd => \@cmd, opts => {%o}, cdx => 1 };
-	push @fakes, $fake;
-
-	my $deadline = time() + 30;
-	while (time() < $deadline)
-	{
-		if (-s $portfile)
-		{
-			open my $fh, '<', $portfile or die;
-			my $p = <$fh>;
-			close $fh;
-			if (defined $p && $p =~ /^(\d+)/)
-			{
-				$fake->{port} = $1;
-				last;
-			}
-		}
-		if (waitpid($pid, POSIX::WNOHANG()) == $pid)
-		{
-			$fake->{pid} = undef;
-			die "fake CoinDCX exited at start (status $?); log:\n"
-			  . (-f $log ? slurp_file($log) : '');
-		}
-		usleep(50_000);
-	}
-	die "fake CoinDCX did not write $portfile within 30 s; log:\n"
-	  . (-f $log ? slurp_file($log) : '')
-	  unless $fake->{port};
-	$fake->{url} = "http://127.0.0.1:$fake->{port}";
+	my $name = $o{name} // "cdx" . scalar(@fakes);
+	my @args = ('--port', $o{port} // 0);
+	push @args, '--faults', encode_json($o{faults}) if $o{faults};
+	push @args, '--config', encode_json($o{config}) if $o{config};
+	push @args, @{ $o{args} } if $o{args};
+	my $fake = _spawn_fake('fake CoinDCX', $name, $CDX_FAKE, \@args, opts => {%o}, cdx => 1);
 	$fake->{socket_url} = "ws://127.0.0.1:$fake->{port}";
-	note "fake CoinDCX $name: pid $pid, $fake->{url}, log $log";
 	return $fake;
 }
 
