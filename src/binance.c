@@ -136,6 +136,12 @@ binance_parse_klines(const char *body, size_t len, const MdInterval *iv,
 			json_object_put(root);
 			return false;
 		}
+		if (!md_candle_consistent(c))
+		{
+			*err = psprintf("klines row %zu is no candle: its prices or volumes disagree", i);
+			json_object_put(root);
+			return false;
+		}
 		if (i > 0 && c->open_ms <= out[i - 1].open_ms)
 		{
 			*err = psprintf("klines row %zu is out of order", i);
@@ -401,7 +407,7 @@ binance_stream_frame(MdStreamSession *sess, const char *frame, size_t len,
 		out->iv = md_interval_lookup(iv_name);
 		ok = out->iv != NULL;
 	}
-	if (ok && c->close_ms <= c->open_ms)
+	if (ok && (c->close_ms <= c->open_ms || !md_candle_consistent(c)))
 		ok = false;
 	json_object_put(root);
 	if (!ok)

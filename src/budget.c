@@ -32,6 +32,11 @@
 /* a bucket may hold this many requests: bursts stay short */
 #define BUCKET_CAPACITY 10.0
 
+/* failures in a row that make an outage, and how long it holds calls */
+#define OUTAGE_AFTER 3
+#define OUTAGE_HOLD_MIN_MS 1000
+#define OUTAGE_HOLD_MAX_MS 30000
+
 /* how long to hold back when the exchange does not say */
 #define DEFAULT_THROTTLE_MS 5000
 #define DEFAULT_BAN_MS 120000
@@ -248,22 +253,34 @@ md_budget_blocked_until(const MdExchange *ex)
 }
 
 /*
- * md_budget_note_outcome records whether the exchange answers: after a
- * failure that a job will retry at retry_at_ms, the exchange counts as
- * unavailable until then (an outage, a run of 5xx); a success ends that.
- * The backfill pool uses it to keep one exchange's outage from holding
- * every worker (jobs.c).
+ * md_budget_note_outcome records whether the exchange answered a call.
+ * After OUTAGE_AFTER failures in a row (a refused connection, a timeout, a
+ * 5xx: not a refusal or a throttle, which are answers) it counts as down
+ * for a while that doubles with every further failure, up to
+ * OUTAGE_HOLD_MAX_MS; one answer ends that.  A lone failure is a blip, and
+ * changes nothing.  The backfill pool uses it to keep one exchange's
+ * outage from holding every worker (jobs.c, jobrun.c), and the watch
+ * worker to put off its calls.
  */
 void
-md_budget_note_outcome(const MdExchange *ex, bool ok, int64 retry_at_ms)
+md_budget_note_outcome(const MdExchange *ex, bool answered)
 {
 	MdBudget   *b = budget_of(ex);
+	int64		now = md_now_ms();
 
 	SpinLockAcquire(&md_shared->mutex);
-	if (ok)
+	if (answered)
+	{
+		b->failures = 0;
 		b->failing_until_ms = 0;
-	else
-		b->failing_until_ms = Max(b->failing_until_ms, retry_at_ms);
+	}
+	else if (++b->failures >= OUTAGE_AFTER)
+	{
+		int			doublings = Min(b->failures - OUTAGE_AFTER, 5);
+
+		b->failing_until_ms = Max(b->failing_until_ms,
+								  now + Min(OUTAGE_HOLD_MIN_MS << doublings, OUTAGE_HOLD_MAX_MS));
+	}
 	SpinLockRelease(&md_shared->mutex);
 }
 

@@ -156,6 +156,31 @@ cdx_spot_klines_path(const char *pair, const char *code, int64 start_ms, int64 e
 static const char *const rest_keys[] = {"open", "high", "low", "close", "volume"};
 
 /*
+ * bar_times gives a bar its close time, from its interval: CoinDCX sends
+ * none (or, on the futures socket, one in seconds).  A bar off the
+ * interval's grid, one whose close the database cannot hold, or one whose
+ * values cannot be a candle is garbage.
+ */
+static bool
+bar_times(const MdInterval *iv, MdCandle *c, char **err)
+{
+	if (c->open_ms > MD_JSON_MAX_MS - INT64CONST(40) * 86400000 ||
+		md_interval_floor(iv, c->open_ms) != c->open_ms)
+	{
+		*err = psprintf("a %s bar opening at " INT64_FORMAT " ms is off the interval's grid",
+						iv->name, c->open_ms);
+		return false;
+	}
+	c->close_ms = md_interval_next(iv, c->open_ms) - 1;
+	if (!md_candle_consistent(c))
+	{
+		*err = pstrdup("its prices or volumes disagree (low above open or close, or high below)");
+		return false;
+	}
+	return true;
+}
+
+/*
  * parse_bars reads an array of {open,high,low,volume,close,time} (by name:
  * the key order puts close after volume), in either order of time, into
  * rows ascending by open time.
@@ -188,7 +213,11 @@ parse_bars(struct json_object *arr, const MdInterval *iv, MdCandle **rows, int *
 			*err = psprintf("candles row %zu is malformed", i);
 			return false;
 		}
-		c->close_ms = md_interval_next(iv, c->open_ms) - 1;
+		if (!bar_times(iv, c, err))
+		{
+			*err = psprintf("candles row %zu: %s", i, *err);
+			return false;
+		}
 	}
 	/* spot answers newest first: turn it round */
 	if (n > 1 && out[0].open_ms > out[n - 1].open_ms)
@@ -330,6 +359,12 @@ cdx_classify(const MdHttpResponse *resp, MdAnswer *out)
 		out->kind = MD_ANSWER_OK;
 	else if (resp->status == 429)
 	{
+		/*
+		 * Its window is not mdfeed's clock minute: remaining=0 says nothing
+		 * of the next one.  The throttle holds CoinDCX back until the
+		 * window's end, which Retry-After (or reset) gives.
+		 */
+		out->used = -1;
 		out->kind = MD_ANSWER_THROTTLED;
 		if (retry_after_s <= 0)
 			retry_after_s = reset_s;
@@ -649,7 +684,7 @@ cdx_stream_tick(MdStreamSession *sess, int64 now_ms)
 
 		if (now_ms - since <= ch->silence_ms)
 			continue;
-		md_stream_notice(sess, psprintf("%s channel %s delivered nothing for %d s: joining it again",
+		md_stream_notice(sess, psprintf("%s channel %s is silent: nothing for %d s, joining it again",
 										sess->ex->name, ch->name, (int) ((now_ms - since) / 1000)));
 		send_channel(sess, "leave", ch->name);
 		send_channel(sess, "join", ch->name);
@@ -760,7 +795,11 @@ futures_klines(MdStreamSession *sess, struct json_object *ev, MdStreamKlines *ou
 			return false;
 		}
 		k[i].candle.open_ms = open_s * 1000;
-		k[i].candle.close_ms = md_interval_next(k[i].iv, k[i].candle.open_ms) - 1;
+		if (!bar_times(k[i].iv, &k[i].candle, err))
+		{
+			*err = psprintf("futures bar %zu: %s", i, *err);
+			return false;
+		}
 		k[i].event_ms = event_ms > 0 ? event_ms : md_now_ms();
 		k[i].stream = channel ? pstrdup(channel) : NULL;
 	}
@@ -808,7 +847,11 @@ spot_klines(MdStreamSession *sess, struct json_object *ev, MdStreamKlines *outs,
 		*err = pstrdup("spot candlestick event with a malformed pair");
 		return false;
 	}
-	k->candle.close_ms = md_interval_next(k->iv, k->candle.open_ms) - 1;
+	if (!bar_times(k->iv, &k->candle, err))
+	{
+		*err = psprintf("spot candlestick event: %s", *err);
+		return false;
+	}
 	k->stream = pstrdup(channel);
 	if (!json_object_object_get_ex(ev, "eT", &o) || !md_json_get_ms(o, &k->event_ms))
 		k->event_ms = md_now_ms();
@@ -957,7 +1000,7 @@ StaticAssertDecl(lengthof(cdx_spot_codes) == MD_NUM_INTERVALS, "one code per int
 	.rest_url_setting = "mdfeed.coindcx_public_url", \
 	.classify = cdx_classify, \
 	.parse_error = cdx_parse_error, \
-	.klines = {NULL, CDX_MARKET_DATA, 1, NULL}, \
+	.klines = {NULL, CDX_MARKET_DATA, 1, NULL, NULL}, \
 	.klines_windowed = true, \
 	.stream = &cdx_stream_ops
 
@@ -981,7 +1024,7 @@ const MdExchange md_coindcx = {
 	/* USDT-margined, and the INR-margined books of the same pairs */
 	.info = {"/exchange/v1/derivatives/futures/data/active_instruments"
 		"?margin_currency_short_name%5B%5D=USDT&margin_currency_short_name%5B%5D=INR",
-	CDX_API, 1, cdx_api_url},
+	CDX_API, 1, cdx_api_url, "mdfeed.coindcx_api_url"},
 	.parse_instruments = cdx_futures_parse_instruments,
 	CDX_COMMON,
 };
@@ -1002,7 +1045,7 @@ const MdExchange md_coindcx_spot = {
 	.klines_page_limit = cdx_spot_page_limit,
 	.klines_path = cdx_spot_klines_path,
 	.parse_klines = cdx_spot_parse_klines,
-	.info = {"/exchange/v1/markets_details", CDX_API, 1, cdx_api_url},
+	.info = {"/exchange/v1/markets_details", CDX_API, 1, cdx_api_url, "mdfeed.coindcx_api_url"},
 	.parse_instruments = cdx_spot_parse_instruments,
 	CDX_COMMON,
 };

@@ -81,3 +81,94 @@ md_valid_symbol(const char *s)
 	}
 	return true;
 }
+
+/*
+ * A decimal taken apart: its sign, its significant digits (no leading or
+ * trailing zeros) and the power of ten of the first of them.
+ */
+typedef struct Dec
+{
+	bool		neg;
+	char		digits[2 * MAX_DIGITS + 2];
+	int			ndigits;
+	int			exp10;			/* value = 0.d1d2... * 10^exp10 */
+} Dec;
+
+static void
+dec_split(const char *s, Dec *d)
+{
+	int			point = -1;
+	int			n = 0;
+	int			lead = 0;
+	int			e = 0;
+	bool		eneg = false;
+	const char *p = s;
+
+	memset(d, 0, sizeof(*d));
+	if (*p == '-')
+	{
+		d->neg = true;
+		p++;
+	}
+	for (; (*p >= '0' && *p <= '9') || *p == '.'; p++)
+	{
+		if (*p == '.')
+		{
+			point = n + lead;
+			continue;
+		}
+		if (n == 0 && *p == '0')
+		{
+			lead++;
+			continue;
+		}
+		if (n < (int) sizeof(d->digits) - 1)
+			d->digits[n++] = *p;
+	}
+	if (point < 0)
+		point = n + lead;
+	if (*p == 'e' || *p == 'E')
+	{
+		p++;
+		if (*p == '+' || *p == '-')
+			eneg = *p++ == '-';
+		for (; *p >= '0' && *p <= '9'; p++)
+			e = e * 10 + (*p - '0');
+	}
+	while (n > 0 && d->digits[n - 1] == '0')
+		n--;
+	d->digits[n] = '\0';
+	d->ndigits = n;
+	d->exp10 = point - lead + (eneg ? -e : e);
+	if (n == 0)
+		d->neg = false;			/* -0 is 0 */
+}
+
+/*
+ * md_decimal_cmp compares two decimals md_valid_decimal accepts, by value:
+ * -1, 0 or 1.
+ */
+int
+md_decimal_cmp(const char *a, const char *b)
+{
+	Dec			x,
+				y;
+	int			mag;
+
+	dec_split(a, &x);
+	dec_split(b, &y);
+	if (x.neg != y.neg)
+		return x.neg ? -1 : 1;
+	/* magnitudes: zero is smallest, then the higher power, then the digits */
+	if (x.ndigits == 0 || y.ndigits == 0)
+		mag = (x.ndigits > 0) - (y.ndigits > 0);
+	else if (x.exp10 != y.exp10)
+		mag = x.exp10 > y.exp10 ? 1 : -1;
+	else
+	{
+		int			c = strcmp(x.digits, y.digits);
+
+		mag = c > 0 ? 1 : c < 0 ? -1 : 0;
+	}
+	return x.neg ? -mag : mag;
+}

@@ -20,8 +20,10 @@
 #include "utils/memutils.h"
 
 #include "common.h"
+#include "decimal.h"
 #include "exchange.h"
 #include "http.h"
+#include "json.h"
 
 static const MdExchange *const md_exchanges[] = {
 	&md_binance,
@@ -162,6 +164,41 @@ char *
 md_candle_table(const MdExchange *ex, const MdInterval *iv)
 {
 	return psprintf("%s%s", ex->candle_prefix, iv->suffix);
+}
+
+/*
+ * md_candle_consistent says whether a candle's values can be a candle: low
+ * at most open and close, high at least both, volumes not negative, and a
+ * close time the database can hold.  An answer with one that is not is
+ * garbage (a corrupted body), not data.
+ */
+bool
+md_candle_consistent(const MdCandle *c)
+{
+	const char *const *d = (const char *const *) c->dec;
+
+	if (c->close_ms > MD_JSON_MAX_MS || c->close_ms <= c->open_ms)
+		return false;
+	if (d[MD_OPEN] == NULL || d[MD_HIGH] == NULL || d[MD_LOW] == NULL || d[MD_CLOSE] == NULL)
+		return true;			/* nothing to compare */
+	if (md_decimal_cmp(d[MD_LOW], d[MD_HIGH]) > 0 ||
+		md_decimal_cmp(d[MD_OPEN], d[MD_LOW]) < 0 || md_decimal_cmp(d[MD_OPEN], d[MD_HIGH]) > 0 ||
+		md_decimal_cmp(d[MD_CLOSE], d[MD_LOW]) < 0 || md_decimal_cmp(d[MD_CLOSE], d[MD_HIGH]) > 0)
+		return false;
+	for (int f = MD_VOLUME; f < MD_NUM_DECIMALS; f++)
+		if (d[f] != NULL && d[f][0] == '-' && md_decimal_cmp(d[f], "0") < 0)
+			return false;
+	return true;
+}
+
+/*
+ * md_endpoint_url_setting names the setting that holds an endpoint's base
+ * URL, for hints.
+ */
+const char *
+md_endpoint_url_setting(const MdExchange *ex, const MdEndpoint *ep)
+{
+	return ep->base_url != NULL && ep->url_setting != NULL ? ep->url_setting : ex->rest_url_setting;
 }
 
 /*

@@ -250,6 +250,7 @@ typedef struct MdEndpoint
 	int			limit;
 	int			cost;
 	const char *(*base_url) (void); /* NULL: the exchange's rest_base_url */
+	const char *url_setting;	/* the GUC naming base_url, for hints */
 } MdEndpoint;
 
 /* what an answer of some kind must look like, for a user whose body failed */
@@ -381,6 +382,8 @@ extern int	md_exchange_tracked_intervals(const MdExchange *ex, const MdInterval 
 extern const MdExchange *md_exchange_at(int index);
 
 /* what every exchange's answers mean alike (exchange.c) */
+extern bool md_candle_consistent(const MdCandle *c);
+extern const char *md_endpoint_url_setting(const MdExchange *ex, const MdEndpoint *ep);
 extern void md_answer_by_status(const MdExchange *ex, const struct MdHttpResponse *resp,
 								MdAnswer *out);
 

@@ -73,6 +73,12 @@ md_store_instruments(const MdExchange *ex, const char *body, char **err)
 
 	if (!ex->parse_instruments(body, strlen(body), &ins, &n, err))
 		return -1;
+	/* an answer listing nothing would unlist, and untrack, everything */
+	if (n == 0)
+	{
+		*err = pstrdup("the answer lists no instruments");
+		return -1;
+	}
 	for (int c = 0; c < 9; c++)
 		cols[c] = palloc(sizeof(char *) * Max(n, 1));
 	for (int i = 0; i < n; i++)

@@ -163,6 +163,39 @@ step_aside(const MdJob *job)
 }
 
 /*
+ * wait_available sleeps at least min_ms (a backoff), and then for as long
+ * as the exchange holds this server back (a throttle, a ban) or does not
+ * answer (an outage), in short steps.  Meanwhile, if the exchange is
+ * unavailable and another exchange's job waits for a worker, the job steps
+ * aside.  Returns false, with *r set, if it did or was canceled.
+ */
+static bool
+wait_available(const MdExchange *ex, const MdJob *job, int64 min_ms, PageResult *r)
+{
+	int64		until = md_now_ms() + min_ms;
+
+	for (;;)
+	{
+		int64		now = md_now_ms();
+		bool		available = md_exchange_available(ex);
+
+		if (available && now >= until)
+			return true;
+		if (!available && md_job_should_step_aside(job))
+		{
+			step_aside(job);
+			*r = PAGE_YIELDED;
+			return false;
+		}
+		if (!md_sleep_ms(Max(1, Min(available ? until - now : 500, 500))))
+		{
+			*r = PAGE_CANCELED;
+			return false;
+		}
+	}
+}
+
+/*
  * md_fetch_with_retries gets one answer of an endpoint (path NULL: its own;
  * cost < 0: its own) and parses it, retrying what is worth retrying.
  */
@@ -175,12 +208,14 @@ md_fetch_with_retries(const MdExchange *ex, const MdJob *job, const MdEndpoint *
 
 	for (;;)
 	{
-		int64		delay;
 		MdHttpResponse resp;
 		MdAnswer	ans;
 		char	   *reason = NULL;
 		char	   *err = NULL;
+		PageResult	held;
 
+		if (!wait_available(ex, job, 0, &held))
+			return held;
 		if (!md_rest_call(ex, ep, path, cost, &resp, &ans, md_job_cancel_requested))
 			return PAGE_CANCELED;
 		cnt->requests++;
@@ -207,12 +242,7 @@ md_fetch_with_retries(const MdExchange *ex, const MdJob *job, const MdEndpoint *
 									   "IP banned by %s (HTTP %ld)",
 									   ex->name, resp.status));
 			pfree(resp.body.data);
-			if (md_job_should_step_aside(job))
-			{
-				step_aside(job);
-				return PAGE_YIELDED;
-			}
-			continue;
+			continue;			/* wait_available holds it back */
 		}
 		else if (ans.kind == MD_ANSWER_REJECTED)
 		{
@@ -234,15 +264,8 @@ md_fetch_with_retries(const MdExchange *ex, const MdJob *job, const MdEndpoint *
 		cnt->retries++;
 		ereport(DEBUG1,
 				(errmsg("mdfeed job " INT64_FORMAT ": %s; retrying", job->id, reason)));
-		delay = backoff_ms(failures);
-		md_budget_note_outcome(ex, false, md_now_ms() + delay);
-		if (md_job_should_step_aside(job))
-		{
-			step_aside(job);
-			return PAGE_YIELDED;
-		}
-		if (!md_sleep_ms(delay))
-			return PAGE_CANCELED;
+		if (!wait_available(ex, job, backoff_ms(failures), &held))
+			return held;
 		failures++;
 		pfree(reason);
 	}

@@ -132,6 +132,15 @@ md_json_get_number(struct json_object *o, char **out)
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	if (s == NULL || !md_valid_decimal(s, strlen(s)))
 		return false;
+	/*
+	 * json-c clamps an integer beyond 64 bits to the limit, and takes
+	 * leading zeros, which JSON does not allow: neither is what was sent.
+	 */
+	if (strcmp(s, "9223372036854775807") == 0 || strcmp(s, "-9223372036854775808") == 0 ||
+		strcmp(s, "18446744073709551615") == 0)
+		return false;
+	if (s[s[0] == '-'] == '0' && s[(s[0] == '-') + 1] >= '0' && s[(s[0] == '-') + 1] <= '9')
+		return false;
 	*out = pstrdup(s);
 	return true;
 }
@@ -199,6 +208,8 @@ md_json_parse(const char *body, size_t len, char **err)
 		*err = pstrdup("out of memory");
 		return NULL;
 	}
+	/* JSON, not json-c's extensions: no comments, trailing commas, quotes */
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	obj = json_tokener_parse_ex(tok, body, (int) len);
 	jerr = json_tokener_get_error(tok);
 	if (obj == NULL || jerr != json_tokener_success)

@@ -111,6 +111,8 @@ md_sql_parse_klines(FunctionCallInfo fcinfo, const MdExchange *ex, text *body,
 			nulls[2 + f] = rows[i].dec[f] == NULL;
 			values[2 + f] = rows[i].dec[f] ? numeric_datum(rows[i].dec[f]) : (Datum) 0;
 		}
+		/* a family without a trades column: the exchange sends none */
+		nulls[10] = !ex->candle_trades;
 		values[10] = Int64GetDatum(rows[i].trades);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
@@ -255,7 +257,8 @@ mdfeed_refresh_instruments(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not fetch the instruments of %s: %s", ex->name, err),
-				 errhint("Check %s and the server's network access.", ex->rest_url_setting)));
+				 errhint("Check %s and the server's network access.",
+						 md_endpoint_url_setting(ex, &ex->info))));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	n = md_store_instruments(ex, body, &err);
@@ -286,7 +289,8 @@ mdfeed_fetch_tickers(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not fetch the tickers of %s: %s", ex->name, err),
-				 errhint("Check %s and the server's network access.", ex->rest_url_setting)));
+				 errhint("Check %s and the server's network access.",
+						 md_endpoint_url_setting(ex, &ex->tickers))));
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < n; i++)
 	{
