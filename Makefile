@@ -52,7 +52,7 @@ endif
 
 # Regression tests (pg_regress): inputs in sql/, outputs in expected/, run on
 # a temporary instance that preloads the library.
-REGRESS = schema validation privileges secrets parser tracking derivs security exchanges
+REGRESS = schema validation privileges secrets parser tracking derivs security exchanges coindcx
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
 

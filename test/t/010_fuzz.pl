@@ -6,12 +6,15 @@
 # A crashing worker restarts the whole cluster, so this matters.
 #
 #  A. A deterministic seeded generator mutates real captures
-#     (shared/exchange-data/binance-usdm) and answers the fake serves:
-#     truncations, byte flips, huge numbers, deep nesting, invalid UTF-8,
-#     NUL bytes, wrong types, and every body fed to every parser.  They run
-#     in batches through mdfeed.parse_answer in one session.  Each case
-#     parses or fails with SQLSTATE 22P02; none takes more than 2 s; the
-#     same backend answers throughout; its memory stays flat.
+#     (shared/exchange-data/binance-usdm and coindcx) and answers the fakes
+#     serve (Binance's REST; CoinDCX's REST and socket.io frames, the
+#     latter read from its socket): truncations, byte flips, huge numbers,
+#     deep nesting, invalid UTF-8, NUL bytes, wrong types, the JSON text
+#     inside a CoinDCX event mutated and wrapped again, and every body fed
+#     to every parser of every exchange.  They run in batches through
+#     mdfeed.parse_answer in one session.  Each case parses or fails with
+#     SQLSTATE 22P02; none takes more than 2 s; the same backend answers
+#     throughout; its memory stays flat.
 #  B. Backfill workers fetch from the fake while its garbage, truncation and
 #     mutate switches are on: no backend dies, and once the faults are
 #     cleared the jobs finish exact vs the truth.
@@ -23,6 +26,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use HTTP::Tiny;
+use IO::Select;
+use IO::Socket::INET;
 use IPC::Run;
 use JSON::PP;
 use Time::HiRes qw(time usleep);
@@ -42,8 +47,11 @@ unless (-f "$data/ws-kline-frames.jsonl" && -f "$data/exchange-info.json")
 	plan skip_all => "$data not found (set MDFEED_SHARED or put shared/ beside the repository)";
 }
 
+my $cdx_data = shared_dir() . '/exchange-data/coindcx';
 my $fake = start_fake();
-my $node = new_node('fuzz', $fake,
+# the fake CoinDCX only answers the seed requests: the node is not pointed at it
+my $cdx = start_cdx_fake(config => { ws_futures_interval_ms => 100, ws_spot_interval_ms => 100 });
+my $node = new_node('fuzz', $fake, cdx_settings(undef),
 	'mdfeed.rest_max_retries' => 100,
 	'mdfeed.http_timeout' => "'3s'");
 
@@ -257,9 +265,265 @@ for my $what (@whats)
 		push @cases, [ $what, 'garbage', $g ];
 	}
 }
+$_ = [ 'binance', @$_ ] for @cases;    # [exchange, what, kind, body] from here on
+
+#--------------------------------------------------------------------------
+# CoinDCX: seeds from the fake CoinDCX (REST answers, and the frames its
+# socket sends) and from the captures; generated after Binance's, so that
+# those cases stay as they were
+#--------------------------------------------------------------------------
+
+# cdx_socket($fake, \@channels, $want, $timeout): the text messages the
+# fake CoinDCX sends a socket.io client (Engine.IO 4) that connects and
+# joins the channels, until $want candlestick frames of each came.  A
+# minimal WebSocket client: no library for one is packaged.
+sub cdx_socket
+{
+	my ($fk, $channels, $want, $timeout) = @_;
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $fk->{port}, Proto => 'tcp',
+		Timeout => 5) or die "connect to the fake CoinDCX: $!";
+	binmode $s;
+	syswrite($s, "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:$fk->{port}\r\n"
+		  . "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: bWRmZWVkIGZ1enogdGVzdA==\r\n"
+		  . "Sec-WebSocket-Version: 13\r\n\r\n");
+	my $buf = '';
+	my $deadline = time() + $timeout;
+	my $sel = IO::Select->new($s);
+	my $fill = sub {
+		my $left = $deadline - time();
+		die "fake CoinDCX socket: nothing within $timeout s\n" if $left <= 0 || !$sel->can_read($left);
+		my $n = sysread($s, $buf, 65536, length $buf);
+		die "fake CoinDCX socket closed\n" unless $n;
+	};
+	$fill->() until $buf =~ /\r\n\r\n/;
+	$buf =~ s/\A(.*?)\r\n\r\n//s;
+	my $head = $1;
+	die "fake CoinDCX socket: no upgrade: $head\n" unless $head =~ m{\AHTTP/1\.1 101};
+	my $send = sub {
+		my ($text) = @_;
+		my $len = length $text;
+		my $mask = "\x13\x57\x9b\xdf";
+		my $hdr = chr(0x81) . ($len < 126 ? chr(0x80 | $len) : chr(0x80 | 126) . pack('n', $len));
+		syswrite($s, $hdr . $mask . ($text ^ substr($mask x (int($len / 4) + 1), 0, $len)));
+	};
+	# the next text message (server frames are not masked; pings answered)
+	my $next = sub {
+		while (1)
+		{
+			if (length($buf) >= 2)
+			{
+				my ($b0, $b1) = unpack('CC', $buf);
+				my ($len, $off) = ($b1 & 0x7f, 2);
+				($len, $off) = (unpack('n', substr($buf, 2, 2)), 4) if $len == 126 && length($buf) >= 4;
+				($len, $off) = (unpack('Q>', substr($buf, 2, 8)), 10) if $len == 127 && length($buf) >= 10;
+				if ($len < 126 || $off > 2)
+				{
+					if (length($buf) >= $off + $len)
+					{
+						my $payload = substr($buf, $off, $len);
+						substr($buf, 0, $off + $len) = '';
+						my $op = $b0 & 0x0f;
+						return $payload if $op == 1;
+						die "fake CoinDCX socket: close frame\n" if $op == 8;
+						if ($op == 9)
+						{
+							my $m = "\0\0\0\0";
+							syswrite($s, chr(0x8a) . chr(0x80 | length $payload) . $m . $payload);
+						}
+						next;
+					}
+				}
+			}
+			$fill->();
+		}
+	};
+	my @got = ($next->());    # 0{"sid":..,"pingInterval":..}
+	$send->('40');
+	my $m;
+	do { $m = $next->(); push @got, $m; } until $m =~ /^40/;
+	$send->(qq{42["join",{"channelName":"$_"}]}) for @$channels;
+	my %n;
+	while (grep { ($n{$_} // 0) < $want } @$channels)
+	{
+		$m = $next->();
+		if ($m eq '2')
+		{
+			$send->('3');
+			next;
+		}
+		push @got, $m;
+		for my $ch (@$channels)
+		{
+			$n{$ch}++ if index($m, qq{\\"channel\\":\\"$ch\\"}) >= 0;
+		}
+	}
+	close $s;
+	return @got;
+}
+
+# seeds: [exchange, what, body]
+my @cdx_seeds;
+{
+	my $http = HTTP::Tiny->new(timeout => 15);
+	my $get = sub {
+		my ($path, $status) = @_;
+		my $r = $http->get("$cdx->{url}$path");
+		die "GET $path: $r->{status} $r->{content}"
+		  unless $r->{status} == ($status // 200) && length($r->{content} // '');
+		return $r->{content};
+	};
+	my $to = int(ts_ms('2024-01-01') / 1000);
+	my $t0 = ts_ms('2024-01-01');
+	push @cdx_seeds,
+	  [ 'coindcx', 'klines', $get->('/market_data/candlesticks?pair=B-BTC_USDT&from=' . ($to - 6 * 3600)
+			  . "&to=$to&resolution=60&pcode=f") ],
+	  [ 'coindcx', 'klines', $get->('/market_data/candlesticks?pair=B-PEPE_USDT&from=' . ($to - 360)
+			  . "&to=$to&resolution=1&pcode=f") ],
+	  [ 'coindcx_spot', 'klines', $get->('/market_data/candles?pair=B-BTC_USDT&interval=1h&startTime='
+			  . ($t0 - 6 * 3_600_000) . "&endTime=$t0&limit=6") ],
+	  [ 'coindcx_spot', 'klines', $get->('/market_data/candles?pair=B-BTTC_USDT&interval=1m&startTime='
+			  . ($t0 - 6 * 60_000) . "&endTime=$t0&limit=6") ],
+	  [ 'coindcx', 'exchange_info', $get->('/exchange/v1/derivatives/futures/data/active_instruments'
+			  . '?margin_currency_short_name%5B%5D=USDT&margin_currency_short_name%5B%5D=INR') ],
+	  [ 'coindcx', 'error', $get->('/market_data/candlesticks?pair=B-BTC_USDT&resolution=60', 400) ],
+	  [ 'coindcx', 'error', $get->('/exchange/v1/no_such_path', 404) ],
+	  [ 'coindcx_spot', 'error', $get->('/market_data/candles?pair=B-BTC_USDT&interval=5m', 422) ],
+	  [ 'coindcx_spot', 'error', $get->('/market_data/candles?pair=B-NOPE_USDT&interval=1m', 422) ];
+	my $md = $get->('/exchange/v1/markets_details');
+	push @cdx_seeds, [ 'coindcx_spot', 'exchange_info', $md ];
+	# a smaller piece of it (two markets) for the bulk of the mutations
+	my $j = decode_json($md);
+	my $small = '[' . join(',', map { JSON::PP->new->canonical->encode($_) } @$j[ 0 .. 1 ]) . ']';
+	push @cdx_seeds, [ 'coindcx_spot', 'exchange_info', $small ];
+
+	# the socket: the handshake and candlestick frames of both markets
+	my $t_sock = time();
+	my @frames = cdx_socket($cdx,
+		[ 'B-BTC_USDT_1m-futures', 'B-PEPE_USDT_1m-futures', 'B-BTC_USDT_1m', 'B-BTTC_USDT_1m' ], 2, 20);
+	note sprintf('fuzz: %d socket messages in %.1f s', scalar(@frames), time() - $t_sock);
+	my %seen;
+	for my $f (@frames)
+	{
+		next if $seen{$f}++;
+		if ($f =~ /^42\["candlestick"/)
+		{
+			push @cdx_seeds, [ $f =~ /-futures\\"/ ? 'coindcx' : 'coindcx_spot', 'stream', $f ];
+		}
+		else
+		{
+			push @cdx_seeds, [ 'coindcx', 'stream', $f ], [ 'coindcx_spot', 'stream', $f ];
+		}
+	}
+
+	# the captures, the socket ones in their wire envelope
+	if (-d $cdx_data)
+	{
+		my $cap = sub { my $t = slurp_file("$cdx_data/$_[0]"); $t =~ s/\s+\z//; return $t; };
+		my $wrap = sub {
+			return '42["candlestick",{"event":"candlestick","data":'
+			  . JSON::PP->new->allow_nonref->encode($_[0]) . '}]';
+		};
+		push @cdx_seeds,
+		  [ 'coindcx', 'klines', $cap->('rest-futures-candlesticks.tradex-fixture.json') ],
+		  [ 'coindcx_spot', 'klines', $cap->('rest-spot-candles.ccxt-comment.json') ],
+		  [ 'coindcx_spot', 'exchange_info', $cap->('rest-markets-details.EXCERPT.tradex-verify.json') ],
+		  [ 'coindcx', 'exchange_info', $cap->('DOC-EXAMPLE.active-instruments.txt') =~ s/,\s*\]/]/r ],
+		  [ 'coindcx', 'stream', $wrap->($cap->('ws-futures-candlestick-data.tradex.as-published.json')) ],
+		  [ 'coindcx_spot', 'stream', $wrap->($cap->('ws-spot-candlestick-data.tradex.as-published.json')) ],
+		  [ 'coindcx_spot', 'stream', '42["new-trade",' . $cap->('ws-spot-new-trade-envelope.tradex.json') . ']' ];
+		push @cdx_seeds, [ 'coindcx', 'error', $_ ]
+		  for grep { /\S/ } split /\n/, $cap->('rest-error-bodies.jsonl');
+	}
+}
+my @cdx_parsers = map { my $e = $_; map { [ $e, $_ ] } qw(klines stream exchange_info error) }
+  qw(coindcx coindcx_spot);
+{
+	my %have = map { ("$_->[0] $_->[1]", 1) } @cdx_seeds;
+	is(join(',', grep { !$have{$_} } map { "$_->[0] $_->[1]" } @cdx_parsers), '',
+		'a seed for every CoinDCX parser');
+	is(scalar(grep { $_->[1] eq 'stream' && $_->[2] =~ /^42\["candlestick"/ } @cdx_seeds) >= 8 ? 1 : 0, 1,
+		'candlestick frames of both markets read from the fake\'s socket');
+}
+
+# mutate_inner($frame): a socket.io event whose data (JSON text) is mutated
+# and wrapped again: the envelope stays valid (unless the mutation left
+# bytes that are not UTF-8), the second parse gets the garbage
+my %inner_of;
+
+sub mutate_inner
+{
+	my ($frame) = @_;
+	my ($name, $inner) = @{ $inner_of{$frame} //= do {
+			my ($n, $d) = $frame =~ /\A42\["([\w-]+)",\{"event":"[\w-]+","data":("(?:[^"\\]|\\.)*")\}\]\z/s;
+			my $t = defined $d ? JSON::PP->new->allow_nonref->decode($d) : undef;
+			utf8::encode($t) if defined $t;    # the bytes of the JSON text
+			[ $n, $t ];
+		} };
+	return undef unless defined $inner;
+	my $m = mutate($inner);
+	# a JSON string of those bytes: quotes, backslashes and control
+	# characters escaped, everything else as it is
+	(my $text = $m->[1]) =~ s/(["\\])/\\$1/g;
+	$text =~ s/([\x00-\x1f])/sprintf('\\u%04x', ord $1)/ge;
+	return [ "inner $m->[0]", qq{42["$name",\{"event":"$name","data":"$text"\}]} ];
+}
+
+my $n_binance = scalar @cases;
+my $t_gen = time();
+for my $sd (@cdx_seeds)
+{
+	my ($ex, $what, $body) = @$sd;
+	my $len = length $body;
+	# the seed itself, every parser of every exchange on it
+	push @cases, [ $ex, $what, 'seed', $body ];
+	push @cases, map { [ @$_, "seed of $ex $what", $body ] } grep { "$_->[0] $_->[1]" ne "$ex $what" } @cdx_parsers;
+	push @cases, map { [ 'binance', $_, "seed of $ex $what", $body ] } @whats;
+	# truncations: every offset of the short ones, a sample of the others
+	if ($len <= 1200)
+	{
+		push @cases, [ $ex, $what, 'truncate', substr($body, 0, $_) ] for 0 .. $len - 1;
+	}
+	else
+	{
+		push @cases, [ $ex, $what, 'truncate', substr($body, 0, rnd($len)) ] for 1 .. 40;
+	}
+	my $n = $len > 3000 ? 40 : ($what eq 'stream' ? 150 : 300);
+	push @cases, [ $ex, $what, @{ mutate($body) } ] for 1 .. $n;
+	if ($what eq 'stream' && $body =~ /^42\["candlestick"/)
+	{
+		for (1 .. 150)
+		{
+			my $m = mutate_inner($body) or last;
+			push @cases, [ $ex, $what, @$m ];
+		}
+	}
+}
+# Binance's seeds through CoinDCX's parsers
+push @cases, map { my $sd = $_; map { [ @$_, "seed of binance $sd->[0]", $sd->[1] ] } @cdx_parsers } @seeds;
+# the garbage for every CoinDCX parser, and some of the socket's own
+for my $p (@cdx_parsers)
+{
+	for my $g ('', ' ', "\0", "\0\0\0", "\xff\xfe", ('[' x 100_000), ('{"a":' x 100_000),
+		'<html>502 Bad Gateway</html>', '1e400', '9' x 400, '"' . ("\xc3" x 10) . '"', 'null',
+		"[\"\0\"]", '[1,2,3] x', '{"code":1e400,"message":"x"}', '{"code":422,"message":"' . ("\xe2\x82\xac" x 300) . '"}',
+		'4', '42', '42[', '42[]', '42[""]', '42["candlestick"]', '42["candlestick",null]',
+		'42["candlestick",{"data":' . ('[' x 100_000) . '}]',
+		'42["candlestick",{"data":"' . ('[' x 100_000) . '"}]',
+		'42["candlestick",{"data":"' . ('{\"a\":' x 50_000) . '1' . ('}' x 50_000) . '"}]',
+		'42["candlestick",{"data":"\u0000"}]', '42["candlestick",{"data":"\ud800"}]',
+		'42' . ('9' x 20) . '["candlestick",{}]', '42/' . ('a' x 100_000) . ',["candlestick",{}]',
+		'451-["candlestick",{"_placeholder":true,"num":0}]', '0{"pingInterval":1e400,"pingTimeout":-1}',
+		'0' . ('{"a":' x 50_000), '44{"message":"' . ("\xc3" x 5) . '"}', '2' . ('x' x 100_000))
+	{
+		push @cases, [ @$p, 'garbage', $g ];
+	}
+}
+my $n_cdx = scalar(@cases) - $n_binance;
+note sprintf('fuzz: CoinDCX cases generated in %.1f s', time() - $t_gen);
+
 my $ncases = scalar @cases;
-note sprintf('fuzz: %d cases generated from %d seeds (seed %d) in %.1f s',
-	$ncases, scalar @seeds, $SEED, time() - $t_start);
+note sprintf('fuzz: %d cases (%d of them CoinDCX\'s) generated from %d seeds (seed %d) in %.1f s',
+	$ncases, $n_cdx, scalar(@seeds) + scalar(@cdx_seeds), $SEED, time() - $t_start);
 
 #--------------------------------------------------------------------------
 # A. run them through one session
@@ -269,9 +533,10 @@ my $file = "$PostgreSQL::Test::Utils::tmp_check/fuzz_cases_$$.copy";
 	open my $fh, '>', $file or die "$file: $!";
 	for my $i (0 .. $#cases)
 	{
-		my ($what, $kind, $body) = @{ $cases[$i] };
+		my ($ex, $what, $kind, $body) = @{ $cases[$i] };
 		$kind =~ s/[\t\n\\]/ /g;
-		print $fh "$i\t$what\t$kind\t\\\\x" . unpack('H*', $body) . "\n";
+		utf8::encode($body) if utf8::is_utf8($body);
+		print $fh "$i\t$ex\t$what\t$kind\t\\\\x" . unpack('H*', $body) . "\n";
 	}
 	close $fh;
 }
@@ -304,26 +569,28 @@ sql(<<'EOS');
 SET statement_timeout = '60s';
 -- not temporary: temp tables' local buffers are private memory, which would
 -- blur the memory measurement below
-CREATE UNLOGGED TABLE fuzz_case (id int PRIMARY KEY, what text, kind text, body bytea);
-CREATE UNLOGGED TABLE fuzz_result (id int, sqlstate text, message text, ms float8);
+CREATE UNLOGGED TABLE fuzz_case (id int PRIMARY KEY, exchange text, what text, kind text, body bytea);
+CREATE UNLOGGED TABLE fuzz_result (id int, sqlstate text, message text, ms float8, n bigint);
 CREATE FUNCTION pg_temp.fuzz_batch(lo int, hi int) RETURNS void LANGUAGE plpgsql AS $f$
 DECLARE
 	c record;
 	t0 timestamptz;
 	st text;
 	msg text;
+	n bigint;
 BEGIN
 	FOR c IN SELECT * FROM fuzz_case WHERE id BETWEEN lo AND hi ORDER BY id LOOP
 		t0 := clock_timestamp();
+		n := NULL;
 		BEGIN
-			PERFORM mdfeed.parse_answer('binance', c.what, c.body);
+			n := mdfeed.parse_answer(c.exchange, c.what, c.body);
 			st := '00000';
 			msg := NULL;
 		EXCEPTION WHEN OTHERS THEN
 			GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
 		END;
 		INSERT INTO fuzz_result
-		VALUES (c.id, st, msg, extract(epoch FROM clock_timestamp() - t0) * 1000);
+		VALUES (c.id, st, msg, extract(epoch FROM clock_timestamp() - t0) * 1000, n);
 	END LOOP;
 END
 $f$;
@@ -376,8 +643,8 @@ is(sql('SELECT pg_backend_pid();'), $pid, 'the same backend answers after the fu
 my $by_state = sql("SELECT string_agg(sqlstate || ' ' || n, ', ' ORDER BY sqlstate) FROM "
 	  . "(SELECT sqlstate, count(*) n FROM fuzz_result GROUP BY 1) s;");
 note "fuzz outcomes by SQLSTATE: $by_state";
-my $bad = sql(q{SELECT string_agg(format('case %s (%s, %s, %s bytes): %s %s; body begins %s',
-		r.id, c.what, c.kind, length(c.body), r.sqlstate, r.message,
+my $bad = sql(q{SELECT string_agg(format('case %s (%s %s, %s, %s bytes): %s %s; body begins %s',
+		r.id, c.exchange, c.what, c.kind, length(c.body), r.sqlstate, r.message,
 		encode(substr(c.body, 1, 120), 'escape')), E'\n' ORDER BY r.id)
 	FROM (SELECT * FROM fuzz_result WHERE sqlstate NOT IN ('00000', '22P02') ORDER BY id LIMIT 20) r
 	JOIN fuzz_case c USING (id);});
@@ -385,15 +652,35 @@ is($bad, '', 'every case parses or fails cleanly with SQLSTATE 22P02');
 my $nok = sql("SELECT count(*) FROM fuzz_result WHERE sqlstate = '00000';");
 my $nerr = sql("SELECT count(*) FROM fuzz_result WHERE sqlstate = '22P02';");
 ok($nok > 100 && $nerr > 1000, "both outcomes occur ($nok parsed, $nerr refused)");
+note 'fuzz outcomes by exchange: ' . sql(q{SELECT string_agg(format('%s %s %s', exchange, sqlstate, n), ', '
+	ORDER BY exchange, sqlstate) FROM (SELECT c.exchange, r.sqlstate, count(*) n FROM fuzz_result r
+	JOIN fuzz_case c USING (id) GROUP BY 1, 2) s;});
+my ($cdx_ok, $cdx_err) = split /\|/, sql(q{SELECT count(*) FILTER (WHERE r.sqlstate = '00000') || '|' ||
+	count(*) FILTER (WHERE r.sqlstate = '22P02') FROM fuzz_result r JOIN fuzz_case c USING (id)
+	WHERE c.exchange LIKE 'coindcx%';});
+ok($cdx_ok > 100 && $cdx_err > 1000, "CoinDCX's parsers: both outcomes occur ($cdx_ok parsed, $cdx_err refused)");
+# the mutated JSON text inside valid envelopes reaches the second parse
+my ($in_ok, $in_err) = split /\|/, sql(q{SELECT count(*) FILTER (WHERE r.sqlstate = '00000' AND r.n = 1) || '|' ||
+	count(*) FILTER (WHERE r.message ~ '(futures|spot) (candlestick event|bar)|candlestick data')
+	FROM fuzz_result r JOIN fuzz_case c USING (id) WHERE c.kind LIKE 'inner %';});
+ok($in_ok > 20 && $in_err > 200, "mutated event data: $in_ok still one bar, $in_err refused by the inner parse");
 
 # the seeds themselves parse
-is(sql(q{SELECT string_agg(c.id || ' ' || c.what || ': ' || r.message, '; ')
+is(sql(q{SELECT string_agg(c.id || ' ' || c.exchange || ' ' || c.what || ': ' || r.message, '; ')
 	FROM fuzz_case c JOIN fuzz_result r USING (id)
 	WHERE c.kind = 'seed' AND r.sqlstate <> '00000';}), '', 'every unmutated seed parses');
+# and CoinDCX's are what they seem: candles, instruments, one bar a frame
+is(sql(q{SELECT string_agg(c.id || ' ' || c.exchange || ' ' || c.what || ': ' || r.n, '; ')
+	FROM fuzz_case c JOIN fuzz_result r USING (id)
+	WHERE c.kind = 'seed' AND c.exchange LIKE 'coindcx%' AND NOT CASE
+		WHEN c.what IN ('klines', 'exchange_info') THEN r.n > 0
+		WHEN c.what = 'stream' AND position('\x34325b2263616e646c65737469636b22'::bytea IN c.body) = 1 THEN r.n >= 1
+		ELSE r.n IS NOT NULL END;}), '',
+	'every CoinDCX klines and instruments seed has rows, every candlestick frame a bar');
 
 my $slow = sql(q{SELECT coalesce(max(ms), 0)::int FROM fuzz_result;});
 ok($slow < 2000, "no case takes 2 s or more (slowest $slow ms)");
-my $slowest = sql(q{SELECT c.what || ' ' || c.kind || ' ' || length(c.body) FROM fuzz_result r
+my $slowest = sql(q{SELECT c.exchange || ' ' || c.what || ' ' || c.kind || ' ' || length(c.body) FROM fuzz_result r
 	JOIN fuzz_case c USING (id) ORDER BY r.ms DESC LIMIT 1;});
 note "slowest case: $slowest ($slow ms)";
 
