@@ -2,7 +2,8 @@
 
 EXTENSION = mdfeed
 MODULE_big = mdfeed
-DATA = sql/mdfeed--1.0.sql sql/mdfeed--1.0--1.1.sql sql/mdfeed--1.1--1.2.sql
+DATA = sql/mdfeed--1.0.sql sql/mdfeed--1.0--1.1.sql sql/mdfeed--1.1--1.2.sql \
+	sql/mdfeed--1.2--1.3.sql
 PGFILEDESC = "mdfeed - crypto market data ingested by background workers"
 
 OBJS = \
@@ -16,6 +17,8 @@ OBJS = \
 	src/budget.o \
 	src/json.o \
 	src/binance.o \
+	src/socketio.o \
+	src/coindcx.o \
 	src/exchange.o \
 	src/store.o \
 	src/gaps.o \

@@ -86,7 +86,8 @@ static const int rest_decimal_pos[MD_NUM_DECIMALS] = {1, 2, 3, 4, 5, 7, 9, 10};
  * arrays, ascending by open time.
  */
 static bool
-binance_parse_klines(const char *body, size_t len, MdCandle **rows, int *nrows, char **err)
+binance_parse_klines(const char *body, size_t len, const MdInterval *iv,
+					 MdCandle **rows, int *nrows, char **err)
 {
 	struct json_object *root = md_json_parse(body, len, err);
 	MdCandle   *out;
@@ -346,18 +347,18 @@ static const char *const ws_decimal_keys[MD_NUM_DECIMALS] = {"o", "h", "l", "c",
  */
 static MdFrameKind
 binance_stream_frame(MdStreamSession *sess, const char *frame, size_t len,
-					 MdStreamKline *out, char **err)
+					 MdStreamKlines *outs, char **err)
 {
 	struct json_object *root = md_json_parse(frame, len, err);
 	struct json_object *data,
 			   *o,
 			   *k;
+	MdStreamKline *out = md_stream_klines(outs, 1);
 	MdCandle   *c = &out->candle;
 	bool		ok;
 	const char *iv_name;
 	int			f;
 
-	memset(out, 0, sizeof(*out));
 	if (root == NULL)
 		return MD_FRAME_MALFORMED;
 	if (!json_object_is_type(root, json_type_object))
@@ -784,6 +785,7 @@ static const MdStreamOps binance_stream_ops = {
 	.client_msgs_per_sec = 10,
 	.max_connection_age_ms = INT64CONST(24) * 60 * 60 * 1000,
 	.replies_to_subscribe = true,
+	.closes_final = true,
 	.url_setting = "mdfeed.binance_ws_url",
 	.session_size = sizeof(BinanceSession),
 	.open = binance_stream_open,

@@ -36,10 +36,21 @@
 #define DEFAULT_THROTTLE_MS 5000
 #define DEFAULT_BAN_MS 120000
 
+/*
+ * spender is the adapter whose budget ex spends: its own, or that of the
+ * adapter it shares one with (two markets behind one host and one limit
+ * per IP).  Every function here takes the limits from it.
+ */
+static inline const MdExchange *
+spender(const MdExchange *ex)
+{
+	return ex->budget_of != NULL ? ex->budget_of : ex;
+}
+
 static MdBudget *
 budget_of(const MdExchange *ex)
 {
-	return &md_shared->budgets[md_exchange_id(ex)];
+	return &md_shared->budgets[md_exchange_id(spender(ex))];
 }
 
 /*
@@ -51,6 +62,7 @@ md_budget_set_limit(const MdExchange *ex, int limit_no, int limit)
 {
 	MdBudget   *b = budget_of(ex);
 
+	ex = spender(ex);
 	if (limit <= 0 || limit_no < 0 || limit_no >= ex->nlimits)
 		return;
 	SpinLockAcquire(&md_shared->mutex);
@@ -117,7 +129,7 @@ static int64
 budget_try(const MdExchange *ex, const MdEndpoint *ep, int cost)
 {
 	MdBudget   *b = budget_of(ex);
-	const MdRateLimit *rl = &ex->limits[ep->limit];
+	const MdRateLimit *rl = &spender(ex)->limits[ep->limit];
 	MdLimitState *st = &b->limits[ep->limit];
 	int64		now = md_now_ms();
 	int64		wait_ms;
@@ -150,7 +162,7 @@ bool
 md_budget_acquire(const MdExchange *ex, const MdEndpoint *ep, int cost,
 				  bool (*abort_check) (void))
 {
-	Assert(ep->limit >= 0 && ep->limit < ex->nlimits);
+	Assert(ep->limit >= 0 && ep->limit < spender(ex)->nlimits);
 	for (;;)
 	{
 		int64		wait_ms;
@@ -180,6 +192,7 @@ md_budget_report(const MdExchange *ex, const MdAnswer *ans)
 	int64		now = md_now_ms();
 	int64		until = 0;
 
+	ex = spender(ex);
 	SpinLockAcquire(&md_shared->mutex);
 	if (ans->used >= 0 && ex->limits[0].kind == MD_LIMIT_WINDOW &&
 		st->window == now / ex->limits[0].window_ms && ans->used > st->used)

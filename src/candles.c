@@ -40,6 +40,7 @@
 typedef struct KlinesOut
 {
 	const MdExchange *ex;
+	const MdInterval *iv;
 	MdCandle  **rows;
 	int		   *nrows;
 } KlinesOut;
@@ -52,7 +53,7 @@ parse_klines_cb(const char *body, size_t len, void *arg, char **err)
 {
 	KlinesOut  *out = arg;
 
-	return out->ex->parse_klines(body, len, out->rows, out->nrows, err);
+	return out->ex->parse_klines(body, len, out->iv, out->rows, out->nrows, err);
 }
 
 /*
@@ -65,7 +66,7 @@ fetch_page(const MdExchange *ex, const MdJob *job, const MdInterval *iv,
 {
 	char	   *path = ex->klines_path(job->symbol, md_exchange_interval_code(ex, iv),
 									   start_ms, end_ms - 1, limit);
-	KlinesOut	out = {ex, rows, nrows};
+	KlinesOut	out = {ex, iv, rows, nrows};
 	PageResult	r;
 
 	r = md_fetch_with_retries(ex, job, &ex->klines, path,
@@ -102,6 +103,23 @@ record_exchange_gap(const MdExchange *ex, const MdJob *job, int64 from_ms, int64
 }
 
 /*
+ * page_window_end is where a page of limit candles from start ends, or
+ * end if sooner.  An exchange that answers a window newest first, or has
+ * no cap on the rows (klines_windowed), is asked for that window, so that
+ * it pages like one that sends the oldest limit rows; a short answer then
+ * speaks for the window only.
+ */
+static int64
+page_window_end(const MdInterval *iv, int64 start_ms, int64 end_ms, int limit)
+{
+	int64		t = start_ms;
+
+	for (int i = 0; i < limit && t < end_ms; i++)
+		t = md_interval_next(iv, t);
+	return Min(t, end_ms);
+}
+
+/*
  * md_run_candles_job brings the job's range of candles into the table.
  */
 void
@@ -133,7 +151,8 @@ md_run_candles_job(const MdJob *job)
 	for (;;)
 	{
 		int64		gap_start,
-					gap_end;
+					gap_end,
+					win_end;
 		bool		found;
 		int			limit;
 		MdCandle   *rows;
@@ -167,7 +186,8 @@ md_run_candles_job(const MdJob *job)
 		}
 
 		limit = ex->klines_page_limit(md_interval_count(iv, gap_start, gap_end));
-		pr = fetch_page(ex, job, iv, gap_start, gap_end, limit, &rows, &nrows, &cnt, &failmsg);
+		win_end = ex->klines_windowed ? page_window_end(iv, gap_start, gap_end, limit) : gap_end;
+		pr = fetch_page(ex, job, iv, gap_start, win_end, limit, &rows, &nrows, &cnt, &failmsg);
 		if (pr == PAGE_CANCELED)
 		{
 			MemoryContextSwitchTo(old);
@@ -189,15 +209,16 @@ md_run_candles_job(const MdJob *job)
 		server_now = md_server_now_ms(ex);
 		for (first = 0; first < nrows && rows[first].open_ms < gap_start; first++)
 			;
-		for (last = first; last < nrows && rows[last].open_ms < gap_end; last++)
+		for (last = first; last < nrows && rows[last].open_ms < win_end; last++)
 			rows[last].closed = rows[last].close_ms + CLOSE_GRACE_MS < server_now;
 
 		/*
-		 * A short page means the exchange has nothing more up to gap_end
-		 * (before the listing, a maintenance window, or the present).
+		 * A short page means the exchange has nothing more up to the
+		 * window's end (before the listing, a maintenance window, or the
+		 * present).
 		 */
 		if (nrows < limit || last == first)
-			cursor = gap_end;
+			cursor = win_end;
 		else
 			cursor = md_interval_next(iv, rows[last - 1].open_ms);
 
@@ -246,7 +267,7 @@ md_run_candles_job(const MdJob *job)
 		 */
 		{
 			int64		closed_before = md_interval_floor(iv, server_now);
-			int64		head_end = last > first ? rows[first].open_ms : gap_end;
+			int64		head_end = last > first ? rows[first].open_ms : win_end;
 
 			if (head_end > gap_start)
 				record_exchange_gap(ex, job, gap_start, Min(head_end, closed_before));
@@ -260,7 +281,7 @@ md_run_candles_job(const MdJob *job)
 			}
 			if ((nrows < limit || last == first) && last > first)
 				record_exchange_gap(ex, job, md_interval_next(iv, rows[last - 1].open_ms),
-									Min(gap_end, closed_before));
+									Min(win_end, closed_before));
 		}
 		if (!md_job_checkpoint(job, cursor, written, cnt.requests, cnt.retries, progress))
 		{

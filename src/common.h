@@ -33,6 +33,9 @@ extern char *mdfeed_database;
 extern int	mdfeed_backfill_workers;
 extern char *mdfeed_binance_rest_url;
 extern char *mdfeed_binance_ws_url;
+extern char *mdfeed_coindcx_public_url;
+extern char *mdfeed_coindcx_api_url;
+extern char *mdfeed_coindcx_socket_url;
 extern double mdfeed_rest_weight_share;
 extern char *mdfeed_api_key;
 extern char *mdfeed_api_secret;
@@ -96,7 +99,7 @@ md_timestamptz_to_ms(TimestampTz ts)
 #define MD_MAX_TIME_MS INT64CONST(253402300800000)	/* 10000-01-01 UTC */
 
 /* the schema this library needs: the workers wait for this extversion */
-#define MD_SCHEMA_VERSION "1.2"
+#define MD_SCHEMA_VERSION "1.3"
 
 /* md_now_ms is the time now, in the exchanges' milliseconds */
 static inline int64

@@ -30,6 +30,9 @@ char	   *mdfeed_database = NULL;
 int			mdfeed_backfill_workers = 2;
 char	   *mdfeed_binance_rest_url = NULL;
 char	   *mdfeed_binance_ws_url = NULL;
+char	   *mdfeed_coindcx_public_url = NULL;
+char	   *mdfeed_coindcx_api_url = NULL;
+char	   *mdfeed_coindcx_socket_url = NULL;
 double		mdfeed_rest_weight_share = 0.8;
 char	   *mdfeed_api_key = NULL;
 char	   *mdfeed_api_secret = NULL;
@@ -242,6 +245,33 @@ md_define_gucs(void)
 							   NULL,
 							   &mdfeed_binance_ws_url,
 							   "wss://fstream.binance.com/market",
+							   PGC_SIGHUP,
+							   0,
+							   check_ws_url, NULL, NULL);
+
+	DefineCustomStringVariable("mdfeed.coindcx_public_url",
+							   "Base URL of CoinDCX's public market data (candles, both markets).",
+							   NULL,
+							   &mdfeed_coindcx_public_url,
+							   "https://public.coindcx.com",
+							   PGC_SIGHUP,
+							   0,
+							   check_http_url, NULL, NULL);
+
+	DefineCustomStringVariable("mdfeed.coindcx_api_url",
+							   "Base URL of CoinDCX's API (instruments and markets).",
+							   NULL,
+							   &mdfeed_coindcx_api_url,
+							   "https://api.coindcx.com",
+							   PGC_SIGHUP,
+							   0,
+							   check_http_url, NULL, NULL);
+
+	DefineCustomStringVariable("mdfeed.coindcx_socket_url",
+							   "URL of CoinDCX's socket.io stream.",
+							   "A bare base URL connects with Engine.IO protocol 4; a URL naming /socket.io/ is used as given, its EIO parameter choosing the protocol.",
+							   &mdfeed_coindcx_socket_url,
+							   "wss://stream.coindcx.com",
 							   PGC_SIGHUP,
 							   0,
 							   check_ws_url, NULL, NULL);

@@ -18,7 +18,8 @@
 
 /*
  * md_valid_decimal accepts -?digits[.digits][e[+-]digits], with at least one
- * digit and at most MAX_DIGITS on each side of the point.
+ * digit and at most MAX_DIGITS on each side of the point, and an exponent
+ * of one or two digits.
  */
 bool
 md_valid_decimal(const char *s, size_t len)
@@ -49,7 +50,8 @@ md_valid_decimal(const char *s, size_t len)
 			i++;
 		for (n = 0; i < len && s[i] >= '0' && s[i] <= '9'; i++)
 			n++;
-		if (n == 0 || n > 3)
+		/* 1e400 is no price: an exponent has two digits at most */
+		if (n == 0 || n > 2)
 			return false;
 	}
 	return i == len;

@@ -24,6 +24,8 @@
 
 static const MdExchange *const md_exchanges[] = {
 	&md_binance,
+	&md_coindcx,
+	&md_coindcx_spot,
 };
 
 StaticAssertDecl(lengthof(md_exchanges) <= MD_MAX_EXCHANGES,
@@ -202,4 +204,27 @@ md_stream_close(MdStreamSession *sess, const char *reason)
 {
 	if (sess->close_reason == NULL)
 		sess->close_reason = MemoryContextStrdup(sess->cxt, reason);
+}
+
+/*
+ * md_stream_notice has the worker report something about the session
+ * that is not fatal to it (a channel that stays silent): logged, and shown
+ * in the worker's status.  Safe inside callbacks.
+ */
+void
+md_stream_notice(MdStreamSession *sess, const char *msg)
+{
+	sess->notice = MemoryContextStrdup(sess->cxt, msg);
+}
+
+/*
+ * md_stream_klines makes room for n kline events in out, zeroed, and
+ * returns the first.
+ */
+MdStreamKline *
+md_stream_klines(MdStreamKlines *out, int n)
+{
+	out->k = palloc0(sizeof(MdStreamKline) * Max(n, 1));
+	out->n = n;
+	return out->k;
 }

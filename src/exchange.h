@@ -96,12 +96,19 @@ typedef struct MdStreamKline
 
 typedef enum MdFrameKind
 {
-	MD_FRAME_KLINE,				/* a kline event: out is filled in */
+	MD_FRAME_KLINE,				/* kline events: out holds one or more */
 	MD_FRAME_REPLY,				/* an answer to a client request (*err set
 								 * if the exchange refused it) */
 	MD_FRAME_OTHER,				/* some other event, ignored */
 	MD_FRAME_MALFORMED			/* garbage: *err says why */
 } MdFrameKind;
+
+/* the kline events of one frame (one for Binance; CoinDCX sends arrays) */
+typedef struct MdStreamKlines
+{
+	MdStreamKline *k;			/* palloc'd in the caller's context */
+	int			n;
+} MdStreamKlines;
 
 /*
  * Market streams as session operations.
@@ -118,7 +125,8 @@ typedef enum MdFrameKind
  *	open		once, before connecting: the URL to connect to, for a
  *				connection that will carry keys[0..nkeys), and how many of
  *				those keys (the first *keys_in_url) the URL already carries;
- *	frame		for every complete message received;
+ *	frame		for every complete message received: the kline events it
+ *				carries (palloc'd), or what else it was;
  *	tick		(optional) on every pass of its loop (50 ms apart at most)
  *				while the connection is open, for heartbeats and timeouts;
  *	ready		(optional; NULL = as soon as the connection is open) whether
@@ -149,6 +157,8 @@ typedef struct MdStreamSession
 	void	   *state;			/* the adapter's: ops->session_size bytes */
 	List	   *outbox;			/* of StringInfo, oldest first */
 	const char *close_reason;	/* set by md_stream_close */
+	const char *notice;			/* set by md_stream_notice, for the worker's
+								 * status; NULL once taken */
 } MdStreamSession;
 
 typedef struct MdStreamOps
@@ -165,6 +175,11 @@ typedef struct MdStreamOps
 	/* capabilities */
 	bool		replies_to_subscribe;	/* every (un)subscribe message gets
 										 * one MD_FRAME_REPLY, in order */
+	bool		closes_final;	/* a closed kline of the stream carries the
+								 * final values; if not, the stream's bars
+								 * are stored as forming and each is made
+								 * exact over REST once its close time has
+								 * passed */
 
 	/* the setting that holds the streams' base URL, for messages */
 	const char *url_setting;
@@ -174,7 +189,7 @@ typedef struct MdStreamOps
 	char	   *(*open) (MdStreamSession *sess, const MdStreamKey *keys, int nkeys,
 						 int *keys_in_url);
 	MdFrameKind (*frame) (MdStreamSession *sess, const char *data, size_t len,
-						  MdStreamKline *out, char **err);
+						  MdStreamKlines *out, char **err);
 	void		(*tick) (MdStreamSession *sess, int64 now_ms);	/* optional */
 	bool		(*ready) (MdStreamSession *sess);	/* optional */
 	void		(*subscribe) (MdStreamSession *sess, const MdStreamKey *keys, int nkeys);
@@ -234,6 +249,7 @@ typedef struct MdEndpoint
 	const char *path;
 	int			limit;
 	int			cost;
+	const char *(*base_url) (void); /* NULL: the exchange's rest_base_url */
 } MdEndpoint;
 
 /* what an answer of some kind must look like, for a user whose body failed */
@@ -280,6 +296,13 @@ typedef struct MdExchange
 	MdRateLimit limits[MD_MAX_LIMITS];
 	int			nlimits;
 
+	/*
+	 * Another adapter of the same exchange whose budget this one spends
+	 * (one host, one limit per IP for both markets), or NULL; its limits
+	 * are then the ones that count.
+	 */
+	const struct MdExchange *budget_of;
+
 	/* REST */
 	const char *(*rest_base_url) (void);
 	const char *rest_url_setting;	/* the GUC naming it, for hints */
@@ -292,14 +315,20 @@ typedef struct MdExchange
 	/* what each answer looks like, ended by {NULL} (optional) */
 	const MdAnswerHint *answer_hints;
 
-	/* klines (required) */
+	/*
+	 * klines (required): a page is a window of at most limit candles from
+	 * start_ms, ending before end_ms; the rows carry the interval's
+	 * candles (iv: those whose answer has no close time need it)
+	 */
 	MdEndpoint	klines;
+	bool		klines_windowed;	/* false: asked from start to end_ms, the
+									 * exchange sends the oldest limit rows */
 	int			(*klines_page_limit) (int64 rows_wanted);
 	/* the cost of a page of limit rows, when it depends on limit (optional) */
 	int			(*klines_cost) (int limit);
 	char	   *(*klines_path) (const char *symbol, const char *interval_code,
 								int64 start_ms, int64 end_ms, int limit);
-	bool		(*parse_klines) (const char *body, size_t len,
+	bool		(*parse_klines) (const char *body, size_t len, const MdInterval *iv,
 								 MdCandle **rows, int *nrows, char **err);
 
 	/* the exchange's clock (optional: without it the local clock is used) */
@@ -337,6 +366,8 @@ typedef struct MdExchange
 #define MD_MAX_EXCHANGES 8
 
 extern const MdExchange md_binance;
+extern const MdExchange md_coindcx;
+extern const MdExchange md_coindcx_spot;
 
 extern const MdExchange *md_exchange_lookup(const char *name);
 extern int	md_exchange_id(const MdExchange *ex);
@@ -353,5 +384,7 @@ extern const MdExchange *md_exchange_at(int index);
 extern MdStreamSession *md_stream_session_new(const MdExchange *ex, MemoryContext cxt);
 extern void md_stream_send(MdStreamSession *sess, const char *msg, size_t len);
 extern void md_stream_close(MdStreamSession *sess, const char *reason);
+extern void md_stream_notice(MdStreamSession *sess, const char *msg);
+extern MdStreamKline *md_stream_klines(MdStreamKlines *out, int n);
 
 #endif							/* MDFEED_EXCHANGE_H */

@@ -114,6 +114,29 @@ md_json_get_decimal(struct json_object *o, char **out)
 }
 
 /*
+ * md_json_get_number reads a decimal sent as a JSON number (or as a
+ * string), exactly as written.  json-c keeps a parsed number's own text,
+ * which json_object_to_json_string gives back, so 3.1e-7 stays 3.1e-7 and
+ * numeric takes it as exactly 0.00000031: nothing goes through a double.
+ */
+bool
+md_json_get_number(struct json_object *o, char **out)
+{
+	const char *s;
+
+	if (o != NULL && json_object_is_type(o, json_type_string))
+		return md_json_get_decimal(o, out);
+	if (o == NULL || !(json_object_is_type(o, json_type_double) ||
+					   json_object_is_type(o, json_type_int)))
+		return false;
+	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	if (s == NULL || !md_valid_decimal(s, strlen(s)))
+		return false;
+	*out = pstrdup(s);
+	return true;
+}
+
+/*
  * md_json_parse parses exactly len bytes.  A truncated document is an error,
  * and so is anything after the document.
  */

@@ -31,7 +31,8 @@ bool
 md_rest_call(const MdExchange *ex, const MdEndpoint *ep, const char *path, int cost,
 			 MdHttpResponse *resp, MdAnswer *ans, MdHttpAbortCheck abort_check)
 {
-	char	   *url = psprintf("%s%s", ex->rest_base_url(), path ? path : ep->path);
+	const char *base = ep->base_url ? ep->base_url() : ex->rest_base_url();
+	char	   *url = psprintf("%s%s", base, path ? path : ep->path);
 
 	md_require_workers();
 	if (!md_budget_acquire(ex, ep, cost >= 0 ? cost : ep->cost, abort_check))

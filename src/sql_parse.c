@@ -93,8 +93,9 @@ md_sql_parse_klines(FunctionCallInfo fcinfo, const MdExchange *ex, text *body,
 	int			nrows;
 	char	   *err;
 
-	md_check_exchange_interval(ex, interval);
-	if (!ex->parse_klines(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), &rows, &nrows, &err))
+	const MdInterval *iv = md_check_exchange_interval(ex, interval);
+
+	if (!ex->parse_klines(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), iv, &rows, &nrows, &err))
 		report_malformed(psprintf("%s klines answer", ex->display_name), err, body,
 						 answer_hint(ex, "klines text"));
 	InitMaterializedSRF(fcinfo, 0);
@@ -125,7 +126,7 @@ Datum
 md_sql_parse_stream(FunctionCallInfo fcinfo, const MdExchange *ex, text *frame)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MdStreamKline k;
+	MdStreamKlines ks = {NULL, 0};
 	char	   *err = NULL;
 	MdFrameKind kind;
 
@@ -134,30 +135,33 @@ md_sql_parse_stream(FunctionCallInfo fcinfo, const MdExchange *ex, text *frame)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("mdfeed has no market stream of %s", ex->name)));
 	kind = ex->stream->frame(md_stream_session_new(ex, CurrentMemoryContext),
-							 VARDATA_ANY(frame), VARSIZE_ANY_EXHDR(frame), &k, &err);
+							 VARDATA_ANY(frame), VARSIZE_ANY_EXHDR(frame), &ks, &err);
 	if (kind == MD_FRAME_MALFORMED)
 		report_malformed(psprintf("%s stream frame", ex->display_name), err, frame,
 						 answer_hint(ex, "stream text"));
 	InitMaterializedSRF(fcinfo, 0);
-	if (kind == MD_FRAME_KLINE)
+	for (int i = 0; kind == MD_FRAME_KLINE && i < ks.n; i++)
 	{
+		const MdStreamKline *k = &ks.k[i];
 		Datum		values[16];
 		bool		nulls[16] = {0};
 
-		nulls[0] = k.stream == NULL;
-		values[0] = k.stream ? CStringGetTextDatum(k.stream) : (Datum) 0;
-		values[1] = TimestampTzGetDatum(md_ms_to_timestamptz(k.event_ms));
-		values[2] = CStringGetTextDatum(k.symbol);
-		values[3] = CStringGetTextDatum(k.iv->name);
-		values[4] = TimestampTzGetDatum(md_ms_to_timestamptz(k.candle.open_ms));
-		values[5] = TimestampTzGetDatum(md_ms_to_timestamptz(k.candle.close_ms));
+		nulls[0] = k->stream == NULL;
+		values[0] = k->stream ? CStringGetTextDatum(k->stream) : (Datum) 0;
+		values[1] = TimestampTzGetDatum(md_ms_to_timestamptz(k->event_ms));
+		values[2] = CStringGetTextDatum(k->symbol);
+		values[3] = CStringGetTextDatum(k->iv->name);
+		values[4] = TimestampTzGetDatum(md_ms_to_timestamptz(k->candle.open_ms));
+		values[5] = TimestampTzGetDatum(md_ms_to_timestamptz(k->candle.close_ms));
 		for (int f = 0; f < MD_NUM_DECIMALS; f++)
 		{
-			nulls[6 + f] = k.candle.dec[f] == NULL;
-			values[6 + f] = k.candle.dec[f] ? numeric_datum(k.candle.dec[f]) : (Datum) 0;
+			nulls[6 + f] = k->candle.dec[f] == NULL;
+			values[6 + f] = k->candle.dec[f] ? numeric_datum(k->candle.dec[f]) : (Datum) 0;
 		}
-		values[14] = Int64GetDatum(k.candle.trades);
-		values[15] = BoolGetDatum(k.candle.closed);
+		/* a family without a trades column: the exchange sends none */
+		nulls[14] = !ex->candle_trades;
+		values[14] = Int64GetDatum(k->candle.trades);
+		values[15] = BoolGetDatum(k->candle.closed);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
@@ -179,7 +183,7 @@ md_sql_ingest_klines(const MdExchange *ex, const char *symbol, const char *inter
 	int64		written;
 
 	md_check_symbol(symbol);
-	if (!ex->parse_klines(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), &rows, &nrows, &err))
+	if (!ex->parse_klines(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), iv, &rows, &nrows, &err))
 		report_malformed(psprintf("%s klines answer", ex->display_name), err, body,
 						 answer_hint(ex, "klines text"));
 	for (int i = 0; i < nrows; i++)
@@ -458,6 +462,20 @@ store_candle(const MdExchange *ex, const MdCandle *c)
 }
 
 /*
+ * first_interval is the exchange's shortest interval: parse_answer has no
+ * interval to give a klines parser, which needs one for answers without
+ * close times.
+ */
+static const MdInterval *
+first_interval(const MdExchange *ex)
+{
+	for (int i = 0; i < md_num_intervals; i++)
+		if (ex->interval_codes[i] != NULL)
+			return &md_intervals[i];
+	return &md_intervals[0];
+}
+
+/*
  * run_parser runs one parser on the body: the number of rows it parsed,
  * or a clean error.  The values it returns go through store_*.
  */
@@ -480,7 +498,7 @@ run_parser(const MdExchange *ex, const AnswerKind *kind, const char *body, size_
 	{
 		MdCandle   *rows;
 
-		if (!ex->parse_klines(body, len, &rows, &n, &err))
+		if (!ex->parse_klines(body, len, first_interval(ex), &rows, &n, &err))
 			refuse(ex, kind, err, body, len);
 		for (int i = 0; i < n; i++)
 			store_candle(ex, &rows[i]);
@@ -488,19 +506,24 @@ run_parser(const MdExchange *ex, const AnswerKind *kind, const char *body, size_
 	}
 	if (strcmp(what, "stream") == 0)
 	{
-		MdStreamKline k;
+		MdStreamKlines ks = {NULL, 0};
 
 		switch (ex->stream->frame(md_stream_session_new(ex, CurrentMemoryContext),
-								  body, len, &k, &err))
+								  body, len, &ks, &err))
 		{
 			case MD_FRAME_KLINE:
-				store_text(k.stream);
-				store_text(k.symbol);
-				if (k.symbol == NULL || k.iv == NULL)
-					elog(ERROR, "kline event without a symbol or interval");
-				store_time(k.event_ms);
-				store_candle(ex, &k.candle);
-				return 1;
+				for (int i = 0; i < ks.n; i++)
+				{
+					const MdStreamKline *k = &ks.k[i];
+
+					store_text(k->stream);
+					store_text(k->symbol);
+					if (k->symbol == NULL || k->iv == NULL)
+						elog(ERROR, "kline event without a symbol or interval");
+					store_time(k->event_ms);
+					store_candle(ex, &k->candle);
+				}
+				return ks.n;
 			case MD_FRAME_REPLY:
 			case MD_FRAME_OTHER:
 				return 0;

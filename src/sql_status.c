@@ -197,6 +197,9 @@ mdfeed_budgets(PG_FUNCTION_ARGS)
 		const MdExchange *ex = md_exchange_at(e);
 		MdBudget	b;
 
+		/* one that spends another's budget is shown under that one */
+		if (ex->budget_of != NULL)
+			continue;
 		md_budget_snapshot(ex, &b);
 		for (int l = 0; l < ex->nlimits; l++)
 		{

@@ -36,6 +36,7 @@
 #include "storage/latch.h"
 #include "storage/pmsignal.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -117,6 +118,100 @@ repair_holes(List *keys, bool only_if_behind, int64 as_of_ms)
 }
 
 /*
+ * Closes to make exact.  Where the stream's closed klines are not final
+ * (MdStreamOps.closes_final is false: the socket's last snapshot of a bar
+ * is not the bar), the stream's bars are stored as forming, and each is
+ * brought over REST once its close time has passed: the worker remembers
+ * the newest bar each key carried, and when that bar's close time passes
+ * it queues a sync of the pair, which fetches the bar once final (and
+ * nothing if the table already has it closed).  It is the same repair a
+ * reconnect makes, one bar long.
+ */
+typedef struct CloseKey
+{
+	char		symbol[41];
+	int			iv;
+} CloseKey;
+
+typedef struct CloseEntry
+{
+	CloseKey	key;
+	int64		close_ms;		/* of the newest bar the stream carried */
+	bool		queued;			/* its sync is queued */
+} CloseEntry;
+
+static HTAB *closes = NULL;
+
+/*
+ * note_close remembers the newest bar of a key.  Called inside lws
+ * callbacks: it raises no error but for want of memory.
+ */
+static void
+note_close(const MdStreamKline *k)
+{
+	CloseKey	key;
+	CloseEntry *e;
+	bool		found;
+
+	memset(&key, 0, sizeof(key));
+	if (strlen(k->symbol) >= sizeof(key.symbol))
+		return;
+	strcpy(key.symbol, k->symbol);
+	key.iv = k->iv - md_intervals;
+	e = hash_search(closes, &key, HASH_ENTER, &found);
+	if (!found || k->candle.close_ms > e->close_ms)
+	{
+		e->close_ms = k->candle.close_ms;
+		e->queued = false;
+	}
+}
+
+/*
+ * on_kline takes every kline event of the connections.
+ */
+static bool
+on_kline(const MdStreamKline *k)
+{
+	if (!md_streambuf_add(k))
+		return false;
+	if (closes != NULL)
+		note_close(k);
+	return true;
+}
+
+/*
+ * queue_closed_bars queues the syncs that make the bars closed by now
+ * exact.
+ */
+static void
+queue_closed_bars(int64 now)
+{
+	HASH_SEQ_STATUS seq;
+	CloseEntry *e;
+	bool		any = false;
+
+	if (closes == NULL)
+		return;
+	hash_seq_init(&seq, closes);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		if (e->queued || e->close_ms >= now)
+			continue;
+		if (!any)
+			md_begin_tx();
+		any = true;
+		md_queue_pair_sync(ex->name, e->key.symbol, md_intervals[e->key.iv].name, "stream",
+						   true, e->close_ms + 1);
+		e->queued = true;
+	}
+	if (any)
+	{
+		md_commit_tx();
+		md_wake_role(MD_ROLE_BACKFILL);
+	}
+}
+
+/*
  * publish_stats copies the worker's counters and latencies into its slot.
  */
 static void
@@ -194,7 +289,16 @@ mdfeed_stream_main(Datum main_arg)
 	error_context_stack = &errcb;
 
 	md_streambuf_init(ex);
-	md_ws_init(ex, md_streambuf_add);
+	if (!ex->stream->closes_final)
+	{
+		HASHCTL		hctl;
+
+		memset(&hctl, 0, sizeof(hctl));
+		hctl.keysize = sizeof(CloseKey);
+		hctl.entrysize = sizeof(CloseEntry);
+		closes = hash_create("mdfeed stream closes", 256, &hctl, HASH_ELEM | HASH_BLOBS);
+	}
+	md_ws_init(ex, on_kline);
 	before_shmem_exit(stream_on_exit, (Datum) 0);
 	md_slot_set_state("streaming");
 
@@ -250,6 +354,7 @@ mdfeed_stream_main(Datum main_arg)
 				SpinLockRelease(&md_shared->mutex);
 			}
 			md_ws_manage(repair_holes);
+			queue_closed_bars(now);
 		}
 		PG_CATCH();
 		{

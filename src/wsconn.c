@@ -276,6 +276,13 @@ after_adapter(WsConn *c)
 {
 	if (c->sess == NULL || c->wsi == NULL)
 		return;
+	if (c->sess->notice != NULL)
+	{
+		/* logged, and shown in mdfeed.workers until something replaces it */
+		elog(LOG, "mdfeed stream connection %d: %s", c->id, c->sess->notice);
+		md_slot_set_error(c->sess->notice);
+		c->sess->notice = NULL;
+	}
 	if (c->sess->close_reason != NULL && !c->close_logged)
 	{
 		c->close_logged = true;
@@ -381,15 +388,16 @@ static void
 handle_frame(WsConn *c, const char *data, size_t len)
 {
 	MemoryContext old = MemoryContextSwitchTo(frame_ctx);
-	MdStreamKline k;
+	MdStreamKlines k = {NULL, 0};
 	char	   *err = NULL;
 
 	frames_total++;
 	switch (ops->frame(c->sess, data, len, &k, &err))
 	{
 		case MD_FRAME_KLINE:
-			if (!kline_fn(&k))
-				frames_malformed++;
+			for (int i = 0; i < k.n; i++)
+				if (!kline_fn(&k.k[i]))
+					frames_malformed++;
 			c->got_data = true;
 			break;
 		case MD_FRAME_REPLY:

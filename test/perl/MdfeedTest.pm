@@ -710,18 +710,25 @@ sub try_sql
 	return (defined $ret && $ret == 0) ? $out : undef;
 }
 
-# worker_row($node, $role): the mdfeed.workers row of the first worker of
-# that role, as a hashref, or undef
+# worker_row($node, $role, $exchange): the mdfeed.workers row of the first
+# worker of that role (of that exchange, if given), as a hashref, or undef
 sub worker_row
 {
-	my ($node, $role) = @_;
+	my ($node, $role, $exchange) = @_;
+	my $ex = defined $exchange ? " AND exchange = '$exchange'" : '';
 	my $out = try_sql($node,
-		"SELECT row_to_json(w)::text FROM mdfeed.workers w WHERE role = '$role' ORDER BY pid LIMIT 1");
+		"SELECT row_to_json(w)::text FROM mdfeed.workers w WHERE role = '$role'$ex ORDER BY pid LIMIT 1");
 	return undef unless defined $out && $out ne '';
 	return decode_json($out);
 }
 
-sub stream_worker { my ($node) = @_; return worker_row($node, 'stream'); }
+# stream_worker($node, $exchange): the stream worker of an exchange
+# (default binance: there is one per exchange)
+sub stream_worker
+{
+	my ($node, $exchange) = @_;
+	return worker_row($node, 'stream', $exchange // 'binance');
+}
 
 # wait_stream($node, $streams, $timeout, $connections): waits until the
 # stream worker carries $streams streams on $connections open connections
