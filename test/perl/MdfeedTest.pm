@@ -1171,21 +1171,9 @@ EOS
 #--------------------------------------------------------------------------
 
 push @EXPORT, qw(
-  exchange_worker backfill_on ex_pair_gaps wait_no_gaps_on sql_error
+  backfill_on ex_pair_gaps wait_no_gaps_on sql_error
   collect_notifications job_seconds
 );
-
-# exchange_worker($node, $role, $exchange): the mdfeed.workers row of the
-# first worker of that role serving that exchange, as a hashref, or undef
-sub exchange_worker
-{
-	my ($node, $role, $ex) = @_;
-	my $out = try_sql($node,
-		"SELECT row_to_json(w)::text FROM mdfeed.workers w WHERE role = '$role' AND exchange = '$ex' "
-		  . "ORDER BY pid LIMIT 1");
-	return undef unless defined $out && $out ne '';
-	return decode_json($out);
-}
 
 # backfill_on($node, $exchange, $symbol, $iv, $from_ms, $to_ms): like
 # backfill() on that exchange ($to_ms undef: now()); returns the job id

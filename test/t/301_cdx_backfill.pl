@@ -15,11 +15,13 @@
 #  3. the same backfills again change nothing and ask for (almost) nothing;
 #  4. a range reaching now: exactly the forming bar has closed = false;
 #  5. a pair listed 10 days ago, a delisted pair, an unknown spot pair;
-#  6. every REST fault at once (5xx, 429, resets, garbage, truncated bodies,
+#  6. every REST fault at once (5xx, resets, garbage, truncated bodies,
 #     mutated bodies, slow and stalled answers), each one scripted once so
 #     that every kind certainly happens: the jobs succeed and equal the
-#     truth; the 429s hold back CoinDCX only (mdfeed.budgets), and a Binance
-#     backfill running meanwhile never sees a hold and equals its truth.
+#     truth; then the rate limiter's 429 (Retry-After 1-2 s) for a request
+#     of each market: retried soon after, holding back CoinDCX only
+#     (mdfeed.budgets), while a Binance backfill beside never sees a hold;
+#     Binance's data equals its truth throughout.
 
 use strict;
 use warnings;
@@ -65,7 +67,7 @@ sub sq { my ($sql) = @_; return $node->safe_psql('postgres', $sql); }
 		"SELECT mdfeed_backfill('B-BTC_USDT', '3m', '2024-01-01', '2024-01-02', 'coindcx')");
 	ok(defined $e, 'coindcx 3m backfill is an error');
 	$e //= '';
-	like($e, qr/^ERROR:[^\n]*\bcoindcx\b[^\n]*3m|^ERROR:[^\n]*3m[^\n]*\bcoindcx\b/m,
+	like($e, qr/ERROR:[^\n]*\bcoindcx\b[^\n]*3m|ERROR:[^\n]*3m[^\n]*\bcoindcx\b/m,
 		'the error names coindcx and the interval');
 	like($e, qr/1m, 5m, 15m, 30m, 1h, 4h, 8h, 1d/, 'and lists what coindcx offers')
 	  or diag($e);
@@ -75,14 +77,14 @@ sub sq { my ($sql) = @_; return $node->safe_psql('postgres', $sql); }
 		"SELECT mdfeed_backfill('I-BTC_INR', '5m', '2024-01-01', '2024-01-02', 'coindcx_spot')");
 	ok(defined $e, 'coindcx_spot 5m backfill is an error');
 	$e //= '';
-	like($e, qr/^ERROR:[^\n]*\bcoindcx_spot\b/m, 'the error names coindcx_spot');
+	like($e, qr/ERROR:[^\n]*\bcoindcx_spot\b/m, 'the error names coindcx_spot');
 	like($e, qr/\b1m, 15m, 1h, 1d\b/, 'and lists what coindcx_spot offers')
 	  or diag($e);
 	unlike($e, qr/offers[^\n]*\b(5m|4h|30m)\b/, 'which is neither 5m, 30m nor 4h');
 
 	$e = sql_error($node,
 		"SELECT mdfeed_backfill('B-BTC_USDT', '4h', '2024-01-01', '2024-01-02', 'coindcx_spot')");
-	like($e // '', qr/^ERROR:[^\n]*\bcoindcx_spot\b/m, 'coindcx_spot 4h is an error too');
+	like($e // '', qr/ERROR:[^\n]*\bcoindcx_spot\b/m, 'coindcx_spot 4h is an error too');
 	is(sq('SELECT count(*) FROM mdfeed.jobs'), $jobs0, 'no job was queued by the refused backfills');
 
 	# instruments: what each market lists
@@ -104,19 +106,19 @@ sub sq { my ($sql) = @_; return $node->safe_psql('postgres', $sql); }
 	# whitelisting what the exchange does not list
 	$e = sql_error($node, "SELECT mdfeed_whitelist(ARRAY['B-BTC_USDT', 'B-NOPE_USDT'], 'coindcx')");
 	ok(defined $e, 'whitelisting an unknown futures pair fails');
-	my ($line) = ($e // '') =~ /^(ERROR:[^\n]*)/m;
+	my ($line) = ($e // '') =~ /(ERROR:[^\n]*)/;
 	$line //= '';
 	like($line, qr/\bcoindcx\b.*B-NOPE_USDT/, 'the error names coindcx and the unknown pair')
 	  or diag($e);
 	unlike($line, qr/B-BTC_USDT/, 'and not the listed pair');
 	$e = sql_error($node, "SELECT mdfeed_whitelist(ARRAY['B-OLD_USDT'], 'coindcx')");
-	like($e // '', qr/^ERROR:[^\n]*B-OLD_USDT/m, 'an inactive futures pair (not in active_instruments) is refused, named');
+	like($e // '', qr/ERROR:[^\n]*B-OLD_USDT/m, 'an inactive futures pair (not in active_instruments) is refused, named');
 	$e = sql_error($node, "SELECT mdfeed_whitelist(ARRAY['I-NOPE_INR'], 'coindcx_spot')");
-	like($e // '', qr/^ERROR:[^\n]*\bcoindcx_spot\b[^\n]*I-NOPE_INR/m, 'an unknown spot pair is refused, named');
+	like($e // '', qr/ERROR:[^\n]*\bcoindcx_spot\b[^\n]*I-NOPE_INR/m, 'an unknown spot pair is refused, named');
 	$e = sql_error($node, "SELECT mdfeed_whitelist(ARRAY['B-PEPE_USDT'], 'coindcx_spot')");
-	like($e // '', qr/^ERROR:[^\n]*B-PEPE_USDT/m, 'a futures-only pair is not a coindcx_spot pair');
+	like($e // '', qr/ERROR:[^\n]*B-PEPE_USDT/m, 'a futures-only pair is not a coindcx_spot pair');
 	$e = sql_error($node, "SELECT mdfeed_whitelist(ARRAY['I-BTC_INR'], 'coindcx')");
-	like($e // '', qr/^ERROR:[^\n]*I-BTC_INR/m, 'a spot-only pair is not a coindcx pair');
+	like($e // '', qr/ERROR:[^\n]*I-BTC_INR/m, 'a spot-only pair is not a coindcx pair');
 	is(sq('SELECT count(*) FROM mdfeed.symbol_lists'), '0', 'nothing was added to the lists');
 
 	my $b = sq("SELECT string_agg(DISTINCT exchange, ',' ORDER BY exchange) FROM mdfeed.budgets");
@@ -316,7 +318,7 @@ for my $c ([ 'futures', 'B-ETH_USDT', '4h', 10 * $D ], [ 'spot', 'I-ETH_INR', '1
 		"SELECT mdfeed_backfill('I-NOPE_INR', '1h', '2024-01-01', '2024-01-02', 'coindcx_spot')");
 	if ($ret != 0)
 	{
-		like($err, qr/^ERROR:[^\n]*I-NOPE_INR/m, 'an unknown spot pair: the backfill is refused, naming it');
+		like($err, qr/ERROR:[^\n]*I-NOPE_INR/m, 'an unknown spot pair: the backfill is refused, naming it');
 	}
 	else
 	{
@@ -329,12 +331,44 @@ for my $c ([ 'futures', 'B-ETH_USDT', '4h', 10 * $D ], [ 'spot', 'I-ETH_INR', '1
 }
 
 #--------------------------------------------------------------------------
-# 6. every REST fault at once; the 429s hold back CoinDCX only
+# 6. every REST fault at once; then 429s, which hold back CoinDCX only
 #--------------------------------------------------------------------------
+my $bq = "SELECT coalesce(max(rate_limited), 0) || '|' || coalesce(bool_or(blocked_until > now()), false) "
+  . "FROM mdfeed.budgets WHERE exchange = ";
+
+# watch_budgets(@ids): polls mdfeed.budgets until the jobs end (or $secs
+# pass); returns (CoinDCX seen held back, Binance seen held back, most 429s
+# Binance counted)
+sub watch_budgets
 {
-	my @kinds = qw(status_429 status_5xx reset garbage truncate truncate_json mutate stall slow);
+	my ($secs, @ids) = @_;
+	my ($cdx_held, $bn_held, $bn_429) = (0, 0, 0);
+	my $left = scalar(@ids);
+	my $deadline = time() + $secs;
+	while ($left > 0 && time() < $deadline)
+	{
+		my $s = try_sql($node,
+			"SELECT coalesce(bool_or(blocked_until > now()) FILTER (WHERE exchange LIKE 'coindcx%'), false), "
+			  . "coalesce(bool_or(blocked_until > now()) FILTER (WHERE exchange = 'binance'), false), "
+			  . "coalesce(max(rate_limited) FILTER (WHERE exchange = 'binance'), 0), "
+			  . "(SELECT count(*) FROM mdfeed.jobs WHERE id IN (" . join(',', @ids)
+			  . ") AND state IN ('queued', 'running')) FROM mdfeed.budgets");
+		if (defined $s && $s =~ /^(\w)\|(\w)\|(\d+)\|(\d+)$/)
+		{
+			$cdx_held ||= $1 eq 't';
+			$bn_held ||= $2 eq 't';
+			$bn_429 = $3 if $3 > $bn_429;
+			$left = $4;
+		}
+		usleep(100_000);
+	}
+	return ($cdx_held, $bn_held, $bn_429);
+}
+
+{
+	my @kinds = qw(status_5xx reset garbage truncate truncate_json mutate stall slow);
 	my %faults = (
-		status_5xx => 0.1, status_429 => 0.1, reset => 0.1, garbage => 0.1,
+		status_5xx => 0.1, reset => 0.1, garbage => 0.1,
 		truncate => 0.1, truncate_json => 0.1, mutate => 0.1,
 		slow => 0.1, slow_ms => 200, stall => 0.03, stall_ms => 5000,
 		seed => 11,
@@ -348,46 +382,21 @@ for my $c ([ 'futures', 'B-ETH_USDT', '4h', 10 * $D ], [ 'spot', 'I-ETH_INR', '1
 		[ 'spot',    'B-BTTC_USDT', '15m', ts_ms('2024-03-01'), ts_ms('2024-05-01') ],
 		[ 'spot',    'B-ETH_USDT',  '1h',  ts_ms('2023-01-01'), ts_ms('2023-06-01') ],
 	);
-	my $bq = "SELECT coalesce(max(rate_limited), 0) || '|' || coalesce(bool_or(blocked_until > now()), false) "
-	  . "FROM mdfeed.budgets WHERE exchange = ";
-	my $bn_before = sq("$bq 'binance'");
-	is($bn_before, '0|false', 'binance: no 429 and no hold before the faults');
+	is(sq("$bq 'binance'"), '0|false', 'binance: no 429 and no hold before the faults');
 	reset_fake($cdx);
 	set_faults($cdx, \%faults);
 
 	my $t = time();
 	my @fids = map { backfill_on($node, cdx_exchange($_->[0]), @$_[ 1 .. 4 ]) } @f_cases;
 	my $bid = backfill($node, 'BTCUSDT', '1m', ts_ms('2024-02-01'), ts_ms('2024-02-06'));
-
-	# watch the budgets while the jobs run
-	my ($cdx_held, $bn_held, $bn_429) = (0, 0, 0);
-	my $left = scalar(@fids) + 1;
-	my $deadline = time() + 150;
-	while ($left > 0 && time() < $deadline)
-	{
-		my $s = try_sql($node,
-			"SELECT coalesce(bool_or(blocked_until > now()) FILTER (WHERE exchange LIKE 'coindcx%'), false), "
-			  . "coalesce(bool_or(blocked_until > now()) FILTER (WHERE exchange = 'binance'), false), "
-			  . "coalesce(max(rate_limited) FILTER (WHERE exchange = 'binance'), 0), "
-			  . "(SELECT count(*) FROM mdfeed.jobs WHERE id IN (" . join(',', @fids, $bid)
-			  . ") AND state IN ('queued', 'running')) FROM mdfeed.budgets");
-		if (defined $s && $s =~ /^(\w)\|(\w)\|(\d+)\|(\d+)$/)
-		{
-			$cdx_held ||= $1 eq 't';
-			$bn_held ||= $2 eq 't';
-			$bn_429 = $3 if $3 > $bn_429;
-			$left = $4;
-		}
-		usleep(100_000);
-	}
+	my (undef, $bn_held, $bn_429) = watch_budgets(120, @fids, $bid);
 	for my $i (0 .. $#f_cases)
 	{
 		my ($m, $p, $iv) = @{ $f_cases[$i] };
 		job_is($node, $fids[$i], 'succeeded', "faults: " . cdx_exchange($m) . " $p $iv backfill succeeded", 10);
 	}
-	my $bsecs = job_seconds($node, $bid);
 	job_is($node, $bid, 'succeeded', 'faults: the Binance backfill beside them succeeded', 10);
-	note sprintf('faults: backfills took %d s (the Binance one %.1f s)', time() - $t, $bsecs // -1);
+	note sprintf('faults: backfills took %d s (the Binance one %.1f s)', time() - $t, job_seconds($node, $bid) // -1);
 	my $st = fake_stats($cdx);
 	clear_faults($cdx);
 	note 'faults: fake CoinDCX stats ' . JSON::PP->new->canonical->encode($st);
@@ -396,7 +405,6 @@ for my $c ([ 'futures', 'B-ETH_USDT', '4h', 10 * $D ], [ 'spot', 'I-ETH_INR', '1
 	{
 		ok(($st->{faults}{$k} // 0) > 0, "faults: the fake injected $k (" . ($st->{faults}{$k} // 0) . ' times)');
 	}
-	ok($st->{injected_429} > 0, "faults: the fake answered $st->{injected_429} requests with 429");
 	my $retries = 0;
 	for my $i (0 .. $#f_cases)
 	{
@@ -408,10 +416,38 @@ for my $c ([ 'futures', 'B-ETH_USDT', '4h', 10 * $D ], [ 'spot', 'I-ETH_INR', '1
 	}
 	ok($retries > 0, "faults: the CoinDCX jobs counted $retries retries");
 	compare_with_truth($node, $bn, 'BTCUSDT', '1m', ts_ms('2024-02-01'), ts_ms('2024-02-06'), 'faults: binance BTCUSDT 1m beside them');
+	ok(!$bn_held && $bn_429 == 0, 'faults: mdfeed.budgets never showed binance held back or throttled');
+}
 
-	# the 429s: CoinDCX's budget took them and held back; Binance's did not
+# 429s: the fake's rate limiter answer (Retry-After: 1 or 2 s here, as the
+# window is 2 s), once for a candles request of each market
+{
+	reset_fake($cdx);
+	set_faults($cdx, { script => [ 'status_429', 'status_429' ],
+		paths => [ '/market_data/candlesticks', '/market_data/candles' ] });
+	my $t = Time::HiRes::time();
+	my @ids = (backfill_on($node, 'coindcx', 'B-ETH_USDT', '1h', ts_ms('2023-01-01'), ts_ms('2023-02-01')),
+		backfill_on($node, 'coindcx_spot', 'I-BTC_INR', '1h', ts_ms('2023-01-01'), ts_ms('2023-02-01')));
+	# a Binance backfill queued just behind them
+	my $bid = backfill($node, 'ETHUSDT', '1m', ts_ms('2024-02-01'), ts_ms('2024-02-04'));
+	my ($cdx_held, $bn_held, $bn_429) = watch_budgets(150, @ids, $bid);
+	job_is($node, $ids[0], 'succeeded', '429: the coindcx backfill succeeded', 10);
+	job_is($node, $ids[1], 'succeeded', '429: the coindcx_spot backfill succeeded', 10);
+	job_is($node, $bid, 'succeeded', '429: the Binance backfill beside them succeeded', 10);
+	my $st = fake_stats($cdx);
+	clear_faults($cdx);
+	is($st->{injected_429}, 2, 'the fake answered two candle requests with its 429');
+	my ($s0, $s1, $sb) = map { job_seconds($node, $_) // 999 } @ids, $bid;
+	note sprintf('429: coindcx %.1f s, coindcx_spot %.1f s, binance %.1f s', $s0, $s1, $sb);
+	ok($s0 <= 15 && $s1 <= 15,
+		sprintf('429: retried soon after the Retry-After of 1-2 s (%.1f s and %.1f s, limit 15 s)', $s0, $s1));
+	ok($sb <= 10, sprintf('429: the Binance backfill was not held up (%.1f s)', $sb));
+	compare_cdx_with_truth($node, $cdx, 'futures', 'B-ETH_USDT', '1h', ts_ms('2023-01-01'), ts_ms('2023-02-01'), '429: coindcx B-ETH_USDT 1h');
+	compare_cdx_with_truth($node, $cdx, 'spot', 'I-BTC_INR', '1h', ts_ms('2023-01-01'), ts_ms('2023-02-01'), '429: coindcx_spot I-BTC_INR 1h');
+	compare_with_truth($node, $bn, 'ETHUSDT', '1m', ts_ms('2024-02-01'), ts_ms('2024-02-04'), '429: binance ETHUSDT 1m');
+
 	my $cdx_limited = sq("SELECT coalesce(max(rate_limited), 0) FROM mdfeed.budgets WHERE exchange LIKE 'coindcx%'");
-	ok($cdx_limited > 0, "mdfeed.budgets: CoinDCX counted $cdx_limited 429s");
+	ok($cdx_limited >= 2, "mdfeed.budgets: CoinDCX counted the 429s ($cdx_limited)");
 	ok($cdx_held, 'mdfeed.budgets showed CoinDCX held back (blocked_until ahead) after a 429');
 	ok(!$bn_held, 'mdfeed.budgets never showed binance held back');
 	is($bn_429, 0, 'binance counted no 429');

@@ -96,11 +96,11 @@ for my $c ([ $node, 'eio4', 'coindcx', 4 ], [ $node, 'eio4', 'coindcx_spot', 4 ]
 {
 	my ($n, $name, $ex, $k) = @$c;
 	my $w = wait_until(sub {
-			my $w = exchange_worker($n, 'stream', $ex);
+			my $w = stream_worker($n, $ex);
 			return ($w && $w->{streams} == $k && $w->{connections} == 1) ? $w : undef;
 		}, 30);
 	ok($w, "$name: the $ex stream worker carries $k streams on 1 connection")
-	  or diag(encode_json(exchange_worker($n, 'stream', $ex) // {}));
+	  or diag(encode_json(stream_worker($n, $ex) // {}));
 }
 
 my %from;    # "exchange|pair|iv" -> from_ms of its sync job
@@ -221,7 +221,7 @@ wait_until(
 	sub {
 		my $log = substr(log_contents($node), $log_at);
 		($log_line) = grep { /silent/i && /B-ETH_USDT/ } split /\n/, $log unless $log_line;
-		my $w = exchange_worker($node, 'stream', 'coindcx');
+		my $w = stream_worker($node, 'coindcx');
 		$last_error = $w->{last_error} if $w && ($w->{last_error} // '') =~ /silent/i;
 		$joins1 = cdx_fake_ws($cdx)->{joins};
 		$t_detect //= now_ms() if $log_line || $last_error;
@@ -300,8 +300,8 @@ $listener->quit;
 		{ content => '{"how":"close"}', headers => { 'Content-Type' => 'application/json' } });
 	ok($r->{success}, 'eio4: the fake closed every connection');
 	my $ok = wait_until(sub {
-			my $a = exchange_worker($node, 'stream', 'coindcx');
-			my $b = exchange_worker($node, 'stream', 'coindcx_spot');
+			my $a = stream_worker($node, 'coindcx');
+			my $b = stream_worker($node, 'coindcx_spot');
 			my $ws = cdx_fake_ws($cdx);
 			return $a && $b && $a->{reconnects} >= 1 && $b->{reconnects} >= 1
 			  && $a->{connections} == 1 && $b->{connections} == 1
@@ -351,7 +351,7 @@ for my $c ([ $node, 'eio4', $cdx, \@track4 ], [ $node3, 'eio3', $cdx3, \@track3 
 }
 for my $ex (qw(coindcx coindcx_spot))
 {
-	my $w = exchange_worker($node, 'stream', $ex) // {};
+	my $w = stream_worker($node, $ex) // {};
 	ok(($w->{messages} // 0) > 0, "eio4: the $ex stream worker counted $w->{messages} messages");
 	is($w->{malformed}, 0, "eio4: no malformed frame on $ex (no garbage was sent there)");
 }
