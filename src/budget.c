@@ -246,3 +246,50 @@ md_budget_blocked_until(const MdExchange *ex)
 	SpinLockRelease(&md_shared->mutex);
 	return until > md_now_ms() ? until : 0;
 }
+
+/*
+ * md_budget_note_outcome records whether the exchange answers: after a
+ * failure that a job will retry at retry_at_ms, the exchange counts as
+ * unavailable until then (an outage, a run of 5xx); a success ends that.
+ * The backfill pool uses it to keep one exchange's outage from holding
+ * every worker (jobs.c).
+ */
+void
+md_budget_note_outcome(const MdExchange *ex, bool ok, int64 retry_at_ms)
+{
+	MdBudget   *b = budget_of(ex);
+
+	SpinLockAcquire(&md_shared->mutex);
+	if (ok)
+		b->failing_until_ms = 0;
+	else
+		b->failing_until_ms = Max(b->failing_until_ms, retry_at_ms);
+	SpinLockRelease(&md_shared->mutex);
+}
+
+/*
+ * md_exchange_available says whether a REST call to the exchange may go
+ * now and is expected to be answered: it does not hold this server back
+ * (a throttle, a ban) and its last calls did not fail.
+ */
+bool
+md_exchange_available(const MdExchange *ex)
+{
+	MdBudget   *b = budget_of(ex);
+	int64		now = md_now_ms();
+	bool		ok;
+
+	SpinLockAcquire(&md_shared->mutex);
+	ok = b->blocked_until_ms <= now && b->failing_until_ms <= now;
+	SpinLockRelease(&md_shared->mutex);
+	return ok;
+}
+
+/*
+ * md_same_budget says whether two adapters spend one budget (one exchange).
+ */
+bool
+md_same_budget(const MdExchange *a, const MdExchange *b)
+{
+	return spender(a) == spender(b);
+}

@@ -195,6 +195,11 @@ md_run_candles_job(const MdJob *job)
 				continue;
 			break;
 		}
+		if (pr == PAGE_YIELDED)
+		{
+			MemoryContextSwitchTo(old);
+			break;
+		}
 		if (pr == PAGE_FAILED)
 		{
 			MemoryContextSwitchTo(old);

@@ -161,6 +161,8 @@ run_pages(const MdJob *job, const MdExchange *ex, const DerivPager *pg, int64 fr
 				continue;
 			break;
 		}
+		if (pr == PAGE_YIELDED)
+			break;
 		if (pr == PAGE_FAILED)
 		{
 			md_finish_job(job, "failed", failmsg, &cnt);

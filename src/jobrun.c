@@ -152,6 +152,17 @@ md_server_now_ms(const MdExchange *ex)
 }
 
 /*
+ * step_aside puts the job back in the queue for another worker, later, and
+ * has this worker pass it over at its next claim.
+ */
+static void
+step_aside(const MdJob *job)
+{
+	md_job_yield(job);
+	yielded_job = job->id;
+}
+
+/*
  * md_fetch_with_retries gets one answer of an endpoint (path NULL: its own;
  * cost < 0: its own) and parses it, retrying what is worth retrying.
  */
@@ -164,6 +175,7 @@ md_fetch_with_retries(const MdExchange *ex, const MdJob *job, const MdEndpoint *
 
 	for (;;)
 	{
+		int64		delay;
 		MdHttpResponse resp;
 		MdAnswer	ans;
 		char	   *reason = NULL;
@@ -172,6 +184,9 @@ md_fetch_with_retries(const MdExchange *ex, const MdJob *job, const MdEndpoint *
 		if (!md_rest_call(ex, ep, path, cost, &resp, &ans, md_job_cancel_requested))
 			return PAGE_CANCELED;
 		cnt->requests++;
+		/* an answer, even a refusal or a throttle, shows the exchange is up */
+		if (resp.outcome == MD_HTTP_OK && ans.kind != MD_ANSWER_RETRY)
+			md_budget_note_outcome(ex, true, 0);
 
 		if (resp.outcome == MD_HTTP_TRANSPORT_ERROR)
 			reason = psprintf("request failed: %s", resp.error);
@@ -195,6 +210,11 @@ md_fetch_with_retries(const MdExchange *ex, const MdJob *job, const MdEndpoint *
 									   "IP banned by %s (HTTP %ld)",
 									   ex->name, resp.status));
 			pfree(resp.body.data);
+			if (md_job_should_step_aside(job))
+			{
+				step_aside(job);
+				return PAGE_YIELDED;
+			}
 			continue;
 		}
 		else if (ans.kind == MD_ANSWER_REJECTED)
@@ -217,7 +237,14 @@ md_fetch_with_retries(const MdExchange *ex, const MdJob *job, const MdEndpoint *
 		cnt->retries++;
 		ereport(DEBUG1,
 				(errmsg("mdfeed job " INT64_FORMAT ": %s; retrying", job->id, reason)));
-		if (!md_sleep_ms(backoff_ms(failures)))
+		delay = backoff_ms(failures);
+		md_budget_note_outcome(ex, false, md_now_ms() + delay);
+		if (md_job_should_step_aside(job))
+		{
+			step_aside(job);
+			return PAGE_YIELDED;
+		}
+		if (!md_sleep_ms(delay))
 			return PAGE_CANCELED;
 		failures++;
 		pfree(reason);

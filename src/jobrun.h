@@ -17,7 +17,10 @@ typedef enum PageResult
 {
 	PAGE_OK,
 	PAGE_FAILED,				/* the job must fail: see the message */
-	PAGE_CANCELED
+	PAGE_CANCELED,
+	PAGE_YIELDED				/* the job went back to the queue: its
+								 * exchange is unavailable and another
+								 * exchange's job waits */
 } PageResult;
 
 /* what a job has done since its last checkpoint */

@@ -33,6 +33,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "budget.h"
 #include "common.h"
 #include "interval.h"
 #include "jobs.h"
@@ -110,6 +111,7 @@ md_job_claim(MdJob *job, int64 skip_id)
 
 	values[0] = claimed_array(NULL);
 	values[1] = Int64GetDatum(skip_id);
+	/* enough candidates that one exchange's jobs cannot hide the others' */
 	ret = SPI_execute_with_args(BUSY_CTE ", "
 								"c AS ("
 								"  SELECT j.*, row_number() OVER (PARTITION BY j.origin = 'user', j.requester "
@@ -123,21 +125,35 @@ md_job_claim(MdJob *job, int64 skip_id)
 								"c.origin, c.requester "
 								"FROM c LEFT JOIN busy b ON c.origin = 'user' AND b.requester = c.requester "
 								"ORDER BY c.origin = 'user', c.id = $2, coalesce(b.n, 0) + c.rn, c.id "
-								"LIMIT 16",
+								"LIMIT 64",
 								2, types, values, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read mdfeed.jobs");
 	n = SPI_processed;
 	tab = SPI_tuptable;
 
-	for (uint64 i = 0; i < n; i++)
+	/*
+	 * Two passes: first the jobs of exchanges that answer, then, if none of
+	 * them could be claimed, any.  A job of an exchange in an outage or
+	 * throttled waits while other exchanges have work, instead of taking a
+	 * worker to wait in.
+	 */
+	for (uint64 i = 0; i < 2 * n; i++)
 	{
-		HeapTuple	tup = tab->vals[i];
+		HeapTuple	tup = tab->vals[i % n];
 		TupleDesc	desc = tab->tupdesc;
 		bool		isnull;
 		Oid			utypes[2] = {INT8OID, INT4OID};
 		Datum		uvalues[2];
 
+		if (i < n)
+		{
+			char	   *exname = SPI_getvalue(tup, desc, 3);
+			const MdExchange *jex = exname ? md_exchange_lookup(exname) : NULL;
+
+			if (jex != NULL && !md_exchange_available(jex))
+				continue;
+		}
 		job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		if (!md_slot_try_claim(job->id))
 			continue;			/* another worker took it meanwhile */
@@ -231,6 +247,43 @@ md_job_should_yield(const MdJob *job)
 		elog(DEBUG1, "mdfeed job " INT64_FORMAT " yields: %s", job->id,
 			 upkeep ? "upkeep waits" : "another role's job waits");
 	return upkeep || unfair || waiting;
+}
+
+/*
+ * md_job_should_step_aside says whether a job whose exchange does not
+ * answer (an outage, a throttle) should give its worker up: when no
+ * backfill worker is idle and a job of another exchange, one that
+ * answers, waits.  Then one exchange's trouble never holds up the others.
+ */
+bool
+md_job_should_step_aside(const MdJob *job)
+{
+	const MdExchange *ex = md_exchange_lookup(job->exchange);
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		values[1];
+	int			idle;
+	bool		found = false;
+
+	values[0] = claimed_array(&idle);
+	if (ex == NULL || idle > 0)
+		return false;
+	md_begin_tx();
+	if (SPI_execute_with_args("SELECT DISTINCT exchange FROM mdfeed.jobs "
+							  "WHERE state IN ('queued', 'running') AND NOT (id = ANY ($1))",
+							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read mdfeed.jobs");
+	for (uint64 i = 0; i < SPI_processed && !found; i++)
+	{
+		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		const MdExchange *other = name ? md_exchange_lookup(name) : NULL;
+
+		found = other != NULL && !md_same_budget(other, ex) && md_exchange_available(other);
+	}
+	md_commit_tx();
+	if (found)
+		elog(DEBUG1, "mdfeed job " INT64_FORMAT " steps aside: %s does not answer and another exchange's job waits",
+			 job->id, ex->name);
+	return found;
 }
 
 /*

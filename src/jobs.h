@@ -33,6 +33,7 @@ extern void md_job_release(const MdJob *job);
 
 /* these run their own transactions */
 extern bool md_job_should_yield(const MdJob *job);
+extern bool md_job_should_step_aside(const MdJob *job);
 extern void md_job_yield(const MdJob *job);
 extern void md_job_set_detail(const MdJob *job, const char *detail);
 extern Datum md_sync_lookback(void);

@@ -78,6 +78,9 @@ typedef struct MdBudget
 	MdLimitState limits[MD_MAX_LIMITS];
 	int64		blocked_until_ms;	/* no REST call before this */
 	bool		banned;			/* blocked_until_ms comes from a ban */
+	int64		failing_until_ms;	/* its calls fail (an outage): a job
+									 * retries after this; 0 once one
+									 * succeeds */
 	int64		requests;
 	int64		throttled;		/* times a caller had to wait for budget */
 	int64		rate_limited;	/* answers saying we were over the limit */
