@@ -368,8 +368,8 @@ sub watch_budgets
 {
 	my @kinds = qw(status_5xx reset garbage truncate truncate_json mutate stall slow);
 	my %faults = (
-		status_5xx => 0.1, reset => 0.1, garbage => 0.1,
-		truncate => 0.1, truncate_json => 0.1, mutate => 0.1,
+		status_5xx => 0.05, reset => 0.05, garbage => 0.05,
+		truncate => 0.05, truncate_json => 0.05, mutate => 0.1,
 		slow => 0.1, slow_ms => 200, stall => 0.03, stall_ms => 5000,
 		seed => 11,
 		# the first requests get one of each, so that every kind happens

@@ -271,7 +271,7 @@ while (now_ms() < $deadline)
 			  . cdx_table($m, '1m') . " WHERE symbol = '$p' AND open_time = " . ms_sql($bar));
 		$exact_at{"$ex|$p"} = now_ms() if defined $got && defined $truth{"$ex|$p"} && $got eq $truth{"$ex|$p"};
 	}
-	last if $cleared3 && keys %exact_at == @closes
+	last if $cleared3 && scalar(keys %exact_at) == @closes
 	  && (grep { $notes{"$_->[0]|$_->[2]|1m|" . iso_ms($bar)} } @closes) == @closes;
 	usleep(200_000);
 }

@@ -165,7 +165,7 @@ wait_until(sub {
 			my $c = try_sql($node, "SELECT closed FROM mdfeed.candles_1m WHERE symbol = '$s' AND open_time = " . ms_sql($B - 60_000));
 			$closed_at{$s} = now_ms() if defined $c && $c eq 't';
 		}
-		return keys %closed_at == 2;
+		return scalar(keys %closed_at) == 2;
 	}, 10, 0.1);
 for my $s (qw(BTCUSDT ETHUSDT))
 {
@@ -178,8 +178,8 @@ my $late = sql("SELECT count(*) FROM mdfeed.candles_1m WHERE closed AND open_tim
 is($late, '0', 'every Binance 1m bar that closed while streaming, the outage included, was written within 5 s of its close');
 my $bw = stream_worker($node, 'binance') // {};
 is($bw->{reconnects}, $bn_w0->{reconnects}, 'the Binance stream did not reconnect');
-note "Binance close latency p50/p99: before $bn_w0->{close_latency_p50_ms}/$bn_w0->{close_latency_p99_ms} ms, "
-  . "now $bw->{close_latency_p50_ms}/$bw->{close_latency_p99_ms} ms";
+note "Binance close latency p50/p99: before " . ($bn_w0->{close_latency_p50_ms} // "-") . "/" . ($bn_w0->{close_latency_p99_ms} // "-") . " ms, "
+  . "now " . ($bw->{close_latency_p50_ms} // "-") . "/" . ($bw->{close_latency_p99_ms} // "-") . " ms";
 
 #--------------------------------------------------------------------------
 # 3. CoinDCX answers, but every REST answer stalls
