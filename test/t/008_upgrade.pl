@@ -81,27 +81,30 @@ INSERT INTO mdfeed.funding_rates VALUES ('BTCUSDT', '2024-01-01 00:00+00', 0.000
 INSERT INTO mdfeed.exchange_gaps VALUES ('binance', 'BTCUSDT', '1m', '2019-01-01', '2019-09-25', '2024-01-01');
 EOS
 
-# fingerprint($db): each table's row count and a digest of its rows, in the
-# columns 1.0 had (later versions add columns; they must keep these).  The
-# watch worker keeps mdfeed.instruments fresh from the fake exchange, which
-# does not list UPGUSDT: only the rows written here are compared there, and
-# since nothing written here is tracked (UPGUSDT is not TRADING), the
-# workers touch no other row.
+# fingerprint($db, $first): each table's row count and a digest of its rows,
+# in the columns 1.0 had (later versions add columns; they must keep these),
+# after the statement $first, in its transaction.  The workers start when
+# the update commits, and then keep mdfeed.instruments fresh from the fake
+# exchange (which does not list UPGUSDT) and rank the tracked symbols: so
+# the rows after the update are read in the update's own transaction, and
+# only the instruments written here are compared.
 my %cols10;
 sub fingerprint
 {
-	my ($db) = @_;
-	my %fp;
+	my ($db, $first) = @_;
+	my $sql = "BEGIN;\n" . ($first // '') . ";\n";
 	for my $t (@tables)
 	{
 		my $cols = $cols10{$t} //= $node->safe_psql($db,
 			"SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute "
 			  . "WHERE attrelid = 'mdfeed.$t'::regclass AND attnum > 0 AND NOT attisdropped");
-		$fp{$t} = $node->safe_psql($db,
-			"SELECT count(*) || ' ' || coalesce(md5(string_agg(r::text, '|' ORDER BY r::text)), '') "
-			  . "FROM (SELECT $cols FROM mdfeed.$t"
-			  . ($t eq 'instruments' ? " WHERE symbol LIKE 'UPG%'" : '') . ") r");
+		$sql .= "SELECT '$t=' || count(*) || ' ' || coalesce(md5(string_agg(r::text, '|' ORDER BY r::text)), '') "
+		  . "FROM (SELECT $cols FROM mdfeed.$t"
+		  . ($t eq 'instruments' ? " WHERE symbol LIKE 'UPG%'" : '') . ") r;\n";
 	}
+	# in the transaction of the update, if one is given: the workers, which
+	# start at its commit, cannot have touched a row yet
+	my %fp = map { split /=/, $_, 2 } grep { /=/ } split /\n/, $node->safe_psql($db, "$sql COMMIT;");
 	return \%fp;
 }
 
@@ -113,10 +116,9 @@ for my $v (@older)
 	$node->safe_psql($db, $fill);
 	%cols10 = ();
 	my $before = fingerprint($db);
-	$node->safe_psql($db, 'ALTER EXTENSION mdfeed UPDATE');
+	my $after = fingerprint($db, 'ALTER EXTENSION mdfeed UPDATE');
 	is($node->safe_psql($db, "SELECT extversion FROM pg_extension WHERE extname = 'mdfeed'"),
 		$default, "$v: ALTER EXTENSION mdfeed UPDATE reaches $default");
-	my $after = fingerprint($db);
 	for my $t (@tables)
 	{
 		is($after->{$t}, $before->{$t}, "$v: every row of mdfeed.$t is kept ($before->{$t})");
@@ -174,6 +176,28 @@ is($node->safe_psql('postgres',
 		"CREATE ROLE upg_nobody; GRANT USAGE ON SCHEMA mdfeed TO upg_nobody; SET ROLE upg_nobody; SELECT * FROM mdfeed.worker_status()");
 	like($e2, qr/permission denied for function mdfeed\.worker_status/,
 		'a role that may not execute mdfeed_workers() may not call mdfeed.worker_status() either');
+}
+
+# 1.3: the CoinDCX families on the database upgraded from the newest older
+# version: they take rows, show in mdfeed.candles under their exchange,
+# number them, and a replay changes nothing
+{
+	my $v = $older[-1];
+	my $db = $v eq $older[0] ? 'postgres' : "upg_" . ($v =~ s/\./_/gr);
+	my $body = '{"s":"ok","data":[{"open":3.1e-7,"high":4e-7,"low":3e-7,"volume":1200,"close":3.5e-7,"time":1704067200000},'
+	  . '{"open":3.5e-7,"high":3.6e-7,"low":3.4e-7,"volume":900,"close":3.4e-7,"time":1704070800000}]}';
+	is($node->safe_psql($db, "SELECT mdfeed.ingest_klines('coindcx', 'B-UPG_USDT', '1h', '$body', '2024-01-02')"),
+		'2', "$v to $default: CoinDCX candles go into the new family");
+	is($node->safe_psql($db, "SELECT mdfeed.ingest_klines('coindcx', 'B-UPG_USDT', '1h', '$body', '2024-01-02')"),
+		'0', 'and a replay changes nothing');
+	is($node->safe_psql($db,
+		"SELECT string_agg(c.id || ':' || c.open || ':' || (c.quote_volume IS NULL), ',' ORDER BY c.id) "
+		  . "FROM mdfeed.cdx_candles_1h c WHERE symbol = 'B-UPG_USDT'"),
+		'1:0.00000031:true,2:0.00000035:true', 'numbered, exact, with no quote volume');
+	is($node->safe_psql($db,
+		"SELECT exchange || ' ' || count(*) FROM mdfeed.candles WHERE symbol = 'B-UPG_USDT' GROUP BY exchange"),
+		'coindcx 2', 'mdfeed.candles shows them under coindcx');
+	$node->safe_psql($db, "DELETE FROM mdfeed.cdx_candles_1h WHERE symbol = 'B-UPG_USDT'");
 }
 
 # the workers run on the upgraded database
