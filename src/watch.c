@@ -19,7 +19,10 @@
  *     24 h quote volume at once (and again when the settings change) and
  *     then hourly, and makes the top of it mdfeed.auto_tracked;
  *   - derivatives: just after every hour, it queues the collection of open
- *     interest and funding for every tracked symbol.
+ *     interest and funding for every tracked symbol;
+ *   - prune: hourly, it deletes the upkeep jobs that succeeded over a day
+ *     ago (a stream whose closes are made exact over REST queues one a
+ *     bar).
  *
  * The schedule is a table, as in pg_cron: watch_tasks[] holds each task's
  * name, period (a setting or a constant), how its next due time follows
@@ -89,6 +92,7 @@ typedef enum WatchTaskId
 	WATCH_GAPS,
 	WATCH_RANK,
 	WATCH_DERIVS,
+	WATCH_PRUNE,
 	WATCH_NTASKS
 } WatchTaskId;
 
@@ -506,6 +510,35 @@ run_derivs(WatchSite *site)
 	return 1;
 }
 
+/*
+ * run_prune deletes the exchange's upkeep jobs (syncs, repairs, the
+ * stream's) that succeeded more than a day ago.  They are mdfeed's own
+ * bookkeeping, and a stream whose closes are made exact over REST queues
+ * one for every bar it closes: kept forever they would outgrow the data.
+ * Users' jobs, and jobs that failed, are kept.
+ */
+static int
+run_prune(WatchSite *site)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	int			ret;
+
+	md_begin_tx();
+	values[0] = CStringGetTextDatum(site->ex->name);
+	ret = SPI_execute_with_args("DELETE FROM mdfeed.jobs WHERE exchange = $1 AND origin <> 'user' "
+								"AND state = 'succeeded' "
+								"AND finished_at < pg_catalog.now() - interval '1 day'",
+								1, types, values, NULL, false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "could not prune mdfeed.jobs");
+	if (SPI_processed > 0)
+		elog(DEBUG1, "mdfeed watch worker: deleted " UINT64_FORMAT " %s upkeep jobs that succeeded over a day ago",
+			 SPI_processed, site->ex->name);
+	md_commit_tx();
+	return 0;					/* it queues nothing */
+}
+
 /* the period of the hourly tasks */
 static const int one_hour_s = 3600;
 
@@ -555,6 +588,14 @@ static const WatchTask watch_tasks[WATCH_NTASKS] = {
 		.offset_s = 30,
 		.check = derivs_check,
 		.run = run_derivs,
+	},
+	[WATCH_PRUNE] = {
+		.name = "prune",
+		.state = "pruning jobs",
+		.period_s = &one_hour_s,
+		.anchor = WATCH_AFTER_START,
+		.first_after_s = 60,
+		.run = run_prune,
 	},
 };
 
