@@ -155,27 +155,7 @@ binance_parse_klines(const char *body, size_t len, const MdInterval *iv,
 static bool
 binance_parse_error(const char *body, size_t len, int *code, char **msg)
 {
-	char	   *err;
-	struct json_object *root = md_json_parse(body, len, &err);
-	struct json_object *c,
-			   *m;
-	bool		ok = false;
-
-	if (root == NULL)
-		return false;
-	if (json_object_is_type(root, json_type_object) &&
-		json_object_object_get_ex(root, "code", &c) &&
-		json_object_object_get_ex(root, "msg", &m) &&
-		json_object_is_type(c, json_type_int) &&
-		md_json_get_cstring(m, INT_MAX) != NULL)
-	{
-		*code = json_object_get_int(c);
-		/* the exchange's text goes into job rows and logs: keep it short */
-		*msg = md_clip_utf8(json_object_get_string(m), json_object_get_string_len(m), 500);
-		ok = true;
-	}
-	json_object_put(root);
-	return ok;
+	return md_json_error_body(body, len, "msg", code, msg);
 }
 
 /*
@@ -215,8 +195,6 @@ binance_classify(const MdHttpResponse *resp, MdAnswer *out)
 {
 	int			retry_after_s = md_http_header_int(resp, "Retry-After");
 	int64		now = md_now_ms();
-	int			code;
-	char	   *msg;
 
 	out->used = md_http_header_int(resp, "X-MBX-USED-WEIGHT-1M");
 	out->until_ms = 0;
@@ -236,24 +214,14 @@ binance_classify(const MdHttpResponse *resp, MdAnswer *out)
 		if (out->until_ms <= now && retry_after_s > 0)
 			out->until_ms = now + retry_after_s * INT64CONST(1000);
 	}
-	else if (resp->status >= 500 || resp->status == 408 || resp->status == 403)
+	else if (resp->status == 403)
 	{
+		/* the web application firewall's limit: it passes */
 		out->kind = MD_ANSWER_RETRY;
 		out->message = psprintf("HTTP %ld from Binance", resp->status);
 	}
-	else if (resp->status >= 400)
-	{
-		out->kind = MD_ANSWER_REJECTED;
-		if (binance_parse_error(resp->body.data, resp->body.len, &code, &msg))
-			out->message = psprintf("rejected the request: %s (code %d)", msg, code);
-		else
-			out->message = psprintf("answered HTTP %ld", resp->status);
-	}
 	else
-	{
-		out->kind = MD_ANSWER_RETRY;
-		out->message = psprintf("unexpected HTTP status %ld", resp->status);
-	}
+		md_answer_by_status(&md_binance, resp, out);
 }
 
 static bool

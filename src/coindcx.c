@@ -278,30 +278,11 @@ cdx_spot_parse_klines(const char *body, size_t len, const MdInterval *iv,
 static bool
 cdx_parse_error(const char *body, size_t len, int *code, char **msg)
 {
-	char	   *err;
-	struct json_object *root = md_json_parse(body, len, &err);
-	struct json_object *c,
-			   *m;
-	bool		ok = false;
-
-	if (root == NULL)
-		return false;
-	if (json_object_is_type(root, json_type_object) &&
-		json_object_object_get_ex(root, "code", &c) &&
-		json_object_object_get_ex(root, "message", &m) &&
-		json_object_is_type(c, json_type_int) &&
-		md_json_get_cstring(m, INT_MAX) != NULL)
-	{
-		*code = json_object_get_int(c);
-		*msg = md_clip_utf8(json_object_get_string(m), json_object_get_string_len(m), 500);
-		ok = true;
-	}
-	json_object_put(root);
-	return ok;
+	return md_json_error_body(body, len, "message", code, msg);
 }
 
 /*
- * ratelimit_remaining reads "limit=5000, remaining=N, reset=S" from the
+ * read_ratelimit reads "limit=5000, remaining=N, reset=S" from the
  * ratelimit header: how many requests were used this window, and when it
  * ends, or -1 for what the answer did not say.
  */
@@ -341,8 +322,6 @@ cdx_classify(const MdHttpResponse *resp, MdAnswer *out)
 {
 	int			retry_after_s = md_http_header_int(resp, "Retry-After");
 	int			reset_s;
-	int			code;
-	char	   *msg;
 
 	read_ratelimit(resp, &out->used, &reset_s);
 	out->until_ms = 0;
@@ -357,24 +336,8 @@ cdx_classify(const MdHttpResponse *resp, MdAnswer *out)
 		if (retry_after_s > 0)
 			out->until_ms = md_now_ms() + retry_after_s * INT64CONST(1000);
 	}
-	else if (resp->status >= 500 || resp->status == 408)
-	{
-		out->kind = MD_ANSWER_RETRY;
-		out->message = psprintf("HTTP %ld from CoinDCX", resp->status);
-	}
-	else if (resp->status >= 400)
-	{
-		out->kind = MD_ANSWER_REJECTED;
-		if (cdx_parse_error(resp->body.data, resp->body.len, &code, &msg))
-			out->message = psprintf("rejected the request: %s (code %d)", msg, code);
-		else
-			out->message = psprintf("answered HTTP %ld", resp->status);
-	}
 	else
-	{
-		out->kind = MD_ANSWER_RETRY;
-		out->message = psprintf("unexpected HTTP status %ld", resp->status);
-	}
+		md_answer_by_status(&md_coindcx, resp, out);
 }
 
 /*

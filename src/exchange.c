@@ -21,6 +21,7 @@
 
 #include "common.h"
 #include "exchange.h"
+#include "http.h"
 
 static const MdExchange *const md_exchanges[] = {
 	&md_binance,
@@ -161,6 +162,40 @@ char *
 md_candle_table(const MdExchange *ex, const MdInterval *iv)
 {
 	return psprintf("%s%s", ex->candle_prefix, iv->suffix);
+}
+
+/*
+ * md_answer_by_status classifies what every exchange means alike, after
+ * the adapter has taken what is its own (success, throttles, bans): a
+ * passing failure (5xx, 408) is retried, another 4xx refuses the request,
+ * with the exchange's message when its error body has one, and anything
+ * else is unexpected and retried.
+ */
+void
+md_answer_by_status(const MdExchange *ex, const MdHttpResponse *resp, MdAnswer *out)
+{
+	int			code;
+	char	   *msg;
+
+	if (resp->status >= 500 || resp->status == 408)
+	{
+		out->kind = MD_ANSWER_RETRY;
+		out->message = psprintf("HTTP %ld from %s", resp->status, ex->display_name);
+	}
+	else if (resp->status >= 400)
+	{
+		out->kind = MD_ANSWER_REJECTED;
+		if (ex->parse_error != NULL &&
+			ex->parse_error(resp->body.data, resp->body.len, &code, &msg))
+			out->message = psprintf("rejected the request: %s (code %d)", msg, code);
+		else
+			out->message = psprintf("answered HTTP %ld", resp->status);
+	}
+	else
+	{
+		out->kind = MD_ANSWER_RETRY;
+		out->message = psprintf("unexpected HTTP status %ld", resp->status);
+	}
 }
 
 /*

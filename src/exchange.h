@@ -380,6 +380,10 @@ extern char *md_candle_table(const MdExchange *ex, const MdInterval *iv);
 extern int	md_exchange_tracked_intervals(const MdExchange *ex, const MdInterval **ivs, int max);
 extern const MdExchange *md_exchange_at(int index);
 
+/* what every exchange's answers mean alike (exchange.c) */
+extern void md_answer_by_status(const MdExchange *ex, const struct MdHttpResponse *resp,
+								MdAnswer *out);
+
 /* stream sessions (exchange.c) */
 extern MdStreamSession *md_stream_session_new(const MdExchange *ex, MemoryContext cxt);
 extern void md_stream_send(MdStreamSession *sess, const char *msg, size_t len);

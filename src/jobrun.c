@@ -184,9 +184,6 @@ md_fetch_with_retries(const MdExchange *ex, const MdJob *job, const MdEndpoint *
 		if (!md_rest_call(ex, ep, path, cost, &resp, &ans, md_job_cancel_requested))
 			return PAGE_CANCELED;
 		cnt->requests++;
-		/* an answer, even a refusal or a throttle, shows the exchange is up */
-		if (resp.outcome == MD_HTTP_OK && ans.kind != MD_ANSWER_RETRY)
-			md_budget_note_outcome(ex, true, 0);
 
 		if (resp.outcome == MD_HTTP_TRANSPORT_ERROR)
 			reason = psprintf("request failed: %s", resp.error);

@@ -137,6 +137,36 @@ md_json_get_number(struct json_object *o, char **out)
 }
 
 /*
+ * md_json_error_body reads an exchange's error body, an object with an
+ * integer "code" and a string message under msg_key, the message cut to
+ * 500 bytes (it goes into job rows and logs).
+ */
+bool
+md_json_error_body(const char *body, size_t len, const char *msg_key, int *code, char **msg)
+{
+	char	   *err;
+	struct json_object *root = md_json_parse(body, len, &err);
+	struct json_object *c,
+			   *m;
+	bool		ok = false;
+
+	if (root == NULL)
+		return false;
+	if (json_object_is_type(root, json_type_object) &&
+		json_object_object_get_ex(root, "code", &c) &&
+		json_object_object_get_ex(root, msg_key, &m) &&
+		json_object_is_type(c, json_type_int) &&
+		md_json_get_cstring(m, INT_MAX) != NULL)
+	{
+		*code = json_object_get_int(c);
+		*msg = md_clip_utf8(json_object_get_string(m), json_object_get_string_len(m), 500);
+		ok = true;
+	}
+	json_object_put(root);
+	return ok;
+}
+
+/*
  * md_json_parse parses exactly len bytes.  A truncated document is an error,
  * and so is anything after the document.
  */

@@ -24,6 +24,8 @@ extern const char *md_json_get_cstring(struct json_object *o, int maxlen);
 extern char *md_json_dup_string(struct json_object *parent, const char *key, int maxlen);
 extern bool md_json_get_decimal(struct json_object *o, char **out);
 extern bool md_json_get_number(struct json_object *o, char **out);
+extern bool md_json_error_body(const char *body, size_t len, const char *msg_key, int *code,
+							   char **msg);
 extern char *md_clip_utf8(const char *s, int len, int maxlen);
 
 #endif							/* MDFEED_JSON_H */

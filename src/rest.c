@@ -20,6 +20,9 @@
 #include "rest.h"
 #include "shmem.h"
 
+/* an exchange that did not answer counts as unavailable this long */
+#define UNANSWERED_HOLD_MS 2000
+
 /*
  * md_rest_call fills resp with the answer to GET <base><path> (path NULL:
  * the endpoint's own) and ans with what the adapter makes of it, after
@@ -52,6 +55,9 @@ md_rest_call(const MdExchange *ex, const MdEndpoint *ep, const char *path, int c
 	else
 		ans->kind = MD_ANSWER_RETRY;
 	md_budget_report(ex, ans);
+	/* whether it answers, for whoever decides what to call next */
+	md_budget_note_outcome(ex, resp->outcome == MD_HTTP_OK && ans->kind != MD_ANSWER_RETRY,
+						   md_now_ms() + UNANSWERED_HOLD_MS);
 	if (md_my_slot)
 	{
 		SpinLockAcquire(&md_shared->mutex);

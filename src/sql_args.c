@@ -109,8 +109,10 @@ md_check_exchange_interval(const MdExchange *ex, const char *name)
 				 md_interval_lookup(name) == NULL ?
 				 errmsg("invalid interval \"%s\"", name) :
 				 errmsg("%s does not offer interval \"%s\"", ex->name, name),
+				 md_exchange_interval(ex, "1M") != NULL ?
 				 errhint("%s offers %s (1m is a minute, 1M a month).",
-						 ex->name, md_exchange_interval_names(ex))));
+						 ex->name, md_exchange_interval_names(ex)) :
+				 errhint("%s offers %s.", ex->name, md_exchange_interval_names(ex))));
 	return iv;
 }
 

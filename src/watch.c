@@ -78,6 +78,9 @@
  */
 #define TAIL_GRACE "15 seconds"
 
+/* a task that calls an exchange whose calls fail is tried this much later */
+#define UNAVAILABLE_RETRY_MS 10000
+
 typedef struct SyncedPair
 {
 	char		key[64];		/* symbol|interval */
@@ -647,6 +650,15 @@ run_due_tasks(WatchSite *site, int64 now)
 		{
 			/* throttled or banned: try when the exchange allows it */
 			st->not_before = md_budget_blocked_until(site->ex);
+			continue;
+		}
+		if (task->calls_rest && !md_exchange_available(site->ex))
+		{
+			/*
+			 * its calls fail (an outage): try again in a while, so that a
+			 * stalled exchange does not hold the other exchanges' tasks
+			 */
+			st->not_before = now + UNAVAILABLE_RETRY_MS;
 			continue;
 		}
 		md_slot_set_state(task->state);
