@@ -152,6 +152,9 @@ avoid_minute_edge(3, 48);
 		  or next;
 		is(join(',', map { $a->{$_}{closed} } sort keys %$a), join(',', map { 'f' } @$ps),
 			"$name: forming $m bars have closed = false");
+		# a bar's values can stay put (a minute with no trade): with one pair
+		# only, that is not checked
+		next if @$ps < 2;
 		my $changed = wait_until(sub {
 				my $b = $snap->($n, $tab);
 				return scalar grep {

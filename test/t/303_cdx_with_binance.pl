@@ -102,17 +102,18 @@ is(scalar(keys %from), 4, 'a 1m sync for each of the 4 tracked pairs');
 # forming bars of both exchanges are being written
 {
 	avoid_minute_edge(3, 52);
-	my $upd = sub {
-		return sql("SELECT (SELECT coalesce(max(updated_at), '-infinity') FROM mdfeed.candles_1m WHERE NOT closed) || '|' || "
-			  . "(SELECT coalesce(max(updated_at), '-infinity') FROM mdfeed.cdx_candles_1m WHERE NOT closed) || '|' || "
-			  . "(SELECT coalesce(max(updated_at), '-infinity') FROM mdfeed.cdx_spot_candles_1m WHERE NOT closed)");
-	};
-	my @a = split /\|/, $upd->();
-	ok(wait_until(sub {
-				my @b = split /\|/, $upd->();
-				return sql("SELECT '$b[0]'::timestamptz > '$a[0]' AND '$b[1]'::timestamptz > '$a[1]' AND '$b[2]'::timestamptz > '$a[2]'") eq 't';
-			}, 5, 0.3),
-		'the forming 1m bars of Binance, CoinDCX futures and CoinDCX spot are all being updated');
+	for my $t ([ 'binance', 'mdfeed.candles_1m', 2 ], [ 'coindcx', 'mdfeed.cdx_candles_1m', 1 ],
+		[ 'coindcx_spot', 'mdfeed.cdx_spot_candles_1m', 1 ])
+	{
+		my ($ex, $tab, $n) = @$t;
+		ok(wait_until(sub {
+					try_sql($node, "SELECT count(*) FROM $tab WHERE NOT closed AND open_time = mdfeed.interval_floor('1m', now())") == $n
+				}, 5, 0.2),
+			"$ex: the forming 1m bar of each of its $n tracked pairs is stored with closed = false");
+		my $m0 = (stream_worker($node, $ex) // {})->{messages} // 0;
+		ok(wait_until(sub { ((stream_worker($node, $ex) // {})->{messages} // 0) > $m0 }, 5, 0.2),
+			"$ex: its stream worker keeps receiving");
+	}
 }
 
 # backfills side by side, and a Binance one alone for the reference
