@@ -155,9 +155,9 @@ my @out_ids = cdx_jobs_holding(2, 'outage',
 	[ 'coindcx_spot', 'I-ETH_INR',   '1m', ts_ms('2024-04-01'), ts_ms('2024-04-04') ],
 	[ 'coindcx_spot', 'B-ETH_USDT',  '1h', ts_ms('2023-01-01'), ts_ms('2023-03-01') ]);
 
-# the Binance stream through a 1m close while CoinDCX is gone (at least 15 s
+# the Binance stream through a 1m close while CoinDCX is gone (at least 10 s
 # into the outage, so that the CoinDCX jobs are well into their backoff)
-my $B = align_down('1m', now_ms() + 15_000 - 1) + 60_000;
+my $B = align_down('1m', now_ms() + 10_000 - 1) + 60_000;
 note 'waiting for the close ' . iso_ms($B) . ' with CoinDCX gone';
 usleep(($B - now_ms()) * 1000) if now_ms() < $B;
 my %closed_at;
