@@ -61,13 +61,15 @@ sub procs
 	return \%n;
 }
 
+# one stream worker per exchange with streams: binance, coindcx, coindcx_spot
+my $nstream = 3;
 sub all_running
 {
 	my $p = procs();
 	return $p->{'mdfeed backfill worker'} == 2
 	  && $p->{'mdfeed watch worker'} == 1
-	  && $p->{'mdfeed stream worker'} == 1
-	  && $p->{in_db} == 4;
+	  && $p->{'mdfeed stream worker'} == $nstream
+	  && $p->{in_db} == 3 + $nstream;
 }
 
 sub only_probe
