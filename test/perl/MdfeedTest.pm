@@ -1164,3 +1164,108 @@ EOS
 }
 
 1;
+
+#--------------------------------------------------------------------------
+# Helpers that take the exchange, for test/t/301..303 (CoinDCX beside
+# Binance).  Appended; nothing above is changed.
+#--------------------------------------------------------------------------
+
+push @EXPORT, qw(
+  backfill_on ex_pair_gaps wait_no_gaps_on sql_error
+  collect_notifications job_seconds
+);
+
+# backfill_on($node, $exchange, $symbol, $iv, $from_ms, $to_ms): like
+# backfill() on that exchange ($to_ms undef: now()); returns the job id
+sub backfill_on
+{
+	my ($node, $ex, $sym, $iv, $from, $to) = @_;
+	my $id = $node->safe_psql('postgres',
+		"SELECT mdfeed_backfill('$sym', '$iv', " . ms_sql($from) . ", "
+		  . (defined $to ? ms_sql($to) : 'now()') . ", '$ex')");
+	return track_job($node, $id);
+}
+
+# sql_error($node, $sql): undef when the statement succeeds, else its stderr
+# (ERROR, DETAIL and HINT lines)
+sub sql_error
+{
+	my ($node, $sql) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', $sql);
+	return $ret == 0 ? undef : ($err // '');
+}
+
+# ex_pair_gaps($node, $exchange, $symbol, $iv, $from_sql, $to_sql): like
+# pair_gaps, of that exchange's table family
+sub ex_pair_gaps
+{
+	my ($node, $ex, $sym, $iv, $from, $to) = @_;
+	my $out = try_sql($node,
+		"SELECT (extract(epoch FROM gap_start) * 1000)::bigint, (extract(epoch FROM gap_end) * 1000)::bigint, "
+		  . "missing, exchange_has_none FROM mdfeed_gaps('$sym', '$iv', $from, $to, '$ex') ORDER BY gap_start");
+	return undef unless defined $out;
+	my @g;
+	for my $l (grep { length } split /\n/, $out)
+	{
+		my ($s, $e, $m, $n) = split /\|/, $l;
+		push @g, { start_ms => $s, end_ms => $e, missing => $m, none => ($n eq 't' ? 1 : 0) };
+	}
+	return \@g;
+}
+
+# wait_no_gaps_on($node, [[exchange, symbol, iv, from_ms], ...], $timeout,
+# $grace_s): waits until mdfeed_gaps reports nothing for every pair between
+# its from_ms and the candle that closed at least $grace_s (default 3)
+# seconds ago.  Returns 1, or 0 with a diagnostic of what was still missing.
+sub wait_no_gaps_on
+{
+	my ($node, $pairs, $timeout, $grace) = @_;
+	$grace //= 3;
+	my $left = '';
+	my $ok = wait_until(
+		sub {
+			$left = '';
+			for my $p (@$pairs)
+			{
+				my ($ex, $sym, $iv, $from) = @$p;
+				my $g = ex_pair_gaps($node, $ex, $sym, $iv, ms_sql($from),
+					"mdfeed.interval_floor('$iv', now() - interval '$grace s')");
+				return 0 unless defined $g;
+				$left .= "$ex $sym $iv: " . encode_json($g) . "\n" if @$g;
+			}
+			return $left eq '';
+		},
+		$timeout // 60, 0.5);
+	diag("still missing:\n$left") unless $ok;
+	return $ok ? 1 : 0;
+}
+
+# collect_notifications($bgpsql, \%got, \$raw): reads what a background psql
+# that ran LISTEN mdfeed_candles has received; adds each decoded payload to
+# %got under "exchange|symbol|interval|open_time" (value: the payload) and
+# the text to $raw
+sub collect_notifications
+{
+	my ($bg, $got, $raw) = @_;
+	my $out = $bg->query_safe('SELECT 1');
+	$$raw .= $out if $raw;
+	while ($out =~ /Asynchronous notification "mdfeed_candles" with payload "(.*?)" received/g)
+	{
+		my $p = eval { decode_json($1) };
+		next unless $p && ref $p eq 'HASH';
+		$got->{ join('|', map { $p->{$_} // '' } qw(exchange symbol interval open_time)) } = $p;
+	}
+	return $got;
+}
+
+# job_seconds($node, $id): finished_at - created_at of a job, in seconds
+# (fractional), or undef while it has not finished
+sub job_seconds
+{
+	my ($node, $id) = @_;
+	my $out = try_sql($node,
+		"SELECT extract(epoch FROM finished_at - created_at) FROM mdfeed.jobs WHERE id = $id");
+	return (defined $out && $out ne '') ? $out + 0 : undef;
+}
+
+1;
