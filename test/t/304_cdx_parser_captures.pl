@@ -24,8 +24,9 @@
 #     no string or no JSON, 1e400 in string fields, exponents in REST
 #     numbers (3.1e-7 is exactly 0.00000031): each a clean ERROR or the
 #     exact value, and the server stays up.
-# Checks marked TODO are adapter bugs found here: each says what is wrong, and
-# passes (TODO passed) once the adapter is fixed, when the TODO can go.
+# Some checks were adapter bugs when they were written (trades 0 instead of
+# NULL, json-c's lenient syntax, clamped integers, close times past the
+# limit, the hint's setting): fixed since, they guard against their return.
 
 use strict;
 use warnings;
@@ -164,7 +165,7 @@ sub no_crash
 
 # clean_error($sql, $what, $like, $state, $one): the statement fails with a
 # clean ERROR matching $like (of SQLSTATE $state if given), and the backend
-# lives (not checked with $one: a TODO check must be a single test)
+# lives (with $one, all of it as a single check)
 sub clean_error
 {
 	my ($sql, $what, $like, $state, $one) = @_;
@@ -299,10 +300,7 @@ EOS
 	is($n_time, $n, "$name: open_time is time, close_time is open + $iv - 1 ms");
 	ok($asc, "$name: ascending by open time");
 	is($n_null, $n, "$name: quote volume and taker volumes NULL (CoinDCX sends none)");
-  TODO:
 	{
-		local $TODO = 'adapter bug: parse_klines gives trades 0 for CoinDCX, which sends no trade count '
-		  . '(parse_stream and mdfeed.candles give NULL)';
 		is(scalar(grep { defined $_->{trades} } @got), 0, "$name: trades NULL (CoinDCX sends none)");
 	}
 	return \@got;
@@ -340,10 +338,7 @@ clean_error("SELECT * FROM mdfeed.parse_klines('coindcx_spot', " . dq($fixture) 
 	$no_dots =~ s/^[ \t]*\.(?=\])//mg;
 	$no_dots =~ s/\],\s*\z/]/;
 	(my $fixed = $no_dots) =~ s{//[^\n]*}{}g;
-  TODO:
 	{
-		local $TODO = 'adapter bug: md_json_parse is not strict: json-c accepts // and /* */ comments, '
-		  . 'trailing commas, single quotes and TRUE';
 		clean_error("SELECT * FROM mdfeed.parse_klines('coindcx_spot', " . dq($no_dots) . ", '1m')",
 			'spot doc example with its // comments (not JSON)', qr/malformed/, '22P02', 1);
 	}
@@ -544,9 +539,7 @@ my $ai = capture('DOC-EXAMPLE.active-instruments.txt');
 	my ($ret, $out, $err) = q3("SELECT mdfeed.parse_answer('coindcx_spot', 'exchange_info', " . bx($md) . ')');
 	is("$ret|$out", '0|4', 'markets_details excerpt: 4 markets') or diag($err);
 	ok(!eval { decode_json($ai); 1 }, 'the documentation\'s active_instruments is not JSON as printed (trailing comma)');
-  TODO:
 	{
-		local $TODO = 'adapter bug: md_json_parse is not strict: json-c accepts the trailing comma';
 		clean_error("SELECT mdfeed.parse_answer('coindcx', 'exchange_info', " . bx($ai) . ')',
 			'active_instruments as printed', qr/invalid JSON/, '22P02', 1);
 	}
@@ -594,9 +587,7 @@ my $ai = capture('DOC-EXAMPLE.active-instruments.txt');
 	# the documentation's list as printed: a clean refusal, nothing changed
 	serve('active_instruments', $ai);
 	($ret, $out, $err) = q3("SELECT mdfeed.refresh_instruments('coindcx')");
-  TODO:
 	{
-		local $TODO = 'adapter bug: md_json_parse is not strict: json-c accepts the trailing comma';
 		ok($ret == 3 && $err =~ /ERROR:  malformed exchange info from coindcx: invalid JSON/,
 			'refresh_instruments on the list as printed: "malformed exchange info from coindcx: invalid JSON"')
 		  or diag("ret $ret, out $out, err $err");
@@ -609,9 +600,7 @@ my $ai = capture('DOC-EXAMPLE.active-instruments.txt');
 	serve('active_instruments', undef);
 	($ret, $out, $err) = q3("SELECT mdfeed.refresh_instruments('coindcx')");
 	like($err, qr/ERROR:  could not fetch the instruments of coindcx/, 'API answering 404: could not fetch');
-  TODO:
 	{
-		local $TODO = 'adapter bug: the hint names mdfeed.coindcx_public_url, but instruments come from mdfeed.coindcx_api_url';
 		like($err, qr/HINT:  Check mdfeed\.coindcx_api_url/, 'the hint names mdfeed.coindcx_api_url');
 	}
 	$node->safe_psql('postgres', "DELETE FROM mdfeed.instruments WHERE exchange LIKE 'coindcx%'");
@@ -688,9 +677,7 @@ my $sfr = envelope($scap);
 	is($out, '0.00000031', 'spot: 3.1e-7 becomes exactly 0.00000031') or diag($err);
 
 	# JSON integers past 64 bits must not become another number
-  TODO:
 	{
-		local $TODO = 'adapter bug: integers beyond int64/uint64 are clamped by json-c and stored as the clamp value';
 		for my $big ('99999999999999999999', '18446744073709551616', '-9223372036854775809', '9' x 400)
 		{
 			my $b = $fixture =~ s/"volume":120.269/"volume":$big/r;
@@ -795,10 +782,7 @@ my $sfr = envelope($scap);
 
 	# times past what the store takes: refused, not accepted and then failing
 	# in the store
-  TODO:
 	{
-		local $TODO = 'adapter bug: the close time is computed past the largest time the parsers accept '
-		  . '(open near 140737488355327 ms), and parse_answer reports XX000';
 		for my $c (
 			[ 'coindcx', 'klines', '{"s":"ok","data":[{"open":1,"high":1,"low":1,"volume":1,"close":1,"time":140737488355327}]}' ],
 			[ 'coindcx_spot', 'klines', '[{"open":1,"high":1,"low":1,"volume":1,"close":1,"time":140737488355327}]' ],
