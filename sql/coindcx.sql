@@ -47,7 +47,11 @@ FROM mdfeed.parse_klines('coindcx', '{"s":"ok","data":[
 	{"open":3.1e-7,"high":3.25E-7,"low":2.9e-7,"volume":1.5e+9,"close":0.00000031,"time":1788642000000},
 	{"open":79702.2,"high":79722.10,"low":79695,"volume":120.269,"close":79698.6,"time":1788642300000}]}', '5m');
 SELECT open = 0.00000031 AND open::text = '0.00000031' AS exact
-FROM mdfeed.parse_klines('coindcx', '{"s":"ok","data":[{"open":3.1e-7,"high":1,"low":1,"volume":1,"close":1,"time":1788642000000}]}', '5m');
+FROM mdfeed.parse_klines('coindcx', '{"s":"ok","data":[{"open":3.1e-7,"high":1,"low":1e-8,"volume":1,"close":1,"time":1788642000000}]}', '5m');
+-- a bar whose prices disagree is no candle (a corrupted number): refused
+SELECT * FROM mdfeed.parse_klines('coindcx', '{"s":"ok","data":[{"open":3.1e-7,"high":1,"low":1,"volume":1,"close":1,"time":1788642000000}]}', '5m');
+-- nor one off the interval's grid (16:42 as a 1h bar)
+SELECT * FROM mdfeed.parse_klines('coindcx', '{"s":"ok","data":[{"open":1,"high":1,"low":1,"volume":1,"close":1,"time":1788626520000}]}', '1h');
 -- spot answers newest first: the rows come out ascending
 SELECT open_time, close_time, open, close, volume
 FROM mdfeed.parse_klines('coindcx_spot', '[

@@ -661,19 +661,27 @@ my $sfr = envelope($scap);
 	clean_error("SELECT * FROM mdfeed.parse_klines('coindcx_spot', '[]', '5m')",
 		'spot 5m (not offered)', qr/coindcx_spot does not offer interval "5m"/);
 
+	# a bar whose prices disagree (open above high) is no candle: refused
+	clean_error("SELECT * FROM mdfeed.parse_klines('coindcx', "
+		  . dq('{"s":"ok","data":[{"open":3.1e-7,"high":1,"low":1,"volume":1,"close":1,"time":1788642000000}]}')
+		  . ", '5m')", 'REST bar with open below low', qr/prices or volumes disagree/, '22P02');
+	clean_error("SELECT * FROM mdfeed.parse_klines('coindcx_spot', "
+		  . dq('[{"open":1.84467440737096e+19,"high":2074.83,"low":2064.93,"volume":1,"close":2070,"time":1717692120000}]')
+		  . ", '1m')", 'REST bar with open above high (a corrupted number)', qr/prices or volumes disagree/, '22P02');
+
 	# exponents in REST numbers: exact, through numeric
-	my $exp = '{"s":"ok","data":[{"open":3.1e-7,"high":3.1E-7,"low":1e-8,"volume":2.5e+3,"close":7E2,"time":1788642000000},'
+	my $exp = '{"s":"ok","data":[{"open":3.1e-7,"high":7E2,"low":1e-8,"volume":2.5e+3,"close":3.1E-7,"time":1788642000000},'
 	  . '{"open":0.00000031,"high":1e99,"low":-0.0,"volume":0,"close":79683,"time":1788642300000}]}';
 	my ($ret, $out, $err) = q3("SELECT string_agg(concat_ws(' ', open, high, low, close, volume), ' | ' ORDER BY open_time) "
 		  . "FROM mdfeed.parse_klines('coindcx', " . dq($exp) . ", '5m')");
-	is($out, '0.00000031 0.00000031 0.00000001 700 2500 | 0.00000031 1' . ('0' x 99) . ' 0.0 79683 0',
+	is($out, '0.00000031 700 0.00000001 0.00000031 2500 | 0.00000031 1' . ('0' x 99) . ' 0.0 79683 0',
 		'REST exponent numbers exact: 3.1e-7 is 0.00000031, 1e-8 0.00000001, 2.5e+3 2500, 1e99 as many zeros')
 	  or diag($err);
 	($ret, $out, $err) = q3("SELECT open = 0.00000031 AND open::text = '0.00000031' FROM mdfeed.parse_klines('coindcx', "
-		  . dq('{"s":"ok","data":[{"open":3.1e-7,"high":1,"low":1,"volume":1,"close":1,"time":1788642000000}]}') . ", '5m')");
+		  . dq('{"s":"ok","data":[{"open":3.1e-7,"high":1,"low":1e-8,"volume":1,"close":1,"time":1788642000000}]}') . ", '5m')");
 	is($out, 't', '3.1e-7 becomes exactly 0.00000031') or diag($err);
 	($ret, $out, $err) = q3("SELECT open::text FROM mdfeed.parse_klines('coindcx_spot', "
-		  . dq('[{"open":3.1e-7,"high":1,"low":1,"volume":1,"close":1,"time":1717692120000}]') . ", '1m')");
+		  . dq('[{"open":3.1e-7,"high":1,"low":1e-8,"volume":1,"close":1,"time":1717692120000}]') . ", '1m')");
 	is($out, '0.00000031', 'spot: 3.1e-7 becomes exactly 0.00000031') or diag($err);
 
 	# JSON integers past 64 bits must not become another number
@@ -777,7 +785,7 @@ my $sfr = envelope($scap);
 		}
 	}
 	# the exponent form in a socket string is exact too
-	my $r = stream_rows('coindcx_spot', $smut->(sub { $_[0]{o} = '3.1e-7' }));
+	my $r = stream_rows('coindcx_spot', $smut->(sub { $_[0]{o} = '3.1e-7'; $_[0]{l} = '1e-8' }));
 	is($r && $r->[0]{open}, '0.00000031', 'socket "3.1e-7" becomes exactly 0.00000031');
 
 	# times past what the store takes: refused, not accepted and then failing
