@@ -5,6 +5,8 @@
 #   test/run-tests.sh --no-apt   # skip the package step
 #   PROVE_TESTS='test/t/001_backfill.pl' test/run-tests.sh --no-apt
 #   REGRESS='parser' ...               # a subset of the pg_regress tests
+#   PROVE_JOBS=1 ...                   # TAP files one at a time (default 2:
+#                                      # they mostly wait on the clock)
 #
 # PostgreSQL refuses to run as root, so the tests run as the postgres user on
 # a copy of the tree that user can write.  The build is warnings-as-errors.
@@ -68,7 +70,8 @@ fi
 
 echo "== TAP (prove)"
 if ! runuser -u postgres -- env CI="${CI:-}" make -C "$work/mdfeed" -s prove_installcheck \
-		PG_CONFIG="$PG_CONFIG" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} PROVE_FLAGS="-I test/perl --timer"; then
+		PG_CONFIG="$PG_CONFIG" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
+		PROVE_FLAGS="-I test/perl --timer -j${PROVE_JOBS:-2}"; then
 	status=1
 	for f in "$work"/mdfeed/tmp_check/log/*; do
 		[[ -f "$f" ]] || continue
