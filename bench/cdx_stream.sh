@@ -83,7 +83,7 @@ perf_dir=${PERF:-}
 here=$(cd "$(dirname "$0")/.." && pwd)
 pgbin=$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir)
 work=$(mktemp -d /tmp/mdfeed-bench-cdx.XXXXXX)
-bn_pid= cdx_pid=
+bn_pid='' cdx_pid=''
 chown postgres "$work"
 chmod 755 "$work"
 cleanup() {
@@ -382,7 +382,7 @@ fi
 
 # sanity check: every firehose frame is a distinct bar, so a distinct row
 rows_of() {
-	local ex=$1 q= st
+	local ex=$1 q='' st
 	for st in ${ranges[$ex]}; do
 		q="$q${q:+ OR }(open_time >= to_timestamp($st / 1000.0) AND open_time < to_timestamp($((st + span_ms)) / 1000.0))"
 	done
