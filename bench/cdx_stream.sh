@@ -10,9 +10,9 @@
 #   streams, as many as CoinDCX's 5 futures pairs x 8 intervals)
 #   SPOT=1: then the same for the coindcx_spot worker (7 pairs x 4
 #   intervals = 28 channels); SPOT=0 leaves it out
-#   PERF=DIR: after each CoinDCX market's repeats, one more firehose per
-#   side (not counted) under `perf record --call-graph dwarf` of the stream
-#   worker; prints its self time by library and the inclusive share of the
+#   PERF=DIR: one more firehose of each worker (not counted: Binance's and
+#   CoinDCX futures' after the futures repeats, spot's after its own) under
+#   `perf record --call-graph dwarf` of the stream worker; prints its self time by library and the inclusive share of the
 #   main steps (parse, buffer, flush); the perf.*.data files stay in DIR
 #   BENCH_LOG=FILE: keep the server log there
 #   BENCH_CONF='name = value': more postgresql.conf lines (newlines allowed)
