@@ -142,6 +142,9 @@ typedef struct CloseEntry
 
 static HTAB *closes = NULL;
 
+/* how far the exchange's clock may run ahead of ours */
+#define CLOCK_SKEW_MS 60000
+
 /*
  * note_close remembers the newest bar of a key.  Called inside lws
  * callbacks: it raises no error but for want of memory.
@@ -155,6 +158,13 @@ note_close(const MdStreamKline *k)
 
 	memset(&key, 0, sizeof(key));
 	if (strlen(k->symbol) >= sizeof(key.symbol))
+		return;
+	/*
+	 * A bar that opens after the present bar's end is no bar of the
+	 * present (a skewed clock, garbage): it must not stand for the pair's
+	 * newest, or the live bars after it would never be made exact.
+	 */
+	if (k->candle.open_ms > md_interval_next(k->iv, md_interval_floor(k->iv, md_now_ms())) + CLOCK_SKEW_MS)
 		return;
 	strcpy(key.symbol, k->symbol);
 	key.iv = k->iv - md_intervals;
