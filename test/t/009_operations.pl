@@ -230,7 +230,7 @@ $node->start;
 $log = log_contents($node);
 unlike($log, qr/PANIC|terminated by signal/, 'no crash in the server log');
 # the only FATALs: workers told to stop, and the stop's own
-my @fatal = grep { !/FATAL:  terminating (background worker|connection) .* due to administrator command/ }
+my @fatal = grep { !/FATAL:  terminating (background worker "[^"]*"|connection) due to administrator command/ }
   ($log =~ /^.*FATAL:.*$/mg);
 is(scalar(@fatal), 0, 'no FATAL but terminations in the whole log') or diag(join("\n", @fatal));
 
