@@ -39,6 +39,7 @@
 
 /* how long to hold back when the exchange does not say */
 #define DEFAULT_THROTTLE_MS 5000
+#define MAX_THROTTLE_MS (60 * 60 * 1000)
 #define DEFAULT_BAN_MS 120000
 
 /*
@@ -206,6 +207,8 @@ md_budget_report(const MdExchange *ex, const MdAnswer *ans)
 	{
 		b->rate_limited++;
 		until = ans->until_ms > now ? ans->until_ms : now + DEFAULT_THROTTLE_MS;
+		/* a throttle is a window's end: a Retry-After of years is garbage */
+		until = Min(until, now + MAX_THROTTLE_MS);
 		b->blocked_until_ms = Max(b->blocked_until_ms, until);
 	}
 	else if (ans->kind == MD_ANSWER_BANNED)

@@ -32,8 +32,6 @@
 #include "jobrun.h"
 #include "candles.h"
 
-/* a candle is taken as final this long after its close time */
-#define CLOSE_GRACE_MS 2000
 /* a job waits for a forming candle of its range that closes this soon */
 #define SETTLE_AHEAD_MS 3000
 
@@ -215,7 +213,7 @@ md_run_candles_job(const MdJob *job)
 		for (first = 0; first < nrows && rows[first].open_ms < gap_start; first++)
 			;
 		for (last = first; last < nrows && rows[last].open_ms < win_end; last++)
-			rows[last].closed = rows[last].close_ms + CLOSE_GRACE_MS < server_now;
+			rows[last].closed = rows[last].close_ms + MD_CLOSE_GRACE_MS < server_now;
 
 		/*
 		 * A short page means the exchange has nothing more up to the
@@ -243,7 +241,7 @@ md_run_candles_job(const MdJob *job)
 			if (!rows[i].closed && rows[i].close_ms < server_now + SETTLE_AHEAD_MS)
 			{
 				cursor = rows[i].open_ms;
-				settle_ms = rows[i].close_ms + CLOSE_GRACE_MS - server_now + 50;
+				settle_ms = rows[i].close_ms + MD_CLOSE_GRACE_MS - server_now + 50;
 				break;
 			}
 		}

@@ -490,12 +490,19 @@ cdx_spot_parse_instruments(const char *body, size_t len, MdInstrument **out, int
 		struct json_object *m = json_object_array_get_idx(root, i);
 		struct json_object *o;
 		MdInstrument *ins = &res[k];
+		bool		dup = false;
 
 		if (!json_object_is_type(m, json_type_object))
 			continue;
+
 		ins->symbol = md_json_dup_string(m, "pair", 40);
 		ins->status = md_json_dup_string(m, "status", 40);
 		if (ins->symbol == NULL || !md_valid_symbol(ins->symbol) || ins->status == NULL)
+			continue;
+		/* a market listed twice counts once (the upsert takes a row once) */
+		for (int j = 0; j < k && !dup; j++)
+			dup = strcmp(res[j].symbol, ins->symbol) == 0;
+		if (dup)
 			continue;
 		ins->contract_type = pstrdup("spot");
 		ins->tradable = strcmp(ins->status, "active") == 0;
@@ -802,6 +809,19 @@ futures_klines(MdStreamSession *sess, struct json_object *ev, MdStreamKlines *ou
 		}
 		k[i].event_ms = event_ms > 0 ? event_ms : md_now_ms();
 		k[i].stream = channel ? pstrdup(channel) : NULL;
+		/* a bar is its channel's: one labelled otherwise is garbage */
+		if (channel != NULL)
+		{
+			char		name[CDX_CHANNEL_LEN];
+			MdStreamKey key = {k[i].symbol, k[i].iv};
+
+			channel_name(sess, &key, name);
+			if (strcmp(name, channel) != 0)
+			{
+				*err = psprintf("futures bar %zu of %s on channel %s", i, name, channel);
+				return false;
+			}
+		}
 	}
 	if (channel != NULL)
 		saw_channel(sess, channel);

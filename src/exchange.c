@@ -286,6 +286,8 @@ md_stream_close(MdStreamSession *sess, const char *reason)
 void
 md_stream_notice(MdStreamSession *sess, const char *msg)
 {
+	if (sess->notice != NULL)
+		pfree((char *) sess->notice);
 	sess->notice = MemoryContextStrdup(sess->cxt, msg);
 }
 

@@ -22,6 +22,7 @@
 #include "common/pg_prng.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 
 #include "common.h"
 #include "budget.h"
@@ -173,17 +174,23 @@ static bool
 wait_available(const MdExchange *ex, const MdJob *job, int64 min_ms, PageResult *r)
 {
 	int64		until = md_now_ms() + min_ms;
+	MemoryContext cxt = CurrentMemoryContext;
 
 	for (;;)
 	{
 		int64		now = md_now_ms();
 		bool		available = md_exchange_available(ex);
+		bool		aside;
 
 		if (available && now >= until)
 			return true;
-		if (!available && md_job_should_step_aside(job))
+		/* its transaction ends in TopMemoryContext: the page goes on in cxt */
+		aside = !available && md_job_should_step_aside(job);
+		MemoryContextSwitchTo(cxt);
+		if (aside)
 		{
 			step_aside(job);
+			MemoryContextSwitchTo(cxt);
 			*r = PAGE_YIELDED;
 			return false;
 		}

@@ -13,8 +13,9 @@
  * in the same transaction as the candles it describes, so the cursor never
  * runs ahead of the data.
  *
- * Which job goes next: mdfeed's own upkeep (sync, repair, stream repairs,
- * collection) before any user's job, oldest first; then users' jobs, the
+ * Which job goes next: the jobs of exchanges that answer before those of
+ * one in an outage or throttled; then mdfeed's own upkeep (sync, repair,
+ * stream repairs, collection) before any user's job, oldest first; then users' jobs, the
  * role with the fewest jobs running first, so that one role's flood is
  * served beside another's single job rather than before it.  A running user
  * job yields between pages when upkeep waits and every worker is busy, or
@@ -95,6 +96,24 @@ clip_to_present(MdJob *job)
 }
 
 /*
+ * unavailable_exchanges names, as a text[] datum, the exchanges that hold
+ * this server back or do not answer now: their jobs go after every other
+ * exchange's, so that an outage or a throttle does not take the workers to
+ * wait in while other exchanges have work.
+ */
+static Datum
+unavailable_exchanges(void)
+{
+	Datum		names[MD_MAX_EXCHANGES];
+	int			n = 0;
+
+	for (int e = 0; e < md_num_exchanges(); e++)
+		if (!md_exchange_available(md_exchange_at(e)))
+			names[n++] = CStringGetTextDatum(md_exchange_at(e)->name);
+	return PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
  * md_job_claim takes the next job (see the header for the order), queued
  * or left running by a worker that died, and marks it running.  skip_id, if
  * not 0, is a job this worker just yielded: it goes to someone else first.
@@ -103,15 +122,15 @@ clip_to_present(MdJob *job)
 bool
 md_job_claim(MdJob *job, int64 skip_id)
 {
-	Oid			types[2] = {INT8ARRAYOID, INT8OID};
-	Datum		values[2];
+	Oid			types[3] = {INT8ARRAYOID, INT8OID, TEXTARRAYOID};
+	Datum		values[3];
 	int			ret;
 	uint64		n;
 	SPITupleTable *tab;
 
 	values[0] = claimed_array(NULL);
 	values[1] = Int64GetDatum(skip_id);
-	/* enough candidates that one exchange's jobs cannot hide the others' */
+	values[2] = unavailable_exchanges();
 	ret = SPI_execute_with_args(BUSY_CTE ", "
 								"c AS ("
 								"  SELECT j.*, row_number() OVER (PARTITION BY j.origin = 'user', j.requester "
@@ -124,36 +143,23 @@ md_job_claim(MdJob *job, int64 skip_id)
 								"(extract(epoch FROM c.cursor_time) * 1000)::int8, "
 								"c.origin, c.requester "
 								"FROM c LEFT JOIN busy b ON c.origin = 'user' AND b.requester = c.requester "
-								"ORDER BY c.origin = 'user', c.id = $2, coalesce(b.n, 0) + c.rn, c.id "
-								"LIMIT 64",
-								2, types, values, NULL, false, 0);
+								"ORDER BY c.exchange = ANY ($3), c.origin = 'user', c.id = $2, "
+								"coalesce(b.n, 0) + c.rn, c.id "
+								"LIMIT 16",
+								3, types, values, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read mdfeed.jobs");
 	n = SPI_processed;
 	tab = SPI_tuptable;
 
-	/*
-	 * Two passes: first the jobs of exchanges that answer, then, if none of
-	 * them could be claimed, any.  A job of an exchange in an outage or
-	 * throttled waits while other exchanges have work, instead of taking a
-	 * worker to wait in.
-	 */
-	for (uint64 i = 0; i < 2 * n; i++)
+	for (uint64 i = 0; i < n; i++)
 	{
-		HeapTuple	tup = tab->vals[i % n];
+		HeapTuple	tup = tab->vals[i];
 		TupleDesc	desc = tab->tupdesc;
 		bool		isnull;
 		Oid			utypes[2] = {INT8OID, INT4OID};
 		Datum		uvalues[2];
 
-		if (i < n)
-		{
-			char	   *exname = SPI_getvalue(tup, desc, 3);
-			const MdExchange *jex = exname ? md_exchange_lookup(exname) : NULL;
-
-			if (jex != NULL && !md_exchange_available(jex))
-				continue;
-		}
 		job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		if (!md_slot_try_claim(job->id))
 			continue;			/* another worker took it meanwhile */

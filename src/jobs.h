@@ -40,4 +40,7 @@ extern Datum md_sync_lookback(void);
 extern void md_queue_pair_sync(const char *exchange, const char *symbol, const char *interval,
 							   const char *origin, bool only_if_behind, int64 closed_by_ms);
 
+/* a candle is taken as final this long after its close time */
+#define MD_CLOSE_GRACE_MS 2000
+
 #endif

@@ -51,6 +51,9 @@ md_rest_call(const MdExchange *ex, const MdEndpoint *ep, const char *path, int c
 		ex->classify(resp, ans);
 	else
 		ans->kind = MD_ANSWER_RETRY;
+	/* the exchange's count is of the first limit, its host's: not another's */
+	if (ep->limit != 0)
+		ans->used = -1;
 	md_budget_report(ex, ans);
 	/* whether it answers, for whoever decides what to call next */
 	md_budget_note_outcome(ex, resp->outcome == MD_HTTP_OK && ans->kind != MD_ANSWER_RETRY);

@@ -296,7 +296,9 @@ md_sio_handle(MdSioClient *cl, MdStreamSession *sess, const MdSioPacket *p, int6
 	switch (p->sio)
 	{
 		case MD_SIO_CONNECT:
-			cl->connected = true;
+			/* before the open packet it is no handshake of ours */
+			if (cl->opened)
+				cl->connected = true;
 			return true;
 		case MD_SIO_DISCONNECT:
 			md_stream_close(sess, "the server disconnected the socket");

@@ -144,6 +144,8 @@ static HTAB *closes = NULL;
 
 /* how far the exchange's clock may run ahead of ours */
 #define CLOCK_SKEW_MS 60000
+/* a closed bar is fetched this long after the exchange takes it as final */
+#define CLOSE_MARGIN_MS 200
 
 /*
  * note_close remembers the newest bar of a key.  Called inside lws
@@ -198,27 +200,38 @@ queue_closed_bars(int64 now)
 {
 	HASH_SEQ_STATUS seq;
 	CloseEntry *e;
-	bool		any = false;
+	List	   *queued = NIL;
+	ListCell   *lc;
+	MemoryContext cxt = CurrentMemoryContext;	/* the loop's: outlives the
+												 * transaction */
 
 	if (closes == NULL)
 		return;
 	hash_seq_init(&seq, closes);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		if (e->queued || e->close_ms >= now)
+		/* once final: the sync's first request then stores it closed */
+		if (e->queued || e->close_ms + MD_CLOSE_GRACE_MS + CLOSE_MARGIN_MS >= now)
 			continue;
-		if (!any)
+		if (queued == NIL)
 			md_begin_tx();
-		any = true;
 		md_queue_pair_sync(ex->name, e->key.symbol, md_intervals[e->key.iv].name, "stream",
 						   true, e->close_ms + 1);
-		e->queued = true;
+		{
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+
+			queued = lappend(queued, e);
+			MemoryContextSwitchTo(old);
+		}
 	}
-	if (any)
-	{
-		md_commit_tx();
-		md_wake_role(MD_ROLE_BACKFILL);
-	}
+	if (queued == NIL)
+		return;
+	md_commit_tx();
+	MemoryContextSwitchTo(cxt);
+	/* only once they are committed: a failed queueing is tried again */
+	foreach(lc, queued)
+		((CloseEntry *) lfirst(lc))->queued = true;
+	md_wake_role(MD_ROLE_BACKFILL);
 }
 
 /*

@@ -281,6 +281,7 @@ after_adapter(WsConn *c)
 		/* logged, and shown in mdfeed.workers until something replaces it */
 		elog(LOG, "mdfeed stream connection %d: %s", c->id, c->sess->notice);
 		md_slot_set_error(c->sess->notice);
+		pfree((char *) c->sess->notice);
 		c->sess->notice = NULL;
 	}
 	if (c->sess->close_reason != NULL && !c->close_logged)
