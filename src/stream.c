@@ -121,11 +121,12 @@ repair_holes(List *keys, bool only_if_behind, int64 as_of_ms)
  * Closes to make exact.  Where the stream's closed klines are not final
  * (MdStreamOps.closes_final is false: the socket's last snapshot of a bar
  * is not the bar), the stream's bars are stored as forming, and each is
- * brought over REST once its close time has passed: the worker remembers
- * the newest bar each key carried, and when that bar's close time passes
- * it queues a sync of the pair, which fetches the bar once final (and
- * nothing if the table already has it closed).  It is the same repair a
- * reconnect makes, one bar long.
+ * brought over REST once final: the worker remembers the newest bar each
+ * key carried, and once a bar is final (MD_CLOSE_GRACE_MS after its close:
+ * by then the next bar has started, so the newest bar's predecessor counts
+ * too) it queues a sync of the pair, whose first request stores the bar
+ * closed (and which fetches nothing if the table already has it).  It is
+ * the same repair a reconnect makes, one bar long.
  */
 typedef struct CloseKey
 {
@@ -136,8 +137,11 @@ typedef struct CloseKey
 typedef struct CloseEntry
 {
 	CloseKey	key;
-	int64		close_ms;		/* of the newest bar the stream carried */
-	bool		queued;			/* its sync is queued */
+	int64		open_ms;		/* of the newest bar the stream carried */
+	int64		close_ms;
+	int64		queued_ms;		/* the close of the newest bar whose sync
+								 * is queued */
+	int64		due_ms;			/* the close being queued now */
 } CloseEntry;
 
 static HTAB *closes = NULL;
@@ -171,10 +175,14 @@ note_close(const MdStreamKline *k)
 	strcpy(key.symbol, k->symbol);
 	key.iv = k->iv - md_intervals;
 	e = hash_search(closes, &key, HASH_ENTER, &found);
+	/* the bars before the first one the stream carries are the reconnect
+	 * repair's (repair_holes) */
+	if (!found)
+		e->queued_ms = k->candle.open_ms - 1;
 	if (!found || k->candle.close_ms > e->close_ms)
 	{
+		e->open_ms = k->candle.open_ms;
 		e->close_ms = k->candle.close_ms;
-		e->queued = false;
 	}
 }
 
@@ -210,13 +218,27 @@ queue_closed_bars(int64 now)
 	hash_seq_init(&seq, closes);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		/* once final: the sync's first request then stores it closed */
-		if (e->queued || e->close_ms + MD_CLOSE_GRACE_MS + CLOSE_MARGIN_MS >= now)
+		int64		final_by = now - MD_CLOSE_GRACE_MS - CLOSE_MARGIN_MS;
+		int64		due;
+
+		/*
+		 * The newest bar once it is final, else the one before it (the
+		 * next bar starts before its predecessor is final): the sync's
+		 * first request then stores it closed.
+		 */
+		if (e->close_ms < final_by)
+			due = e->close_ms;
+		else if (e->open_ms - 1 < final_by)
+			due = e->open_ms - 1;
+		else
 			continue;
+		if (due <= e->queued_ms)
+			continue;
+		e->due_ms = due;
 		if (queued == NIL)
 			md_begin_tx();
 		md_queue_pair_sync(ex->name, e->key.symbol, md_intervals[e->key.iv].name, "stream",
-						   true, e->close_ms + 1);
+						   true, due + 1);
 		{
 			MemoryContext old = MemoryContextSwitchTo(cxt);
 
@@ -230,7 +252,11 @@ queue_closed_bars(int64 now)
 	MemoryContextSwitchTo(cxt);
 	/* only once they are committed: a failed queueing is tried again */
 	foreach(lc, queued)
-		((CloseEntry *) lfirst(lc))->queued = true;
+	{
+		CloseEntry *q = lfirst(lc);
+
+		q->queued_ms = q->due_ms;
+	}
 	md_wake_role(MD_ROLE_BACKFILL);
 }
 
