@@ -175,8 +175,7 @@ note_close(const MdStreamKline *k)
 	strcpy(key.symbol, k->symbol);
 	key.iv = k->iv - md_intervals;
 	e = hash_search(closes, &key, HASH_ENTER, &found);
-	/* the bars before the first one the stream carries are the reconnect
-	 * repair's (repair_holes) */
+	/* the bars before the first one it carried are repair_holes' business */
 	if (!found)
 		e->queued_ms = k->candle.open_ms - 1;
 	if (!found || k->candle.close_ms > e->close_ms)
