@@ -790,17 +790,7 @@ sub wait_next_minute
 sub pair_gaps
 {
 	my ($node, $sym, $iv, $from, $to) = @_;
-	my $out = try_sql($node,
-		"SELECT (extract(epoch FROM gap_start) * 1000)::bigint, (extract(epoch FROM gap_end) * 1000)::bigint, "
-		  . "missing, exchange_has_none FROM mdfeed_gaps('$sym', '$iv', $from, $to) ORDER BY gap_start");
-	return undef unless defined $out;
-	my @g;
-	for my $l (grep { length } split /\n/, $out)
-	{
-		my ($s, $e, $m, $n) = split /\|/, $l;
-		push @g, { start_ms => $s, end_ms => $e, missing => $m, none => ($n eq 't' ? 1 : 0) };
-	}
-	return \@g;
+	return ex_pair_gaps($node, 'binance', $sym, $iv, $from, $to);
 }
 
 # jobs queued or running (optionally matching an SQL condition)
