@@ -35,7 +35,7 @@
 /* failures in a row that make an outage, and how long it holds calls */
 #define OUTAGE_AFTER 3
 #define OUTAGE_HOLD_MIN_MS 1000
-#define OUTAGE_HOLD_MAX_MS 30000
+#define OUTAGE_HOLD_MAX_MS 10000
 
 /* how long to hold back when the exchange does not say */
 #define DEFAULT_THROTTLE_MS 5000
