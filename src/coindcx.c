@@ -83,41 +83,6 @@ cdx_api_url(void)
 	return mdfeed_coindcx_api_url;
 }
 
-/*
- * interval_ms is the length of a bar of one of CoinDCX's intervals (all of
- * fixed length: neither market offers months).
- */
-static int64
-interval_ms(const char *code)
-{
-	static const struct
-	{
-		const char *code;
-		int64		ms;
-	}			codes[] = {
-		{"1", 60000}, {"5", 300000}, {"15", 900000}, {"30", 1800000},
-		{"60", 3600000}, {"240", 14400000}, {"480", 28800000}, {"1D", 86400000},
-		{"1m", 60000}, {"15m", 900000}, {"1h", 3600000}, {"1d", 86400000},
-	};
-
-	for (int i = 0; i < lengthof(codes); i++)
-		if (strcmp(codes[i].code, code) == 0)
-			return codes[i].ms;
-	return 60000;
-}
-
-/*
- * window_last is the last millisecond of a page of limit bars from start,
- * or end if sooner.
- */
-static int64
-window_last(const char *code, int64 start_ms, int64 end_ms, int limit)
-{
-	int64		last = start_ms + interval_ms(code) * limit - 1;
-
-	return Min(last, end_ms);
-}
-
 static int
 cdx_futures_page_limit(int64 rows_wanted)
 {
@@ -132,24 +97,27 @@ cdx_spot_page_limit(int64 rows_wanted)
 
 /*
  * cdx_futures_klines_path asks for the bars opening in [start, end]: from
- * and to are whole seconds, both inclusive.
+ * and to are whole seconds, both inclusive.  The candles runner gives a
+ * window of at most limit bars (klines_windowed), so the answer has no more.
  */
 static char *
 cdx_futures_klines_path(const char *pair, const char *code, int64 start_ms, int64 end_ms, int limit)
 {
-	int64		last = window_last(code, start_ms, end_ms, limit);
-
 	return psprintf("/market_data/candlesticks?pair=%s&from=" INT64_FORMAT "&to=" INT64_FORMAT
 					"&resolution=%s&pcode=f",
-					pair, (start_ms + 999) / 1000, last / 1000, code);
+					pair, (start_ms + 999) / 1000, end_ms / 1000, code);
 }
 
+/*
+ * cdx_spot_klines_path asks for the bars opening in [start, end], both
+ * inclusive and in ms: at most limit of them, the window being that long.
+ */
 static char *
 cdx_spot_klines_path(const char *pair, const char *code, int64 start_ms, int64 end_ms, int limit)
 {
 	return psprintf("/market_data/candles?pair=%s&interval=%s&startTime=" INT64_FORMAT
 					"&endTime=" INT64_FORMAT "&limit=%d",
-					pair, code, start_ms, window_last(code, start_ms, end_ms, limit), limit);
+					pair, code, start_ms, end_ms, limit);
 }
 
 /* the keys of a REST bar's decimals, in MdCandleField order (OHLCV only) */

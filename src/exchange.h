@@ -322,8 +322,11 @@ typedef struct MdExchange
 	 * candles (iv: those whose answer has no close time need it)
 	 */
 	MdEndpoint	klines;
-	bool		klines_windowed;	/* false: asked from start to end_ms, the
-									 * exchange sends the oldest limit rows */
+	bool		klines_windowed;	/* true: the runner asks for a window of
+									 * at most limit candles (end_ms is its
+									 * end); false: from start to the range's
+									 * end, the exchange sends the oldest
+									 * limit rows */
 	int			(*klines_page_limit) (int64 rows_wanted);
 	/* the cost of a page of limit rows, when it depends on limit (optional) */
 	int			(*klines_cost) (int limit);
