@@ -291,23 +291,7 @@ END
 	{
 		eval { diag_state(); };
 	}
-	for my $f (@fakes)
-	{
-		next unless $f->{pid};
-		kill 'TERM', $f->{pid};
-		my $t = time() + 5;
-		while (time() < $t)
-		{
-			last if waitpid($f->{pid}, POSIX::WNOHANG()) == $f->{pid};
-			usleep(50_000);
-		}
-		if (kill(0, $f->{pid}))
-		{
-			kill 'KILL', $f->{pid};
-			waitpid($f->{pid}, 0);
-		}
-		$f->{pid} = undef;
-	}
+	stop_fake($_) for @fakes;
 }
 
 #--------------------------------------------------------------------------
