@@ -123,6 +123,7 @@ bool
 md_json_get_number(struct json_object *o, char **out)
 {
 	const char *s;
+	const char *digits;
 
 	if (o != NULL && json_object_is_type(o, json_type_string))
 		return md_json_get_decimal(o, out);
@@ -139,7 +140,8 @@ md_json_get_number(struct json_object *o, char **out)
 	if (strcmp(s, "9223372036854775807") == 0 || strcmp(s, "-9223372036854775808") == 0 ||
 		strcmp(s, "18446744073709551615") == 0)
 		return false;
-	if (s[s[0] == '-'] == '0' && s[(s[0] == '-') + 1] >= '0' && s[(s[0] == '-') + 1] <= '9')
+	digits = s + (s[0] == '-');
+	if (digits[0] == '0' && digits[1] >= '0' && digits[1] <= '9')
 		return false;
 	*out = pstrdup(s);
 	return true;
