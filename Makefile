@@ -3,7 +3,7 @@
 EXTENSION = mdfeed
 MODULE_big = mdfeed
 DATA = sql/mdfeed--1.0.sql sql/mdfeed--1.0--1.1.sql sql/mdfeed--1.1--1.2.sql \
-	sql/mdfeed--1.2--1.3.sql
+	sql/mdfeed--1.2--1.3.sql sql/mdfeed--1.3--1.4.sql
 PGFILEDESC = "mdfeed - crypto market data ingested by background workers"
 
 OBJS = \
@@ -39,6 +39,10 @@ OBJS = \
 	src/sql_jobs.o \
 	src/sql_status.o \
 	src/sql_parse.o \
+	src/latency.o \
+	src/sql_models.o \
+	src/model_run.o \
+	src/models.o \
 	src/binance_sql.o
 
 PG_CONFIG ?= pg_config
@@ -52,7 +56,7 @@ endif
 
 # Regression tests (pg_regress): inputs in sql/, outputs in expected/, run on
 # a temporary instance that preloads the library.
-REGRESS = schema validation privileges secrets parser tracking derivs security exchanges coindcx
+REGRESS = schema validation privileges secrets parser tracking derivs security exchanges coindcx models
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
 

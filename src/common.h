@@ -58,6 +58,9 @@ extern int	mdfeed_instruments_refresh_s;
 extern int	mdfeed_auto_track_top_n;
 extern double mdfeed_auto_track_min_quote_volume;
 extern bool mdfeed_derivatives_enabled;
+extern int	mdfeed_model_workers;
+extern int	mdfeed_model_max_failures;
+extern int	mdfeed_model_timeout_ms;
 
 extern void md_define_gucs(void);
 struct MdInterval;
@@ -99,7 +102,7 @@ md_timestamptz_to_ms(TimestampTz ts)
 #define MD_MAX_TIME_MS INT64CONST(253402300800000)	/* 10000-01-01 UTC */
 
 /* the schema this library needs: the workers wait for this extversion */
-#define MD_SCHEMA_VERSION "1.3"
+#define MD_SCHEMA_VERSION "1.4"
 
 /* md_now_ms is the time now, in the exchanges' milliseconds */
 static inline int64

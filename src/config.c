@@ -55,6 +55,9 @@ int			mdfeed_instruments_refresh_s = 600;
 int			mdfeed_auto_track_top_n = 0;
 double		mdfeed_auto_track_min_quote_volume = 0;
 bool		mdfeed_derivatives_enabled = true;
+int			mdfeed_model_workers = 1;
+int			mdfeed_model_max_failures = 5;
+int			mdfeed_model_timeout_ms = 10000;
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
@@ -229,6 +232,33 @@ md_define_gucs(void)
 							2, 0, 32,
 							PGC_POSTMASTER,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.model_workers",
+							"Number of model workers.",
+							"They run the registered models, each (model, symbol) on one of them; they start when a model is active.",
+							&mdfeed_model_workers,
+							1, 0, 8,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.model_max_failures",
+							"Failed runs in a row on one candle after which a model is paused.",
+							"mdfeed_resume_model() runs it again.",
+							&mdfeed_model_max_failures,
+							5, 1, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.model_timeout",
+							"Longest time one model run may take; a longer one fails.",
+							"Zero means no limit.",
+							&mdfeed_model_timeout_ms,
+							10000, 0, 3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("mdfeed.binance_rest_url",

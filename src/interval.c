@@ -13,6 +13,8 @@
  */
 #include "postgres.h"
 
+#include <time.h>
+
 #include "common.h"
 #include "interval.h"
 
@@ -185,4 +187,18 @@ md_present_end_ms(const MdInterval *iv)
 	int64		now = md_now_ms();
 
 	return iv ? md_interval_next(iv, md_interval_floor(iv, now)) : now + 1;
+}
+
+/*
+ * md_utc_string writes ms as ISO 8601 in UTC, "2026-12-01T10:00:00Z",
+ * whatever the session's TimeZone: the form of mdfeed's notifications.
+ */
+void
+md_utc_string(int64 ms, char *buf, size_t len)
+{
+	time_t		secs = (time_t) (ms / 1000);
+	struct tm	tm;
+
+	gmtime_r(&secs, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }

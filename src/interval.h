@@ -27,5 +27,6 @@ extern int64 md_interval_floor(const MdInterval *iv, int64 ms);
 extern int64 md_interval_next(const MdInterval *iv, int64 open_ms);
 extern int64 md_present_end_ms(const MdInterval *iv);
 extern int64 md_interval_count(const MdInterval *iv, int64 from_ms, int64 to_ms);
+extern void md_utc_string(int64 ms, char *buf, size_t len);
 
 #endif							/* MDFEED_INTERVAL_H */

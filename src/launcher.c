@@ -20,8 +20,11 @@
  * runs and has found the extension at MD_SCHEMA_VERSION, and stops them
  * when the extension is dropped or has another version.
  *
- * There is one stream worker per exchange adapter that has market streams
- * (today Binance alone): each worker's libwebsockets loop serves one
+ * Model workers (mdfeed.model_workers) run only while a model is active,
+ * as the probe or a model function last said: a database without models
+ * spends no background worker on them.
+ *
+ * There is one stream worker per exchange adapter that has market streams: each worker's libwebsockets loop serves one
  * exchange, so that one exchange's outage or garbage never slows another's.
  * The worker is given its adapter's index in the registry.
  *
@@ -73,6 +76,7 @@ typedef struct ManagedWorker
 	const char *type;
 	char		name[BGW_MAXLEN];	/* bgw_name: the type and what it serves */
 	int			exchange;		/* index in the adapter registry, or -1 */
+	int			part;			/* a model worker's number */
 	BackgroundWorkerHandle *handle;
 	int64		started_ms;
 	int64		next_start_ms;
@@ -165,6 +169,7 @@ start_worker(ManagedWorker *w)
 	args.dboid = dboid;
 	args.slot = w->slot;
 	args.exchange = w->exchange;
+	args.part = w->part;
 	memcpy(worker.bgw_extra, &args, sizeof(args));
 
 	if (!RegisterDynamicBackgroundWorker(&worker, &w->handle))
@@ -265,14 +270,15 @@ add_worker(MdWorkerRole role, const char *function, const char *type, int exchan
 
 /*
  * plan_workers lays out the slots: the launcher in slot 0, then the
- * backfill workers, the watch worker and a stream worker per exchange with
- * market streams.  The backfill workers leave room for the others: without
+ * backfill workers, the watch worker, a stream worker per exchange with
+ * market streams and the model workers.  The backfill workers leave room for the others: without
  * the probe nothing runs.
  */
 static void
 plan_workers(void)
 {
 	int			nstream = 0;
+	int			nmodel = 0;
 
 	for (int i = 0; i < md_num_exchanges(); i++)
 		if (md_exchange_at(i)->stream != NULL)
@@ -286,6 +292,13 @@ plan_workers(void)
 		for (int i = 0; i < md_num_exchanges(); i++)
 			if (md_exchange_at(i)->stream != NULL)
 				add_worker(MD_ROLE_STREAM, "mdfeed_stream_main", "mdfeed stream worker", i);
+		for (int i = 0; i < mdfeed_model_workers && nmanaged < MD_MAX_WORKERS - 1; i++)
+		{
+			ManagedWorker *w = add_worker(MD_ROLE_MODEL, "mdfeed_model_main", "mdfeed model worker", -1);
+
+			w->part = nmodel++;
+			snprintf(w->name, sizeof(w->name), "mdfeed model worker %d", w->part);
+		}
 	}
 }
 
@@ -373,6 +386,7 @@ mdfeed_launcher_main(Datum main_arg)
 		bool		probe_wanted;
 		bool		probe_up;
 		bool		ready;
+		bool		models;
 
 		CHECK_FOR_INTERRUPTS();
 		if (md_worker_reload())
@@ -416,6 +430,7 @@ mdfeed_launcher_main(Datum main_arg)
 
 		SpinLockAcquire(&md_shared->mutex);
 		ready = md_shared->schema_state == MD_SCHEMA_READY;
+		models = md_shared->models_active;
 		SpinLockRelease(&md_shared->mutex);
 		if (probe_wanted && ready)
 			md_slot_set_state("running");
@@ -428,7 +443,8 @@ mdfeed_launcher_main(Datum main_arg)
 				continue;
 			check_worker(&managed[i],
 						 probe_wanted && probe_up && ready &&
-						 (managed[i].role != MD_ROLE_STREAM || mdfeed_stream_enabled));
+						 (managed[i].role != MD_ROLE_STREAM || mdfeed_stream_enabled) &&
+						 (managed[i].role != MD_ROLE_MODEL || models));
 		}
 
 		md_worker_wait(1000);

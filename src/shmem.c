@@ -12,6 +12,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
@@ -289,4 +290,65 @@ md_claimed_jobs(int64 *out, int max, int *idle_backfill)
 	if (idle_backfill)
 		*idle_backfill = idle;
 	return n;
+}
+
+/* what md_at_commit was asked to do when the current transaction commits */
+static int	at_commit_flags = 0;
+static bool xact_callback_registered = false;
+
+/*
+ * at_commit_callback does, when the transaction commits, what md_at_commit
+ * asked for, and forgets it when the transaction ends either way.
+ */
+static void
+at_commit_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT)
+	{
+		if (at_commit_flags & MD_WAKE_BACKFILL)
+			md_wake_role(MD_ROLE_BACKFILL);
+		if ((at_commit_flags & MD_WAKE_LISTS) && md_shared != NULL)
+		{
+			SpinLockAcquire(&md_shared->mutex);
+			md_shared->lists_version++;
+			SpinLockRelease(&md_shared->mutex);
+			md_wake_role(MD_ROLE_STREAM);
+			md_wake_role(MD_ROLE_WATCH);
+		}
+		if ((at_commit_flags & MD_WAKE_MODELS_CHANGED) && md_shared != NULL)
+		{
+			Latch	   *launcher;
+
+			SpinLockAcquire(&md_shared->mutex);
+			md_shared->models_version++;
+			md_shared->models_active = true;
+			launcher = md_shared->launcher_latch;
+			SpinLockRelease(&md_shared->mutex);
+			if (launcher != NULL)
+				SetLatch(launcher);
+		}
+		if (at_commit_flags & (MD_WAKE_MODELS | MD_WAKE_MODELS_CHANGED))
+			md_wake_role(MD_ROLE_MODEL);
+		if (at_commit_flags & MD_BROADCAST_JOBS)
+			md_broadcast_job_end();
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+		at_commit_flags = 0;
+}
+
+/*
+ * md_at_commit asks for flags' wakeups to happen when the current
+ * transaction commits, not before: a worker woken earlier would look for
+ * rows it cannot see yet.
+ */
+void
+md_at_commit(int flags)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(at_commit_callback, NULL);
+		xact_callback_registered = true;
+	}
+	at_commit_flags |= flags;
 }

@@ -26,7 +26,8 @@ typedef enum MdWorkerRole
 	MD_ROLE_LAUNCHER,
 	MD_ROLE_BACKFILL,
 	MD_ROLE_STREAM,
-	MD_ROLE_WATCH
+	MD_ROLE_WATCH,
+	MD_ROLE_MODEL
 } MdWorkerRole;
 
 typedef struct MdWorkerSlot
@@ -115,6 +116,9 @@ typedef struct MdShared
 	/* the last state the probe logged, so that each is logged once */
 	MdSchemaState schema_logged;
 	char		schema_logged_version[64];
+	/* models: whether any is active (the launcher starts model workers) */
+	bool		models_active;
+	int64		models_version; /* bumped when models change */
 } MdShared;
 
 extern MdShared *md_shared;
@@ -135,6 +139,14 @@ extern bool md_slot_try_claim(int64 job);
 extern int	md_claimed_jobs(int64 *out, int max, int *idle_backfill);
 
 extern void md_wake_role(MdWorkerRole role);
+
+/* wakeups at the commit of the current transaction (md_at_commit) */
+#define MD_WAKE_BACKFILL		0x01	/* a job was queued */
+#define MD_WAKE_LISTS			0x02	/* the lists changed: stream, watch */
+#define MD_BROADCAST_JOBS		0x04	/* a job ended */
+#define MD_WAKE_MODELS			0x08	/* closed candles were stored */
+#define MD_WAKE_MODELS_CHANGED	0x10	/* a model was registered or changed */
+extern void md_at_commit(int flags);
 extern void md_broadcast_job_end(void);
 
 #endif							/* MDFEED_SHMEM_H */

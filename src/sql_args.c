@@ -17,7 +17,10 @@
  */
 #include "postgres.h"
 
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
 #include "utils/timestamp.h"
@@ -262,4 +265,79 @@ md_require_schema_version(void)
 		version = pstrdup(version);
 	SPI_finish();
 	md_check_schema_version(version);
+}
+
+/*
+ * md_check_database makes sure jobs and models are put where the workers look.
+ */
+void
+md_check_database(void)
+{
+	char	   *here = get_database_name(MyDatabaseId);
+
+	if (here == NULL || strcmp(here, mdfeed_database) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("mdfeed's workers run in database \"%s\", not in \"%s\"",
+						mdfeed_database, here ? here : "?"),
+				 errhint("Connect to database \"%s\", or set mdfeed.database = '%s' in postgresql.conf and restart the server.",
+						 mdfeed_database, here ? here : "?")));
+}
+
+/*
+ * Run SPI as the extension's owner, so that callers need no rights on the
+ * tables themselves; the caller's identity is recorded explicitly.
+ *
+ * Code running with the owner's rights must not resolve a single name
+ * through the caller's search_path: a caller who can create objects in any
+ * schema could otherwise put an operator or function of its own in front
+ * of pg_catalog's and have the owner run it.  So the search_path is
+ * pg_catalog, pg_temp for exactly as long as the owner's rights last (a
+ * GUC nest level, undone at the end or by the error's abort), and every
+ * query below schema-qualifies its operators and functions as well.
+ */
+#define SAFE_SEARCH_PATH "pg_catalog, pg_temp"
+
+/*
+ * md_begin_as_owner connects SPI, checks that the extension's SQL objects are
+ * the version this library was built for, and switches to the extension's
+ * owner with a safe search_path.
+ */
+void
+md_begin_as_owner(MdOwnerContext *ctx)
+{
+	bool		isnull;
+	Oid			owner;
+	char	   *version;
+	int			ret;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ctx->guc_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", SAFE_SEARCH_PATH, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	ret = SPI_execute("SELECT extowner, extversion FROM pg_catalog.pg_extension "
+					  "WHERE extname OPERATOR(pg_catalog.=) 'mdfeed'",
+					  true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"mdfeed\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION mdfeed.")));
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	md_check_schema_version(version);
+	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec);
+	SetUserIdAndSecContext(owner, ctx->save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+}
+
+/*
+ * md_end_as_owner gives the caller back its identity and search_path.
+ */
+void
+md_end_as_owner(MdOwnerContext *ctx)
+{
+	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec);
+	AtEOXact_GUC(true, ctx->guc_level);
+	SPI_finish();
 }

@@ -41,137 +41,6 @@ PG_FUNCTION_INFO_V1(mdfeed_wait);
 PG_FUNCTION_INFO_V1(mdfeed_cancel);
 PG_FUNCTION_INFO_V1(mdfeed_wake_workers);
 
-/* things to do when the current transaction commits */
-#define WAKE_BACKFILL	0x01
-#define WAKE_LISTS		0x02	/* the stream and watch workers */
-#define BROADCAST_JOBS	0x04
-static int	at_commit_flags = 0;
-static bool xact_callback_registered = false;
-
-/*
- * md_xact_callback does, when the transaction commits, what at_commit asked
- * for, and forgets it when the transaction ends either way.
- */
-static void
-md_xact_callback(XactEvent event, void *arg)
-{
-	if (event == XACT_EVENT_COMMIT)
-	{
-		if (at_commit_flags & WAKE_BACKFILL)
-			md_wake_role(MD_ROLE_BACKFILL);
-		if ((at_commit_flags & WAKE_LISTS) && md_shared != NULL)
-		{
-			SpinLockAcquire(&md_shared->mutex);
-			md_shared->lists_version++;
-			SpinLockRelease(&md_shared->mutex);
-			md_wake_role(MD_ROLE_STREAM);
-			md_wake_role(MD_ROLE_WATCH);
-		}
-		if (at_commit_flags & BROADCAST_JOBS)
-			md_broadcast_job_end();
-	}
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
-		at_commit_flags = 0;
-}
-
-/*
- * at_commit asks for flags' wakeups to happen when the current transaction
- * commits.
- */
-static void
-at_commit(int flags)
-{
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(md_xact_callback, NULL);
-		xact_callback_registered = true;
-	}
-	at_commit_flags |= flags;
-}
-
-/*
- * md_check_database makes sure jobs are queued where the workers look.
- */
-static void
-md_check_database(void)
-{
-	char	   *here = get_database_name(MyDatabaseId);
-
-	if (here == NULL || strcmp(here, mdfeed_database) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("mdfeed's workers run in database \"%s\", not in \"%s\"",
-						mdfeed_database, here ? here : "?"),
-				 errhint("Connect to database \"%s\", or set mdfeed.database = '%s' in postgresql.conf and restart the server.",
-						 mdfeed_database, here ? here : "?")));
-}
-
-/*
- * Run SPI as the extension's owner, so that callers need no rights on the
- * job table itself; the caller's identity is recorded explicitly.
- *
- * Code running with the owner's rights must not resolve a single name
- * through the caller's search_path: a caller who can create objects in any
- * schema could otherwise put an operator or function of its own in front
- * of pg_catalog's and have the owner run it.  So the search_path is
- * pg_catalog, pg_temp for exactly as long as the owner's rights last (a
- * GUC nest level, undone at the end or by the error's abort), and every
- * query below schema-qualifies its operators and functions as well.
- */
-typedef struct OwnerContext
-{
-	Oid			save_userid;
-	int			save_sec;
-	int			guc_level;
-} OwnerContext;
-
-#define SAFE_SEARCH_PATH "pg_catalog, pg_temp"
-
-/*
- * begin_as_owner connects SPI, checks that the extension's SQL objects are
- * the version this library was built for, and switches to the extension's
- * owner with a safe search_path.
- */
-static void
-begin_as_owner(OwnerContext *ctx)
-{
-	bool		isnull;
-	Oid			owner;
-	char	   *version;
-	int			ret;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	ctx->guc_level = NewGUCNestLevel();
-	(void) set_config_option("search_path", SAFE_SEARCH_PATH, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	ret = SPI_execute("SELECT extowner, extversion FROM pg_catalog.pg_extension "
-					  "WHERE extname OPERATOR(pg_catalog.=) 'mdfeed'",
-					  true, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"mdfeed\" is not installed in this database"),
-				 errhint("Run CREATE EXTENSION mdfeed.")));
-	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	md_check_schema_version(version);
-	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec);
-	SetUserIdAndSecContext(owner, ctx->save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-}
-
-/*
- * end_as_owner gives the caller back its identity and search_path.
- */
-static void
-end_as_owner(OwnerContext *ctx)
-{
-	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec);
-	AtEOXact_GUC(true, ctx->guc_level);
-	SPI_finish();
-}
-
 /*
  * check_time_arg rejects a time no market data can have: infinite, or past
  * year 9999 (where interval arithmetic in milliseconds would overflow).
@@ -271,7 +140,7 @@ static int64
 queue_job(const char *kind, const char *exchange, const char *symbol, const char *interval,
 		  TimestampTz from, TimestampTz to)
 {
-	OwnerContext ctx;
+	MdOwnerContext ctx;
 	Oid			types[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, NAMEOID, OIDOID};
 	Datum		values[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
@@ -285,7 +154,7 @@ queue_job(const char *kind, const char *exchange, const char *symbol, const char
 		ereport(NOTICE,
 				(errmsg("mdfeed.backfill_workers is 0: the job stays queued until workers are enabled")));
 
-	begin_as_owner(&ctx);
+	md_begin_as_owner(&ctx);
 	check_queue_cap(ctx.save_userid);
 	values[0] = CStringGetTextDatum(kind);
 	values[1] = CStringGetTextDatum(exchange);
@@ -305,9 +174,9 @@ queue_job(const char *kind, const char *exchange, const char *symbol, const char
 	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not queue the job");
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	end_as_owner(&ctx);
+	md_end_as_owner(&ctx);
 
-	at_commit(WAKE_BACKFILL);
+	md_at_commit(MD_WAKE_BACKFILL);
 	return id;
 }
 
@@ -407,14 +276,14 @@ state_is_final(const char *state)
 static char *
 read_job_state(int64 id, bool *ours)
 {
-	OwnerContext ctx;
+	MdOwnerContext ctx;
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(id)};
 	char	   *state = NULL;
 	bool		isnull;
 	int			ret;
 
-	begin_as_owner(&ctx);
+	md_begin_as_owner(&ctx);
 	ret = SPI_execute_with_args("SELECT state, xmin OPERATOR(pg_catalog.=) "
 								"pg_catalog.xid(pg_catalog.pg_current_xact_id_if_assigned()) "
 								"FROM mdfeed.jobs WHERE id OPERATOR(pg_catalog.=) $1",
@@ -429,7 +298,7 @@ read_job_state(int64 id, bool *ours)
 		state = MemoryContextStrdup(TopTransactionContext, s);
 		*ours = !isnull && DatumGetBool(d);
 	}
-	end_as_owner(&ctx);
+	md_end_as_owner(&ctx);
 	return state;
 }
 
@@ -511,7 +380,7 @@ Datum
 mdfeed_cancel(PG_FUNCTION_ARGS)
 {
 	int64		id;
-	OwnerContext ctx;
+	MdOwnerContext ctx;
 	Oid			types[2] = {INT8OID, TEXTOID};
 	Datum		values[2];
 	char	   *requested_by;
@@ -525,7 +394,7 @@ mdfeed_cancel(PG_FUNCTION_ARGS)
 	id = PG_GETARG_INT64(0);
 	caller = GetUserNameFromId(GetUserId(), false);
 
-	begin_as_owner(&ctx);
+	md_begin_as_owner(&ctx);
 	values[0] = Int64GetDatum(id);
 	ret = SPI_execute_with_args("SELECT requested_by, requester FROM mdfeed.jobs "
 								"WHERE id OPERATOR(pg_catalog.=) $1",
@@ -570,7 +439,7 @@ mdfeed_cancel(PG_FUNCTION_ARGS)
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "could not cancel job " INT64_FORMAT, id);
 	canceled = SPI_processed == 1;
-	end_as_owner(&ctx);
+	md_end_as_owner(&ctx);
 
 	if (canceled && md_shared != NULL)
 	{
@@ -592,7 +461,7 @@ mdfeed_cancel(PG_FUNCTION_ARGS)
 		SpinLockRelease(&md_shared->mutex);
 		for (int i = 0; i < n; i++)
 			SetLatch(latches[i]);
-		at_commit(BROADCAST_JOBS);
+		md_at_commit(MD_BROADCAST_JOBS);
 	}
 	PG_RETURN_BOOL(canceled);
 }
@@ -604,6 +473,6 @@ mdfeed_cancel(PG_FUNCTION_ARGS)
 Datum
 mdfeed_wake_workers(PG_FUNCTION_ARGS)
 {
-	at_commit(WAKE_LISTS | WAKE_BACKFILL);
+	md_at_commit(MD_WAKE_LISTS | MD_WAKE_BACKFILL);
 	PG_RETURN_VOID();
 }

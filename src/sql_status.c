@@ -56,6 +56,8 @@ role_name(MdWorkerRole role)
 			return "stream";
 		case MD_ROLE_WATCH:
 			return "watch";
+		case MD_ROLE_MODEL:
+			return "model";
 		default:
 			return "none";
 	}

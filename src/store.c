@@ -15,8 +15,8 @@
  * go to the heap in one multi-insert and then into the indexes.  Should a
  * row appear meanwhile (the stream worker wrote the forming candle), the
  * unique index says so, the attempt is rolled back and the batch is upserted.
- * Tables with triggers or row security, or whose columns were altered,
- * always take the upsert.
+ * Tables with insert triggers or row security, or whose columns were
+ * altered, always take the upsert.
  *
  * Every function takes the exchange: its adapter names the tables (the
  * family mdfeed.<candle_prefix><interval>) and says which columns they have
@@ -32,8 +32,6 @@
  */
 #include "postgres.h"
 
-#include <time.h>
-
 #include "access/heapam.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -41,6 +39,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
+#include "commands/trigger.h"
 #include "executor/executor.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -53,6 +52,7 @@
 #include "utils/timestamp.h"
 
 #include "common.h"
+#include "shmem.h"
 #include "store.h"
 
 #define NPARAMS (3 + MD_NUM_DECIMALS + 2)
@@ -201,13 +201,22 @@ range_is_empty(const MdExchange *ex, const MdInterval *iv, const char *symbol,
 
 /*
  * fast_insert_possible says whether the table is as the extension made it.
+ * Triggers on UPDATE alone (candle_changed, which records rewrites for the
+ * models) do not matter to rows that are only inserted; any trigger on
+ * INSERT would be skipped by the multi-insert, so it takes the upsert.
  */
 static bool
 fast_insert_possible(Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
+	TriggerDesc *trig = rel->trigdesc;
 
-	if (rel->trigdesc != NULL || rel->rd_rel->relrowsecurity || desc->natts != NCANDLECOLS)
+	if (trig != NULL &&
+		(trig->trig_insert_before_row || trig->trig_insert_after_row ||
+		 trig->trig_insert_instead_row || trig->trig_insert_before_statement ||
+		 trig->trig_insert_after_statement || trig->trig_insert_new_table))
+		return false;
+	if (rel->rd_rel->relrowsecurity || desc->natts != NCANDLECOLS)
 		return false;
 	for (int i = 0; i < desc->natts; i++)
 	{
@@ -345,6 +354,14 @@ md_store_candles(const MdExchange *ex, const MdInterval *iv, MdCandle *rows, int
 	if (nrows <= 0)
 		return 0;
 
+	/* closed candles: the model workers look when this commits */
+	for (int i = 0; i < nrows; i++)
+		if (rows[i].closed)
+		{
+			md_at_commit(MD_WAKE_MODELS);
+			break;
+		}
+
 	/* one symbol's batch into an empty range: the COPY path */
 	if (nrows >= 8 && ex->candle_fields == MD_ALL_CANDLE_FIELDS && ex->candle_trades)
 	{
@@ -426,12 +443,8 @@ md_notify_candle(const char *exchange, const char *symbol, const MdInterval *iv,
 {
 	char		payload[256];
 	char		when[32];
-	time_t		secs = (time_t) (open_ms / 1000);
-	struct tm	tm;
 
-	/* ISO 8601 in UTC, whatever the worker's TimeZone */
-	gmtime_r(&secs, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	md_utc_string(open_ms, when, sizeof(when));
 	snprintf(payload, sizeof(payload),
 			 "{\"exchange\":\"%s\",\"symbol\":\"%s\",\"interval\":\"%s\",\"open_time\":\"%s\"}",
 			 exchange, symbol, iv->name, when);

@@ -22,7 +22,7 @@
  *
  * Latency is measured from the exchange's event time to our commit: for a
  * forming candle from the oldest update coalesced, for a closed one from
- * its closing event.  Each kind keeps its last LATENCY_SAMPLES samples, one
+ * its closing event.  Each kind keeps its last MD_LATENCY_SAMPLES samples, one
  * per candle written; the worker publishes their p50 and p99.
  *
  *-------------------------------------------------------------------------
@@ -34,11 +34,11 @@
 
 #include "common.h"
 #include "store.h"
+#include "latency.h"
 #include "streambuf.h"
 #include "workers.h"
 
 #define DEC_LEN 48
-#define LATENCY_SAMPLES 16384
 
 typedef struct CandleKey
 {
@@ -59,20 +59,12 @@ typedef struct CandleEntry
 								 * of a closed candle */
 } CandleEntry;
 
-/* the last event-to-commit latencies of one kind, in ms */
-typedef struct LatencyRing
-{
-	int64		ms[LATENCY_SAMPLES];
-	int			n;
-	int			pos;
-} LatencyRing;
-
 static const MdExchange *ex = NULL;
 static MemoryContext buf_ctx = NULL;
 static HTAB *buffer = NULL;
 static int	nclosed = 0;		/* closed candles in the buffer */
-static LatencyRing forming_latency;
-static LatencyRing close_latency;
+static MdLatencyRing forming_latency;
+static MdLatencyRing close_latency;
 
 /*
  * new_buffer empties the buffer, and frees what it held.
@@ -159,18 +151,6 @@ md_streambuf_has_closed(void)
 }
 
 /*
- * record_latency keeps one sample.
- */
-static void
-record_latency(LatencyRing *r, int64 ms)
-{
-	r->ms[r->pos] = ms;
-	r->pos = (r->pos + 1) % LATENCY_SAMPLES;
-	if (r->n < LATENCY_SAMPLES)
-		r->n++;
-}
-
-/*
  * md_streambuf_flush writes the buffered candles (only the closed ones if
  * closed_only), one transaction for all of them, with a NOTIFY
  * mdfeed_candles for each closed one, and takes them out of the buffer.
@@ -232,7 +212,7 @@ md_streambuf_flush(bool closed_only)
 	{
 		if (closed_only && !e->closed)
 			continue;
-		record_latency(e->closed ? &close_latency : &forming_latency,
+		md_latency_record(e->closed ? &close_latency : &forming_latency,
 					   committed - e->first_event_ms);
 		if (closed_only)
 			(void) hash_search(buffer, &e->key, HASH_REMOVE, NULL);
@@ -257,37 +237,6 @@ md_streambuf_discard(void)
 }
 
 /*
- * cmp_int64 orders int64s for qsort.
- */
-static int
-cmp_int64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return x < y ? -1 : x > y;
-}
-
-/*
- * percentiles gives the p50 and p99 of a ring's samples, -1 if it has none.
- */
-static void
-percentiles(const LatencyRing *r, int64 *p50, int64 *p99)
-{
-	int64	   *copy;
-
-	*p50 = *p99 = -1;
-	if (r->n == 0)
-		return;
-	copy = palloc(sizeof(int64) * r->n);
-	memcpy(copy, r->ms, sizeof(int64) * r->n);
-	qsort(copy, r->n, sizeof(int64), cmp_int64);
-	*p50 = copy[r->n / 2];
-	*p99 = copy[Min(r->n - 1, (int) (r->n * 0.99))];
-	pfree(copy);
-}
-
-/*
  * md_streambuf_latency gives the p50 and p99 of the event-to-commit
  * latency of the forming updates and of the closed candles written
  * recently, -1 where there are none.
@@ -295,6 +244,6 @@ percentiles(const LatencyRing *r, int64 *p50, int64 *p99)
 void
 md_streambuf_latency(int64 *p50, int64 *p99, int64 *close_p50, int64 *close_p99)
 {
-	percentiles(&forming_latency, p50, p99);
-	percentiles(&close_latency, close_p50, close_p99);
+	md_latency_percentiles(&forming_latency, p50, p99);
+	md_latency_percentiles(&close_latency, close_p50, close_p99);
 }

@@ -813,6 +813,7 @@ mdfeed_watch_main(Datum main_arg)
 			md_worker_wait(1000);
 			continue;
 		}
+		md_models_probe();
 		MemoryContextSwitchTo(ctx);
 		watch_pass(ctx);
 		MemoryContextReset(ctx);

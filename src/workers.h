@@ -16,12 +16,14 @@ typedef struct MdWorkerArgs
 	Oid			dboid;
 	int			slot;
 	int			exchange;		/* index in the adapter registry, or -1 */
+	int			part;			/* a model worker's number, from 0 */
 } MdWorkerArgs;
 
 extern PGDLLEXPORT void mdfeed_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void mdfeed_backfill_main(Datum main_arg);
 extern PGDLLEXPORT void mdfeed_stream_main(Datum main_arg);
 extern PGDLLEXPORT void mdfeed_watch_main(Datum main_arg);
+extern PGDLLEXPORT void mdfeed_model_main(Datum main_arg);
 
 extern void md_register_launcher(void);
 
@@ -35,5 +37,8 @@ extern void md_commit_tx(void);
 extern void md_abort_tx(void);
 extern const char *md_extension_schema(void);
 extern bool md_schema_ready(void);
+
+/* models.c: the probe's look at mdfeed.models, for the launcher */
+extern void md_models_probe(void);
 
 #endif

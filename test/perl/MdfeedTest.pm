@@ -1214,20 +1214,24 @@ sub wait_no_gaps_on
 	return $ok ? 1 : 0;
 }
 
-# collect_notifications($bgpsql, \%got, \$raw): reads what a background psql
-# that ran LISTEN mdfeed_candles has received; adds each decoded payload to
-# %got under "exchange|symbol|interval|open_time" (value: the payload) and
-# the text to $raw
+# collect_notifications($bgpsql, \%got, \$raw, $channel): reads what a
+# background psql that ran LISTEN $channel (default mdfeed_candles) has
+# received; adds each decoded payload to %got under
+# "exchange|symbol|interval|open_time" ("model|..." for mdfeed_models;
+# value: the payload) and the text to $raw
 sub collect_notifications
 {
-	my ($bg, $got, $raw) = @_;
+	my ($bg, $got, $raw, $channel) = @_;
+	$channel //= 'mdfeed_candles';
+	my @key = $channel eq 'mdfeed_models' ? qw(model exchange symbol interval open_time)
+	  : qw(exchange symbol interval open_time);
 	my $out = $bg->query_safe('SELECT 1');
 	$$raw .= $out if $raw;
-	while ($out =~ /Asynchronous notification "mdfeed_candles" with payload "(.*?)" received/g)
+	while ($out =~ /Asynchronous notification "\Q$channel\E" with payload "(.*?)" received/g)
 	{
 		my $p = eval { decode_json($1) };
 		next unless $p && ref $p eq 'HASH';
-		$got->{ join('|', map { $p->{$_} // '' } qw(exchange symbol interval open_time)) } = $p;
+		$got->{ join('|', map { $p->{$_} // '' } @key) } = $p;
 	}
 	return $got;
 }
