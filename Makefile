@@ -42,6 +42,7 @@ OBJS = \
 	src/latency.o \
 	src/sql_models.o \
 	src/model_run.o \
+	src/model_batch.o \
 	src/models.o \
 	src/binance_sql.o
 

@@ -9,7 +9,8 @@ GRANT SELECT ON mdfeed.candles_1m, mdfeed.candles_1h, mdfeed.models TO regress_m
 CREATE SCHEMA regress_m AUTHORIZATION regress_modeler;
 INSERT INTO mdfeed.instruments (exchange, symbol, status, contract_type, tradable)
 VALUES ('binance', 'BTCUSDT', 'TRADING', 'PERPETUAL', true),
-	   ('binance', 'ETHUSDT', 'TRADING', 'PERPETUAL', true);
+	   ('binance', 'ETHUSDT', 'TRADING', 'PERPETUAL', true)
+ON CONFLICT DO NOTHING;
 
 SET ROLE regress_modeler;
 CREATE FUNCTION regress_m.ok(symbol text, "interval" text, candles mdfeed.candle[]) RETURNS jsonb

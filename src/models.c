@@ -4,40 +4,27 @@
  *	  The model worker: runs every registered model on every closed candle
  *	  of its exchange and interval, per (model, symbol) in open_time order.
  *
- * The state is in tables, not in the worker.  mdfeed.model_progress holds,
- * per (model, symbol), next_open: the next candle to run on.  A batch of
- * runs is one transaction that locks the pair's progress row, loads the
- * candles, runs the model on each window in turn (model_run.c: each run a
- * subtransaction, as the model's owner), writes the outputs, moves
- * next_open on and commits: outputs and progress commit together, so a
- * crash or a SIGKILL loses a batch, never half of one, and the batch runs
- * again from where the last commit left it.  Nothing runs twice and nothing
- * is skipped; a run's window is read from committed closed candles only
- * (closed = true), so a forming candle is never seen, and the window ends
- * at the candle it is for, so no later one is either.
- *
- * A window is the window_size closed candles ending at the candle run on,
- * and it is complete when the candles between its first and its last are
- * all stored, except where the exchange confirmed it has none
- * (mdfeed.exchange_gaps, a maintenance): those are passed over, not waited
- * for.  When something is missing the pair waits, and if it is still
- * missing some time after it closed, the worker queues a backfill of it on
- * behalf of the model's owner (a user job, under that role's share of the
- * workers and its job cap), and runs once it has arrived.  A candle with
- * fewer than window_size candles before it, where the exchange confirmed
- * there are none earlier (before the listing), gets no run.
+ * The state is in tables, not in the worker: mdfeed.model_progress holds,
+ * per (model, symbol), next_open, the next candle to run on, and commits
+ * with the outputs (model_batch.c runs one batch of a pair).  This file
+ * decides which pairs are due and in what order, and keeps the progress
+ * rows and the reruns up to date.
  *
  * A rewritten closed candle (a repair) lands in mdfeed.candle_changes,
  * through the candle tables' trigger; the first model worker turns each
  * into a rerun range on the pairs whose evaluated windows held it, and the
- * owning worker computes those outputs again before going on.
+ * owning worker computes those outputs again before going on.  The first
+ * worker also gives models on all symbols the symbols tracked since.
  *
  * Work is split between mdfeed.model_workers by a hash of (model, symbol),
  * so each pair has one worker and its runs stay in order.  A pass runs one
  * batch of every due pair, the pairs that are live (their next candle is
- * the newest) first; a batch stops after BATCH_RUNS runs or BATCH_MS, and a
- * pass gives way to a fresh one when a closed candle is stored meanwhile,
- * so a long replay never keeps a live close waiting for more than a batch.
+ * the newest) first; a batch is bounded (model_batch.c), and a pass gives
+ * way to a fresh one when a closed candle is stored meanwhile, so a long
+ * replay never keeps a live close waiting for more than a batch.  A pair is
+ * due when its next candle is stored closed, or has been missing for
+ * MD_MODEL_HOLE_GRACE_MS since it closed (the batch then asks for it), or has a
+ * rerun; a pair whose candle has not arrived yet costs nothing per pass.
  *
  *-------------------------------------------------------------------------
  */
@@ -45,1035 +32,33 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "commands/async.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
-#include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "common.h"
 #include "exchange.h"
-#include "latency.h"
 #include "models.h"
 #include "shmem.h"
-#include "sql_args.h"
 #include "store.h"
 #include "workers.h"
 
-/* a batch: at most this many runs, or this long */
-#define BATCH_RUNS 2000
-#define BATCH_MS 200
-/* a candle still missing this long after its close is asked for */
-#define HOLE_GRACE_MS 30000
-/* a pair waiting for history looks again after this */
-#define HISTORY_RECHECK_MS 2000
-/* a backfill that ended without bringing what was missing is asked again after this */
-#define REQUEUE_AFTER_MS 60000
-/* failed runs are retried after 1 s, 2 s, 4 s ... at most this */
-#define RETRY_MAX_MS 60000
 /* the first worker adds the newly tracked symbols of models on all symbols */
 #define TRACKED_REFRESH_MS 10000
 /* candle_changes handled per pass */
 #define CHANGES_PER_PASS 500
-
 /* this worker's share: pairs whose hash modulo nparts is part */
 static int	part = 0;
 static int	nparts = 1;
 
-static MdLatencyRing live_latency;
-static int64 total_runs = 0;
-
-/* a pair due for a batch, as the pass found it */
-typedef struct DuePair
-{
-	char	   *model;
-	char	   *symbol;
-	int64		next_open;
-	bool		rerun;
-} DuePair;
-
-/* a range the exchange confirmed empty */
-typedef struct Gap
-{
-	int64		from_ms;
-	int64		to_ms;
-} Gap;
-
-/* everything a batch of one pair knows and decides */
-typedef struct Batch
-{
-	/* the model */
-	const char *model;
-	const char *symbol;
-	const MdExchange *ex;
-	const MdInterval *iv;
-	int			window;
-	Oid			fn;
-	Oid			owner;
-	char	   *owner_name;
-
-	/* its progress, as locked, and as the batch leaves it */
-	int64		next_open;
-	bool		rerun;
-	int64		rerun_from;
-	int64		rerun_to;
-	int			attempts;
-	int64		retry_at_ms;	/* -1: none */
-	char	   *waiting_for;
-	int64		backfill_job;	/* 0: none */
-
-	/* the candles: nprev before the first slot, then the batch's own */
-	Datum	   *candle;
-	int64	   *open_ms;
-	int		   *bad_links;		/* bad_links[i]: holes among links 1..i */
-	int			nrows;
-	int			nprev;
-	bool		more_rows;		/* the load stopped at its limit */
-	Gap		   *gaps;
-	int			ngaps;
-	int64		onboard_ms;		/* -1: unknown */
-
-	/* the runs */
-	MdModelCall call;
-	int			nout;
-	Datum	   *out_time;
-	Datum	   *out_value;
-	bool	   *out_null;
-	Datum	   *out_at;
-	int64		first_out_ms;
-	int64		last_out_ms;
-	int			failures;
-	char	   *error;
-	bool		pause;
-	bool		more;			/* stopped at the batch's limit */
-	MemoryContext cxt;
-	MemoryContext run_cxt;
-} Batch;
-
-/* plans by exchange and interval */
-static SPIPlanPtr prev_plans[MD_MAX_EXCHANGES][MD_NUM_INTERVALS];
-static SPIPlanPtr cur_plans[MD_MAX_EXCHANGES][MD_NUM_INTERVALS];
 static SPIPlanPtr due_plans[MD_MAX_EXCHANGES][MD_NUM_INTERVALS];
 static SPIPlanPtr reach_plans[MD_MAX_EXCHANGES][MD_NUM_INTERVALS];
-
-/*
- * exec_plan runs a kept plan with arguments, and raises an error unless
- * it returns the kind of result expected.
- */
-static void
-exec_plan(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, int expect,
-		  const char *what)
-{
-	int			ret = SPI_execute_plan(plan, values, nulls, read_only, 0);
-
-	if (ret != expect)
-		elog(ERROR, "%s failed: %s", what, SPI_result_code_string(ret));
-}
-
-/*
- * exec_sql runs a query with arguments through a plan kept for the life of
- * the process, one per call site (the caller's static).
- */
-static void
-exec_sql(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values,
-		 const char *nulls, bool read_only, int expect)
-{
-	if (*plan == NULL)
-		*plan = md_keep_plan(sql, nargs, types);
-	exec_plan(*plan, values, nulls, read_only, expect, sql);
-}
-
-static inline int64
-get_ms(int row, int col, bool *isnull)
-{
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
-
-	return *isnull ? -1 : md_timestamptz_to_ms(DatumGetTimestampTz(d));
-}
-
-static inline Datum
-ts_datum(int64 ms)
-{
-	return TimestampTzGetDatum(md_ms_to_timestamptz(ms));
-}
-
-/*
- * prev_open is the open time of the candle before the one opening at t.
- */
-static inline int64
-prev_open(const MdInterval *iv, int64 t)
-{
-	return md_interval_floor(iv, t - 1);
-}
-
-/*
- * md_model_first_open is the first candle a model runs on: the one opening
- * at or after from_ms, or, without one (from_ms < 0), the one forming now,
- * which closes next.
- */
-int64
-md_model_first_open(const MdInterval *iv, int64 from_ms)
-{
-	int64		f;
-
-	if (from_ms < 0)
-		return md_interval_floor(iv, md_now_ms());
-	f = md_interval_floor(iv, from_ms);
-	return f == from_ms ? f : md_interval_next(iv, f);
-}
-
-/*
- * md_model_add_progress gives every symbol a model runs on (its list, or
- * the tracked symbols of its exchange) a progress row, starting at the
- * model's first candle; a model of NULL means every model.  Returns the
- * rows added.  Runs in the caller's transaction, with SPI connected.
- */
-int
-md_model_add_progress(const char *model)
-{
-	static SPIPlanPtr find = NULL;
-	static SPIPlanPtr add = NULL;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	char		nulls[1] = {' '};
-	SPITupleTable *found;
-	int			nfound;
-	int			added = 0;
-
-	if (model)
-		values[0] = CStringGetTextDatum(model);
-	else
-		nulls[0] = 'n';
-	exec_sql(&find,
-			 "SELECT m.name, m.\"interval\", m.from_time, s.symbol "
-			 "FROM mdfeed.models m, LATERAL ("
-			 "  SELECT u.symbol FROM pg_catalog.unnest(m.symbols) u(symbol) "
-			 "  UNION SELECT t.symbol FROM mdfeed.tracked t "
-			 "  WHERE m.symbols IS NULL AND t.exchange OPERATOR(pg_catalog.=) m.exchange) s "
-			 "WHERE ($1 IS NULL OR m.name OPERATOR(pg_catalog.=) $1) AND NOT EXISTS ("
-			 "  SELECT 1 FROM mdfeed.model_progress p "
-			 "  WHERE p.model OPERATOR(pg_catalog.=) m.name AND p.symbol OPERATOR(pg_catalog.=) s.symbol)",
-			 1, types, values, nulls, false, SPI_OK_SELECT);
-	found = SPI_tuptable;
-	nfound = SPI_processed;
-	for (int i = 0; i < nfound; i++)
-	{
-		Oid			atypes[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
-		Datum		avalues[3];
-		bool		isnull;
-		bool		from_null;
-		char	   *ivname = SPI_getvalue(found->vals[i], found->tupdesc, 2);
-		const MdInterval *iv = md_interval_lookup(ivname);
-		Datum		from = SPI_getbinval(found->vals[i], found->tupdesc, 3, &from_null);
-
-		if (iv == NULL)
-			continue;
-		avalues[0] = SPI_getbinval(found->vals[i], found->tupdesc, 1, &isnull);
-		avalues[1] = SPI_getbinval(found->vals[i], found->tupdesc, 4, &isnull);
-		avalues[2] = ts_datum(md_model_first_open(iv, from_null ? -1 :
-												  md_timestamptz_to_ms(DatumGetTimestampTz(from))));
-		if (add == NULL)
-			add = md_keep_plan("INSERT INTO mdfeed.model_progress (model, symbol, next_open) "
-							   "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", 3, atypes);
-		exec_plan(add, avalues, NULL, false, SPI_OK_INSERT, "adding model progress");
-		added += SPI_processed;
-	}
-	return added;
-}
-
-/*
- * candle_select is the select list that makes an mdfeed.candle of a row of
- * the exchange's family, NULL where the family has no column.
- */
-static char *
-candle_select(const MdExchange *ex, const MdInterval *iv)
-{
-	bool		quote = (ex->candle_fields & (1u << MD_QUOTE_VOLUME)) != 0;
-
-	return psprintf("SELECT ROW(open_time, close_time, open, high, low, close, volume, %s, %s)::mdfeed.candle, "
-					"open_time FROM mdfeed.%s",
-					quote ? "quote_volume" : "NULL::pg_catalog.numeric",
-					ex->candle_trades ? "trades" : "NULL::pg_catalog.int8",
-					md_candle_table(ex, iv));
-}
-
-/*
- * take_candles appends the rows of the last query (candle, open_time) to
- * the batch, in the order given, or reversed.
- */
-static void
-take_candles(Batch *b, bool reversed)
-{
-	int			n = SPI_processed;
-	MemoryContext old = MemoryContextSwitchTo(b->cxt);
-
-	for (int k = 0; k < n; k++)
-	{
-		int			r = reversed ? n - 1 - k : k;
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
-
-		/*
-		 * A small composite comes back with a short varlena header;
-		 * construct_array would replace such an element of the array it is
-		 * given by an expanded copy, in the run's memory, which is reset
-		 * after each run: keep them expanded from the start.
-		 */
-		b->candle[b->nrows] = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
-		b->open_ms[b->nrows] = get_ms(r, 2, &isnull);
-		b->nrows++;
-	}
-	MemoryContextSwitchTo(old);
-}
-
-/*
- * covered_until returns the end of the confirmed-empty range holding t, or
- * -1 if none does.  Confirmed ranges end at a candle's open time.
- */
-static int64
-covered_until(const Batch *b, int64 t)
-{
-	for (int i = 0; i < b->ngaps; i++)
-		if (b->gaps[i].from_ms <= t && t < b->gaps[i].to_ms)
-			return b->gaps[i].to_ms;
-	return -1;
-}
-
-/*
- * range_confirmed_empty says whether every candle in [from, to) lies in a
- * range the exchange confirmed empty.
- */
-static bool
-range_confirmed_empty(const Batch *b, int64 from, int64 to)
-{
-	int64		t = from;
-
-	while (t < to)
-	{
-		int64		until = covered_until(b, t);
-
-		if (until <= t)
-			return false;
-		t = until;
-	}
-	return true;
-}
-
-/*
- * load_batch reads what the batch's runs need: the window_size - 1 closed
- * candles before the first slot, the closed candles from it on (up to
- * `upto`, at most BATCH_RUNS), the ranges the exchange confirmed empty and
- * the symbol's listing date; and marks each link between two consecutive
- * rows that is a hole (candles missing that the exchange did not confirm
- * empty).
- */
-static void
-load_batch(Batch *b, int64 first, int64 upto)
-{
-	int			e = md_exchange_id(b->ex);
-	int			v = b->iv - md_intervals;
-	Oid			types[4] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID};
-	Datum		values[4];
-	int			cap = (b->window - 1) + BATCH_RUNS;
-	MemoryContext old;
-	static SPIPlanPtr gaps_plan = NULL;
-	static SPIPlanPtr onboard_plan = NULL;
-	bool		isnull;
-
-	old = MemoryContextSwitchTo(b->cxt);
-	b->candle = palloc(sizeof(Datum) * cap);
-	b->open_ms = palloc(sizeof(int64) * cap);
-	b->bad_links = palloc0(sizeof(int) * cap);
-	MemoryContextSwitchTo(old);
-	b->nrows = 0;
-
-	if (prev_plans[e][v] == NULL)
-	{
-		char	   *sel = candle_select(b->ex, b->iv);
-
-		prev_plans[e][v] = md_keep_plan(psprintf("%s WHERE symbol = $1 AND closed AND open_time < $2 "
-												 "ORDER BY open_time DESC LIMIT $4", sel),
-										4, types);
-		cur_plans[e][v] = md_keep_plan(psprintf("%s WHERE symbol = $1 AND closed AND open_time >= $2 "
-												"AND open_time < $3 ORDER BY open_time LIMIT $4", sel),
-									   4, types);
-	}
-	values[0] = CStringGetTextDatum(b->symbol);
-	values[1] = ts_datum(first);
-	values[2] = ts_datum(upto);
-	values[3] = Int32GetDatum(b->window - 1);
-	if (b->window > 1)
-	{
-		exec_plan(prev_plans[e][v], values, NULL, true, SPI_OK_SELECT, "loading a model's window");
-		take_candles(b, true);
-	}
-	b->nprev = b->nrows;
-	values[3] = Int32GetDatum(BATCH_RUNS);
-	exec_plan(cur_plans[e][v], values, NULL, true, SPI_OK_SELECT, "loading candles for a model");
-	b->more_rows = SPI_processed == BATCH_RUNS;
-	take_candles(b, false);
-
-	{
-		Oid			gtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
-		Datum		gvalues[3];
-
-		gvalues[0] = CStringGetTextDatum(b->ex->name);
-		gvalues[1] = CStringGetTextDatum(b->symbol);
-		gvalues[2] = CStringGetTextDatum(b->iv->name);
-		exec_sql(&gaps_plan,
-				 "SELECT from_time, to_time FROM mdfeed.exchange_gaps "
-				 "WHERE exchange = $1 AND symbol = $2 AND \"interval\" = $3 ORDER BY from_time",
-				 3, gtypes, gvalues, NULL, true, SPI_OK_SELECT);
-		b->ngaps = SPI_processed;
-		b->gaps = MemoryContextAlloc(b->cxt, sizeof(Gap) * Max(b->ngaps, 1));
-		for (int i = 0; i < b->ngaps; i++)
-		{
-			b->gaps[i].from_ms = get_ms(i, 1, &isnull);
-			b->gaps[i].to_ms = get_ms(i, 2, &isnull);
-		}
-		exec_sql(&onboard_plan,
-				 "SELECT onboard_date FROM mdfeed.instruments WHERE exchange = $1 AND symbol = $2",
-				 2, gtypes, gvalues, NULL, true, SPI_OK_SELECT);
-		b->onboard_ms = SPI_processed == 1 ? get_ms(0, 1, &isnull) : -1;
-	}
-
-	for (int i = 1; i < b->nrows; i++)
-	{
-		int64		expected = md_interval_next(b->iv, b->open_ms[i - 1]);
-		bool		hole = expected != b->open_ms[i] &&
-			!range_confirmed_empty(b, expected, b->open_ms[i]);
-
-		b->bad_links[i] = b->bad_links[i - 1] + (hole ? 1 : 0);
-	}
-}
-
-/*
- * history_starts_before says whether the exchange has no candle before the
- * one opening at t: it confirmed the range before it empty, or listed the
- * symbol only then.
- */
-static bool
-history_starts_at(const Batch *b, int64 t)
-{
-	int64		before = prev_open(b->iv, t);
-
-	if (b->onboard_ms >= 0 && before < md_interval_floor(b->iv, b->onboard_ms))
-		return true;
-	return covered_until(b, before) > before;
-}
-
-/*
- * wait_for sets why the pair does not go on, and when to look again.
- */
-static void
-wait_for(Batch *b, int64 recheck_ms, const char *fmt,...) pg_attribute_printf(3, 4);
-
-static void
-wait_for(Batch *b, int64 recheck_ms, const char *fmt,...)
-{
-	va_list		args;
-	char		buf[512];
-
-	va_start(args, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, args);
-	va_end(args);
-	b->waiting_for = MemoryContextStrdup(b->cxt, buf);
-	b->retry_at_ms = recheck_ms > 0 ? md_now_ms() + recheck_ms : -1;
-}
-
-/*
- * job_covering returns an unfinished candles job of the pair's exchange,
- * symbol and interval whose range holds t, or 0.
- */
-static int64
-job_covering(const Batch *b, int64 t)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
-	Datum		values[4];
-	bool		isnull;
-
-	values[0] = CStringGetTextDatum(b->ex->name);
-	values[1] = CStringGetTextDatum(b->symbol);
-	values[2] = CStringGetTextDatum(b->iv->name);
-	values[3] = ts_datum(t);
-	exec_sql(&plan,
-			 "SELECT id FROM mdfeed.jobs WHERE kind = 'candles' AND exchange = $1 AND symbol = $2 "
-			 "AND \"interval\" = $3 AND state IN ('queued', 'running') "
-			 "AND from_time <= $4 AND to_time > $4 ORDER BY id LIMIT 1",
-			 4, types, values, NULL, true, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		return 0;
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-/*
- * recently_ended says whether the pair's last backfill covered t and ended
- * less than REQUEUE_AFTER_MS ago without bringing it: asking again at once
- * would only loop.  A job that covered other candles does not count.
- */
-static bool
-recently_ended(const Batch *b, int64 t)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			types[3] = {INT8OID, INT4OID, TIMESTAMPTZOID};
-	Datum		values[3];
-
-	if (b->backfill_job == 0)
-		return false;
-	values[0] = Int64GetDatum(b->backfill_job);
-	values[1] = Int32GetDatum(REQUEUE_AFTER_MS);
-	values[2] = ts_datum(t);
-	exec_sql(&plan,
-			 "SELECT 1 FROM mdfeed.jobs WHERE id = $1 AND from_time <= $3 AND to_time > $3 "
-			 "AND finished_at > now() - $2 * interval '1 millisecond'",
-			 3, types, values, NULL, true, SPI_OK_SELECT);
-	return SPI_processed > 0;
-}
-
-/*
- * request_history makes sure the candles in [from, to) are on their way:
- * a job that covers from is waited for; otherwise a backfill is queued for
- * the model's owner, as mdfeed_backfill would queue it (under the role's
- * cap and share), unless the last one ended too recently.
- */
-static void
-request_history(Batch *b, int64 from, int64 to)
-{
-	static SPIPlanPtr count_plan = NULL;
-	static SPIPlanPtr queue_plan = NULL;
-	char		when[32];
-	int64		job;
-	bool		isnull;
-
-	from = Max(from, 0);
-	to = Min(to, md_present_end_ms(b->iv));
-	md_utc_string(from, when, sizeof(when));
-	if (from >= to)
-	{
-		wait_for(b, HISTORY_RECHECK_MS, "the candle of %s", when);
-		return;
-	}
-	job = job_covering(b, from);
-	if (job != 0)
-	{
-		if (b->backfill_job != job && b->backfill_job == 0)
-			b->backfill_job = job;
-		wait_for(b, HISTORY_RECHECK_MS, "candles from %s (job " INT64_FORMAT ")", when, job);
-		return;
-	}
-	if (recently_ended(b, from))
-	{
-		wait_for(b, HISTORY_RECHECK_MS,
-				 "candles from %s (job " INT64_FORMAT " ended without them; asking again soon)",
-				 when, b->backfill_job);
-		return;
-	}
-	{
-		Oid			types[1] = {OIDOID};
-		Datum		values[1] = {ObjectIdGetDatum(b->owner)};
-
-		exec_sql(&count_plan,
-				 "SELECT pg_catalog.count(*) FROM mdfeed.jobs WHERE requester = $1 "
-				 "AND state IN ('queued', 'running')",
-				 1, types, values, NULL, true, SPI_OK_SELECT);
-		if (mdfeed_max_queued_jobs_per_role > 0 &&
-			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) >=
-			mdfeed_max_queued_jobs_per_role)
-		{
-			wait_for(b, HISTORY_RECHECK_MS * 5,
-					 "candles from %s (role \"%s\" has as many unfinished jobs as mdfeed.max_queued_jobs_per_role allows)",
-					 when, b->owner_name);
-			return;
-		}
-	}
-	{
-		Oid			types[8] = {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-		NAMEOID, OIDOID, TEXTOID};
-		Datum		values[8];
-
-		values[0] = CStringGetTextDatum(b->ex->name);
-		values[1] = CStringGetTextDatum(b->symbol);
-		values[2] = CStringGetTextDatum(b->iv->name);
-		values[3] = ts_datum(from);
-		values[4] = ts_datum(to);
-		values[5] = DirectFunctionCall1(namein, CStringGetDatum(b->owner_name));
-		values[6] = ObjectIdGetDatum(b->owner);
-		values[7] = CStringGetTextDatum(psprintf("history for model %s", b->model));
-		exec_sql(&queue_plan,
-				 "INSERT INTO mdfeed.jobs (kind, exchange, symbol, \"interval\", from_time, to_time, "
-				 "requested_by, requester, detail) VALUES ('candles', $1, $2, $3, $4, $5, $6, $7, $8) "
-				 "RETURNING id",
-				 8, types, values, NULL, false, SPI_OK_INSERT_RETURNING);
-		job = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	b->backfill_job = job;
-	md_at_commit(MD_WAKE_BACKFILL);
-	wait_for(b, HISTORY_RECHECK_MS, "candles from %s (job " INT64_FORMAT ")", when, job);
-}
-
-/*
- * window_start is the open time window_size - 1 candles before t.
- */
-static int64
-window_start(const MdInterval *iv, int64 t, int window)
-{
-	if (iv->ms != 0)
-		return t - (int64) (window - 1) * iv->ms;
-	for (int i = 1; i < window; i++)
-		t = prev_open(iv, t);
-	return t;
-}
-
-/*
- * run_one runs the model on the window ending at row j, the candle opening
- * at s, and records the output or the failure.  Returns whether it ran.
- */
-static bool
-run_one(Batch *b, int j, int64 s)
-{
-	Datum		result;
-	bool		isnull;
-	ErrorData  *error;
-	MemoryContext old;
-	bool		ok;
-
-	MemoryContextReset(b->run_cxt);
-	old = MemoryContextSwitchTo(b->run_cxt);
-	ok = md_model_call(&b->call, &b->candle[j - b->window + 1], b->window, b->cxt,
-					   &result, &isnull, &error);
-	MemoryContextSwitchTo(old);
-	if (ok)
-	{
-		int64		now = md_now_ms();
-		int64		closed_at = md_interval_next(b->iv, s);
-
-		b->out_time[b->nout] = ts_datum(s);
-		b->out_value[b->nout] = result;
-		b->out_null[b->nout] = isnull;
-		b->out_at[b->nout] = TimestampTzGetDatum(GetCurrentTimestamp());
-		if (b->nout == 0)
-			b->first_out_ms = s;
-		b->last_out_ms = s;
-		b->nout++;
-		b->attempts = 0;
-		b->retry_at_ms = -1;
-		total_runs++;
-		/* a run on the candle that closed last: the latency users see */
-		if (!b->rerun && now - closed_at < 60000)
-			md_latency_record(&live_latency, now - closed_at);
-		return true;
-	}
-	else
-	{
-		char		when[32];
-
-		md_utc_string(s, when, sizeof(when));
-		b->failures++;
-		b->attempts++;
-		b->error = MemoryContextStrdup(b->cxt,
-									   psprintf("%s %s %s: %s", b->symbol, b->iv->name, when,
-												error->message));
-		b->retry_at_ms = md_now_ms() +
-			Min((int64) 1000 << Min(b->attempts - 1, 16), RETRY_MAX_MS);
-		b->waiting_for = psprintf("a retry of the failed run on %s", when);
-		if (b->attempts >= mdfeed_model_max_failures)
-		{
-			b->pause = true;
-			ereport(WARNING,
-					(errcode(error->sqlerrcode),
-					 errmsg("mdfeed paused model \"%s\" after %d failed runs in a row on %s %s %s",
-							b->model, b->attempts, b->symbol, b->iv->name, when),
-					 errdetail("The last error was: %s", error->message),
-					 errhint("Fix the model, then run SELECT mdfeed_resume_model('%s').", b->model)));
-		}
-		return false;
-	}
-}
-
-/*
- * walk runs the model on each slot from `first` on (to `end`, exclusive)
- * whose window is complete, and stops where one is not, at a failure, or
- * at the batch's limits; it returns the first slot not done.
- */
-static int64
-walk(Batch *b, int64 s, int64 end)
-{
-	int			j = b->nprev;
-	int			runs = 0;
-	int64		started = md_now_ms();
-
-	for (;;)
-	{
-		int64		until;
-
-		if (s >= end)
-			break;
-		if (runs >= BATCH_RUNS || md_now_ms() - started >= BATCH_MS)
-		{
-			b->more = true;
-			break;
-		}
-		CHECK_FOR_INTERRUPTS();
-		while (j < b->nrows && b->open_ms[j] < s)
-			j++;
-		if (j < b->nrows && b->open_ms[j] == s)
-		{
-			if (j + 1 < b->window)
-			{
-				/* fewer than window_size candles up to s */
-				if (history_starts_at(b, b->open_ms[0]))
-				{
-					s = md_interval_next(b->iv, s);
-					j++;
-					continue;
-				}
-				request_history(b, window_start(b->iv, s, b->window), b->open_ms[0]);
-				break;
-			}
-			if (b->bad_links[j] - b->bad_links[j - b->window + 1] > 0)
-			{
-				int			k = j - b->window + 2;
-
-				while (b->bad_links[k] == b->bad_links[k - 1])
-					k++;
-				request_history(b, md_interval_next(b->iv, b->open_ms[k - 1]), b->open_ms[k]);
-				break;
-			}
-			if (!run_one(b, j, s))
-				break;
-			runs++;
-			s = md_interval_next(b->iv, s);
-			j++;
-			continue;
-		}
-		/* nothing stored for s */
-		until = covered_until(b, s);
-		if (until > s)
-		{
-			s = md_model_first_open(b->iv, until);
-			continue;
-		}
-		if (j < b->nrows)
-		{
-			request_history(b, s, b->open_ms[j]);
-			break;
-		}
-		if (b->more_rows)
-		{
-			b->more = true;
-			break;
-		}
-		if (md_interval_next(b->iv, s) + HOLE_GRACE_MS > md_now_ms())
-		{
-			char		when[32];
-
-			md_utc_string(s, when, sizeof(when));
-			wait_for(b, -1, "the close of %s", when);
-			break;
-		}
-		request_history(b, s, md_present_end_ms(b->iv));
-		break;
-	}
-	return s;
-}
-
-/*
- * lock_pair reads the pair's model and progress, locking the progress row
- * (the SQL functions wait for the batch) and the model's key (it cannot
- * be dropped under the batch).  Returns false if the pair is gone or its
- * model is not active.
- */
-static bool
-lock_pair(Batch *b, const DuePair *p)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
-	Datum		d;
-	char	   *exchange;
-	char	   *interval;
-
-	values[0] = CStringGetTextDatum(p->model);
-	values[1] = CStringGetTextDatum(p->symbol);
-	exec_sql(&plan,
-			 "SELECT m.exchange, m.\"interval\", m.window_size, "
-			 "pg_catalog.to_regprocedure(m.function)::pg_catalog.oid, m.owner::pg_catalog.oid, "
-			 "p.next_open, p.rerun_from, p.rerun_to, p.attempts, p.backfill_job, m.function "
-			 "FROM mdfeed.models m JOIN mdfeed.model_progress p ON p.model = m.name "
-			 "WHERE m.name = $1 AND p.symbol = $2 AND m.state = 'active' "
-			 "FOR KEY SHARE OF m FOR UPDATE OF p",
-			 2, types, values, NULL, false, SPI_OK_SELECT);
-	if (SPI_processed != 1)
-		return false;
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	exchange = SPI_getvalue(tup, desc, 1);
-	interval = SPI_getvalue(tup, desc, 2);
-	b->ex = md_exchange_lookup(exchange);
-	b->iv = b->ex ? md_exchange_interval(b->ex, interval) : NULL;
-	b->window = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-	d = SPI_getbinval(tup, desc, 4, &isnull);
-	b->fn = isnull ? InvalidOid : DatumGetObjectId(d);
-	b->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
-	b->next_open = get_ms(0, 6, &isnull);
-	b->rerun_from = get_ms(0, 7, &isnull);
-	b->rerun = !isnull;
-	b->rerun_to = get_ms(0, 8, &isnull);
-	b->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
-	d = SPI_getbinval(tup, desc, 10, &isnull);
-	b->backfill_job = isnull ? 0 : DatumGetInt64(d);
-	b->waiting_for = NULL;
-	b->retry_at_ms = -1;
-	if (!OidIsValid(b->fn))
-		b->error = psprintf("function %s does not exist", SPI_getvalue(tup, desc, 11));
-	return true;
-}
-
-/*
- * model_problem says why the model cannot run at all now (its function or
- * its owner), or returns NULL.
- */
-static char *
-model_problem(Batch *b)
-{
-	char	   *hint;
-	char	   *problem;
-
-	if (b->error)
-		return b->error;
-	if (b->ex == NULL || b->iv == NULL)
-		return pstrdup("its exchange or interval is not one this build of mdfeed offers");
-	problem = md_model_function_problem(b->fn, &hint);
-	if (problem == NULL)
-		problem = md_model_owner_problem(b->owner, b->fn, b->ex, b->iv, &hint);
-	return problem;
-}
-
-/*
- * save_outputs writes the batch's outputs, with what was computed before
- * for the same candles replaced (a rerun).
- */
-static void
-save_outputs(Batch *b)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			types[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZARRAYOID,
-	JSONBARRAYOID, TIMESTAMPTZARRAYOID};
-	Datum		values[7];
-	int			dims[1] = {b->nout};
-	int			lbs[1] = {1};
-
-	if (b->nout == 0)
-		return;
-	values[0] = CStringGetTextDatum(b->model);
-	values[1] = CStringGetTextDatum(b->ex->name);
-	values[2] = CStringGetTextDatum(b->symbol);
-	values[3] = CStringGetTextDatum(b->iv->name);
-	values[4] = PointerGetDatum(construct_array(b->out_time, b->nout, TIMESTAMPTZOID, sizeof(TimestampTz),
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[5] = PointerGetDatum(construct_md_array(b->out_value, b->out_null, 1, dims, lbs,
-												   JSONBOID, -1, false, TYPALIGN_INT));
-	values[6] = PointerGetDatum(construct_array(b->out_at, b->nout, TIMESTAMPTZOID, sizeof(TimestampTz),
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	exec_sql(&plan,
-			 "INSERT INTO mdfeed.model_outputs AS o (model, exchange, symbol, \"interval\", open_time, output, computed_at) "
-			 "SELECT $1, $2, $3, $4, u.t, u.o, u.c FROM ROWS FROM (pg_catalog.unnest($5), pg_catalog.unnest($6), "
-			 "pg_catalog.unnest($7)) AS u(t, o, c) "
-			 "ON CONFLICT (model, exchange, symbol, \"interval\", open_time) "
-			 "DO UPDATE SET output = excluded.output, computed_at = excluded.computed_at",
-			 7, types, values, NULL, false, SPI_OK_INSERT);
-}
-
-/*
- * save_progress moves the pair's progress to where the batch left it, and
- * adds its runs and failures to the model's counters (pausing it after
- * too many failures in a row): the last statements before the commit, so
- * the model's row is locked for no longer than that.
- */
-static void
-save_progress(Batch *b, int64 next_open, int64 rerun_from)
-{
-	static SPIPlanPtr progress_plan = NULL;
-	static SPIPlanPtr model_plan = NULL;
-	Oid			ptypes[9] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-	INT4OID, TIMESTAMPTZOID, TEXTOID, INT8OID};
-	Datum		pvalues[9];
-	char		pnulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			mtypes[4] = {TEXTOID, INT8OID, INT8OID, TEXTOID};
-	Datum		mvalues[5];
-	char		mnulls[5] = {' ', ' ', ' ', ' ', ' '};
-
-	pvalues[0] = CStringGetTextDatum(b->model);
-	pvalues[1] = CStringGetTextDatum(b->symbol);
-	pvalues[2] = ts_datum(next_open);
-	if (rerun_from >= 0)
-	{
-		pvalues[3] = ts_datum(rerun_from);
-		pvalues[4] = ts_datum(b->rerun_to);
-	}
-	else
-		pnulls[3] = pnulls[4] = 'n';
-	pvalues[5] = Int32GetDatum(b->attempts);
-	if (b->retry_at_ms >= 0)
-		pvalues[6] = ts_datum(b->retry_at_ms);
-	else
-		pnulls[6] = 'n';
-	if (b->waiting_for)
-		pvalues[7] = CStringGetTextDatum(b->waiting_for);
-	else
-		pnulls[7] = 'n';
-	if (b->backfill_job != 0)
-		pvalues[8] = Int64GetDatum(b->backfill_job);
-	else
-		pnulls[8] = 'n';
-	exec_sql(&progress_plan,
-			 "UPDATE mdfeed.model_progress SET next_open = $3, rerun_from = $4, rerun_to = $5, "
-			 "attempts = $6, retry_at = $7, waiting_for = $8, backfill_job = $9, updated_at = pg_catalog.now() "
-			 "WHERE model = $1 AND symbol = $2",
-			 9, ptypes, pvalues, pnulls, false, SPI_OK_UPDATE);
-
-	if (b->nout == 0 && b->failures == 0)
-		return;
-	mvalues[0] = CStringGetTextDatum(b->model);
-	mvalues[1] = Int64GetDatum(b->nout);
-	mvalues[2] = Int64GetDatum(b->failures);
-	if (b->error)
-		mvalues[3] = CStringGetTextDatum(b->error);
-	else
-		mnulls[3] = 'n';
-	mvalues[4] = BoolGetDatum(b->pause);
-	{
-		Oid			types5[5] = {mtypes[0], mtypes[1], mtypes[2], mtypes[3], BOOLOID};
-
-		exec_sql(&model_plan,
-				 "UPDATE mdfeed.models SET runs = runs + $2, failures = failures + $3, "
-				 "last_run_at = CASE WHEN $2 > 0 THEN pg_catalog.clock_timestamp() ELSE last_run_at END, "
-				 "last_error = coalesce($4, last_error), "
-				 "last_error_at = CASE WHEN $4 IS NULL THEN last_error_at ELSE pg_catalog.clock_timestamp() END, "
-				 "state = CASE WHEN $5 THEN 'paused' ELSE state END, "
-				 "paused_at = CASE WHEN $5 THEN pg_catalog.clock_timestamp() ELSE paused_at END "
-				 "WHERE name = $1",
-				 5, types5, mvalues, mnulls, false, SPI_OK_UPDATE);
-	}
-}
-
-/*
- * notify_outputs sends NOTIFY mdfeed_models for the batch's outputs,
- * delivered with them at the commit: one per batch, naming the newest
- * candle and how many outputs it brought (1 for a live close).
- */
-static void
-notify_outputs(Batch *b)
-{
-	StringInfoData payload;
-	char		when[32];
-	char		first[32];
-
-	if (b->nout == 0)
-		return;
-	md_utc_string(b->last_out_ms, when, sizeof(when));
-	md_utc_string(b->first_out_ms, first, sizeof(first));
-	initStringInfo(&payload);
-	appendStringInfoString(&payload, "{\"model\":");
-	escape_json(&payload, b->model);
-	appendStringInfoString(&payload, ",\"exchange\":");
-	escape_json(&payload, b->ex->name);
-	appendStringInfoString(&payload, ",\"symbol\":");
-	escape_json(&payload, b->symbol);
-	appendStringInfo(&payload, ",\"interval\":\"%s\",\"open_time\":\"%s\",\"outputs\":%d,\"first_open_time\":\"%s\"}",
-					 b->iv->name, when, b->nout, first);
-	Async_Notify("mdfeed_models", payload.data);
-}
-
-/*
- * run_batch runs one batch of a pair in its own transaction.  Returns
- * whether the pair has more to do at once.
- */
-static bool
-run_batch(const DuePair *p, MemoryContext cxt)
-{
-	Batch		b;
-	char	   *problem;
-	int64		first;
-	int64		end;
-	int64		upto;
-	int64		reached;
-
-	memset(&b, 0, sizeof(b));
-	b.model = p->model;
-	b.symbol = p->symbol;
-	b.cxt = AllocSetContextCreate(cxt, "mdfeed model batch", ALLOCSET_DEFAULT_SIZES);
-	b.run_cxt = AllocSetContextCreate(b.cxt, "mdfeed model run", ALLOCSET_DEFAULT_SIZES);
-
-	md_begin_tx();
-	if (!lock_pair(&b, p))
-	{
-		md_commit_tx();
-		MemoryContextDelete(b.cxt);
-		return false;
-	}
-	problem = model_problem(&b);
-	if (problem != NULL)
-	{
-		/* nothing can run: pause the model, with the reason */
-		b.error = psprintf("%s: %s", b.symbol, problem);
-		b.failures = 1;
-		b.pause = true;
-		ereport(WARNING,
-				(errmsg("mdfeed paused model \"%s\": %s", b.model, problem),
-				 errhint("Fix it, then run SELECT mdfeed_resume_model('%s').", b.model)));
-		save_progress(&b, b.next_open, b.rerun ? b.rerun_from : -1);
-		md_commit_tx();
-		MemoryContextDelete(b.cxt);
-		return false;
-	}
-	b.owner_name = GetUserNameFromId(b.owner, false);
-	md_model_call_init(&b.call, b.fn, b.owner, b.symbol, b.iv->name, b.cxt);
-	b.out_time = MemoryContextAlloc(b.cxt, sizeof(Datum) * BATCH_RUNS);
-	b.out_value = MemoryContextAlloc(b.cxt, sizeof(Datum) * BATCH_RUNS);
-	b.out_null = MemoryContextAlloc(b.cxt, sizeof(bool) * BATCH_RUNS);
-	b.out_at = MemoryContextAlloc(b.cxt, sizeof(Datum) * BATCH_RUNS);
-
-	/* a rerun of candles already run on goes first */
-	if (b.rerun && b.rerun_from < b.next_open)
-	{
-		first = md_model_first_open(b.iv, b.rerun_from);
-		end = Min(b.rerun_to, b.next_open);
-		upto = end;
-	}
-	else
-	{
-		b.rerun = false;
-		first = b.next_open;
-		end = MD_MAX_TIME_MS;
-		upto = md_present_end_ms(b.iv);
-	}
-	load_batch(&b, first, upto);
-	reached = walk(&b, first, end);
-
-	save_outputs(&b);
-	if (b.rerun)
-		save_progress(&b, b.next_open, reached >= end ? -1 : reached);
-	else
-		save_progress(&b, reached, -1);
-	notify_outputs(&b);
-	md_commit_tx();
-	MemoryContextDelete(b.cxt);
-	/* a finished rerun goes on with the new candles at once */
-	return b.more || (b.rerun && reached >= end);
-}
 
 /*
  * rerun_reach is where the outputs whose windows hold the candle opening
@@ -1096,12 +81,12 @@ rerun_reach(const MdExchange *ex, const MdInterval *iv, const char *symbol, int6
 												  "OFFSET $3 LIMIT 1", md_candle_table(ex, iv)),
 										 3, types);
 	values[0] = CStringGetTextDatum(symbol);
-	values[1] = ts_datum(t);
+	values[1] = md_model_ts(t);
 	values[2] = Int32GetDatum(window - 1);
-	exec_plan(reach_plans[e][v], values, NULL, true, SPI_OK_SELECT, "finding a rerun's end");
+	md_model_exec_plan(reach_plans[e][v], values, NULL, true, SPI_OK_SELECT, "finding a rerun's end");
 	if (SPI_processed == 0)
 		return MD_MAX_TIME_MS;
-	last = get_ms(0, 1, &isnull);
+	last = md_model_get_ms(0, 1, &isnull);
 	return md_interval_next(iv, last);
 }
 
@@ -1121,7 +106,7 @@ consume_changes(void)
 	int			n;
 
 	md_begin_tx();
-	exec_sql(&take_plan,
+	md_model_exec(&take_plan,
 			 "SELECT exchange, \"interval\", symbol, open_time FROM mdfeed.candle_changes "
 			 "ORDER BY changed_at LIMIT " CppAsString2(CHANGES_PER_PASS) " FOR UPDATE SKIP LOCKED",
 			 0, NULL, NULL, NULL, false, SPI_OK_SELECT);
@@ -1150,7 +135,7 @@ consume_changes(void)
 			SPITupleTable *pairs;
 			int			npairs;
 
-			exec_sql(&pairs_plan,
+			md_model_exec(&pairs_plan,
 					 "SELECT p.model, m.window_size FROM mdfeed.model_progress p "
 					 "JOIN mdfeed.models m ON m.name = p.model "
 					 "WHERE m.exchange = $1 AND m.\"interval\" = $2 AND p.symbol = $3 AND p.next_open > $4",
@@ -1166,8 +151,8 @@ consume_changes(void)
 				mvalues[0] = SPI_getbinval(pairs->vals[k], pairs->tupdesc, 1, &isnull);
 				mvalues[1] = values[2];
 				mvalues[2] = at;
-				mvalues[3] = ts_datum(rerun_reach(ex, iv, symbol, t, window));
-				exec_sql(&mark_plan,
+				mvalues[3] = md_model_ts(rerun_reach(ex, iv, symbol, t, window));
+				md_model_exec(&mark_plan,
 						 "UPDATE mdfeed.model_progress SET "
 						 "rerun_from = LEAST(coalesce(rerun_from, $3), $3), "
 						 "rerun_to = GREATEST(coalesce(rerun_to, $4), $4), updated_at = pg_catalog.now() "
@@ -1175,7 +160,7 @@ consume_changes(void)
 						 4, mtypes, mvalues, NULL, false, SPI_OK_UPDATE);
 			}
 		}
-		exec_sql(&forget_plan,
+		md_model_exec(&forget_plan,
 				 "DELETE FROM mdfeed.candle_changes WHERE exchange = $1 AND \"interval\" = $2 "
 				 "AND symbol = $3 AND open_time = $4",
 				 4, types, values, NULL, false, SPI_OK_DELETE);
@@ -1185,7 +170,7 @@ consume_changes(void)
 
 /*
  * due_pairs lists this worker's pairs that have something to do: a rerun,
- * a stored next candle, or one missing for longer than HOLE_GRACE_MS;
+ * a stored next candle, or one missing for longer than MD_MODEL_HOLE_GRACE_MS;
  * and no retry or recheck time ahead.  Live pairs come first, then the
  * ones furthest ahead.
  */
@@ -1198,7 +183,7 @@ due_pairs(MemoryContext cxt)
 	List	   *due = NIL;
 
 	md_begin_tx();
-	exec_sql(&combos_plan,
+	md_model_exec(&combos_plan,
 			 "SELECT DISTINCT exchange, \"interval\" FROM mdfeed.models WHERE state = 'active'",
 			 0, NULL, NULL, NULL, true, SPI_OK_SELECT);
 	combos = SPI_tuptable;
@@ -1218,7 +203,10 @@ due_pairs(MemoryContext cxt)
 		v = iv - md_intervals;
 		if (due_plans[e][v] == NULL)
 			due_plans[e][v] = md_keep_plan(psprintf(
-													"SELECT p.model, p.symbol, p.next_open, p.rerun_from IS NOT NULL "
+													"SELECT p.model, p.symbol, p.next_open, p.rerun_from IS NOT NULL, "
+													"p.rerun_from IS NULL AND p.next_open >= "
+													"  ((mdfeed.interval_floor(m.\"interval\", pg_catalog.now()) AT TIME ZONE 'UTC') "
+													"   - '%s'::interval) AT TIME ZONE 'UTC' "
 													"FROM mdfeed.model_progress p JOIN mdfeed.models m ON m.name = p.model "
 													"WHERE m.state = 'active' AND m.exchange = $1 AND m.\"interval\" = $2 "
 													"AND (pg_catalog.hashtext(p.model || '/' || p.symbol) & 2147483647) %% $3 = $4 "
@@ -1230,23 +218,25 @@ due_pairs(MemoryContext cxt)
 													"    AND c.open_time = p.next_open AND c.closed) "
 													"  OR ((p.next_open AT TIME ZONE 'UTC') + '%s'::interval) AT TIME ZONE 'UTC' "
 													"     <= pg_catalog.now() - interval '%d milliseconds')",
-													md_candle_table(ex, iv), iv->pg_interval, HOLE_GRACE_MS),
+													iv->pg_interval, md_candle_table(ex, iv), iv->pg_interval,
+													MD_MODEL_HOLE_GRACE_MS),
 										   4, types);
 		values[0] = CStringGetTextDatum(ex->name);
 		values[1] = CStringGetTextDatum(iv->name);
 		values[2] = Int32GetDatum(nparts);
 		values[3] = Int32GetDatum(part);
-		exec_plan(due_plans[e][v], values, NULL, true, SPI_OK_SELECT, "finding due model runs");
+		md_model_exec_plan(due_plans[e][v], values, NULL, true, SPI_OK_SELECT, "finding due model runs");
 		for (int i = 0; i < SPI_processed; i++)
 		{
 			MemoryContext old = MemoryContextSwitchTo(cxt);
-			DuePair    *p = palloc(sizeof(DuePair));
+			MdDuePair    *p = palloc(sizeof(MdDuePair));
 			bool		isnull;
 
 			p->model = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 			p->symbol = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-			p->next_open = get_ms(i, 3, &isnull);
+			p->next_open = md_model_get_ms(i, 3, &isnull);
 			p->rerun = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull));
+			p->live = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 5, &isnull));
 			due = lappend(due, p);
 			MemoryContextSwitchTo(old);
 		}
@@ -1256,17 +246,20 @@ due_pairs(MemoryContext cxt)
 }
 
 /*
- * due_order puts live pairs (the newest next candle) first, reruns last.
+ * due_order puts live pairs (the next candle is the one that closed last)
+ * first, then replays and reruns, in a fixed order the pass rotates over.
  */
 static int
 due_order(const ListCell *a, const ListCell *b)
 {
-	const DuePair *x = lfirst(a);
-	const DuePair *y = lfirst(b);
+	const MdDuePair *x = lfirst(a);
+	const MdDuePair *y = lfirst(b);
+	int			c;
 
-	if (x->rerun != y->rerun)
-		return x->rerun ? 1 : -1;
-	return (x->next_open < y->next_open) - (x->next_open > y->next_open);
+	if (x->live != y->live)
+		return x->live ? -1 : 1;
+	c = strcmp(x->model, y->model);
+	return c != 0 ? c : strcmp(x->symbol, y->symbol);
 }
 
 /*
@@ -1287,36 +280,34 @@ add_tracked_symbols(void)
 static void
 publish_stats(void)
 {
-	int64		p50,
+	int64		runs,
+				p50,
 				p99;
 
-	md_latency_percentiles(&live_latency, &p50, &p99);
+	md_model_stats(&runs, &p50, &p99);
 	SpinLockAcquire(&md_shared->mutex);
-	md_my_slot->messages = total_runs;
+	md_my_slot->messages = runs;
 	md_my_slot->latency_p50_ms = p50;
 	md_my_slot->latency_p99_ms = p99;
 	md_my_slot->close_latency_p50_ms = p50;
 	md_my_slot->close_latency_p99_ms = p99;
-	if (total_runs > 0)
+	if (runs > 0)
 		md_my_slot->last_message_at = GetCurrentTimestamp();
 	SpinLockRelease(&md_shared->mutex);
 }
 
 /*
- * model_pass runs one batch of every due pair; it returns whether some
- * pair has more to do at once.  A step that fails for another reason than
- * a model's error (those are the model's, recorded with it) is logged,
- * and the pass goes on with the next pair.
+ * list_due does the pass's upkeep (the first worker: the candle changes
+ * and the newly tracked symbols) and lists the due pairs, live ones first;
+ * after an error it recovers and returns NIL.
  */
-static bool
-model_pass(MemoryContext cxt)
+static List *
+list_due(MemoryContext cxt)
 {
 	static int64 tracked_at_ms = 0;
 	static int64 seen_versions = -1;
+	List	   *volatile due = NIL;
 	int64		versions;
-	List	   *due;
-	ListCell   *lc;
-	volatile bool more = false;
 
 	SpinLockAcquire(&md_shared->mutex);
 	versions = md_shared->models_version + md_shared->lists_version;
@@ -1334,37 +325,72 @@ model_pass(MemoryContext cxt)
 			}
 		}
 		due = due_pairs(cxt);
+		list_sort(due, due_order);
 	}
 	PG_CATCH();
 	{
 		(void) md_worker_recover(cxt);
-		return false;
+		due = NIL;
 	}
 	PG_END_TRY();
+	return due;
+}
 
-	list_sort(due, due_order);
+/*
+ * run_pair runs one batch of a pair; an error that is not the model's own
+ * (those are recorded with the model) is logged, and the pass goes on.
+ * Returns whether the pair has more to do at once.
+ */
+static bool
+run_pair(const MdDuePair *p, MemoryContext cxt)
+{
+	volatile bool more = false;
+
+	PG_TRY();
+	{
+		more = md_model_run_batch(p, cxt);
+	}
+	PG_CATCH();
+	{
+		(void) md_worker_recover(cxt);
+	}
+	PG_END_TRY();
+	CHECK_FOR_INTERRUPTS();
+	return more;
+}
+
+/*
+ * model_pass runs one batch of every due pair: the live ones, then the
+ * others (replays, reruns) starting where the last pass stopped.  Once one
+ * of those ran, a closed candle stored meanwhile (the latch) ends the pass,
+ * so that live runs wait for one batch at most, and every pair still gets
+ * its turn.  Returns whether some pair has more to do at once.
+ */
+static bool
+model_pass(MemoryContext cxt)
+{
+	static uint64 rotation = 0;
+	List	   *due = list_due(cxt);
+	int			nlive = 0;
+	int			nrest;
+	bool		more = false;
+	ListCell   *lc;
+
 	md_slot_set_state(due != NIL ? "running models" : "idle");
 	foreach(lc, due)
+		nlive += ((MdDuePair *) lfirst(lc))->live ? 1 : 0;
+	nrest = list_length(due) - nlive;
+	for (int i = 0; i < nlive; i++)
+		more |= run_pair(list_nth(due, i), cxt);
+	for (int k = 0; k < nrest; k++)
 	{
-		DuePair    *p = lfirst(lc);
-
-		/* a closed candle was stored: its live runs go before the rest */
-		if (foreach_current_index(lc) > 0 && p->next_open < md_interval_floor(&md_intervals[0], md_now_ms()) - 60000 &&
-			MyLatch->is_set)
+		if (k > 0 && MyLatch->is_set)
 		{
 			more = true;
 			break;
 		}
-		PG_TRY();
-		{
-			more |= run_batch(p, cxt);
-		}
-		PG_CATCH();
-		{
-			(void) md_worker_recover(cxt);
-		}
-		PG_END_TRY();
-		CHECK_FOR_INTERRUPTS();
+		more |= run_pair(list_nth(due, nlive + (int) ((rotation + k) % nrest)), cxt);
+		rotation++;
 	}
 	publish_stats();
 	return more;

@@ -77,6 +77,7 @@ port = $port
 unix_socket_directories = '$base'
 shared_preload_libraries = 'mdfeed'
 mdfeed.database = 'postgres'
+max_worker_processes = 16
 mdfeed.binance_rest_url = '$rest_url'
 mdfeed.binance_ws_url = '$ws_url'
 EOF

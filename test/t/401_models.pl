@@ -14,8 +14,8 @@
 #  - live: each close gets its output within seconds, with a NOTIFY, and
 #    never one for the forming candle;
 #  - after a server restart across a close, and after a SIGKILL of the
-#    model worker, every candle has exactly one run (runs = outputs) and the
-#    outputs still equal the truth;
+#    model worker halfway through a replay, every candle has exactly one run
+#    (runs = outputs) and the outputs still equal the truth;
 #  - a failing model (an error, a timeout, a table its owner cannot read) is
 #    paused after mdfeed.model_max_failures with its error, what it wrote is
 #    rolled back, and the other models go on;
@@ -70,6 +70,8 @@ LANGUAGE sql STABLE AS $$
     'all_closed', bool_and(c.close_time < now()))
   FROM unnest(candles) c
 $$;
+CREATE FUNCTION alice.slowfacts(symbol text, "interval" text, candles mdfeed.candle[]) RETURNS jsonb
+LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.02); RETURN alice.facts(symbol, "interval", candles); END $$;
 CREATE FUNCTION alice.whoami(symbol text, "interval" text, candles mdfeed.candle[]) RETURNS jsonb
 LANGUAGE sql STABLE AS $$ SELECT jsonb_build_object('user', current_user::text) $$;
 CREATE FUNCTION alice.fails(symbol text, "interval" text, candles mdfeed.candle[]) RETURNS jsonb
@@ -216,6 +218,7 @@ is($node->safe_psql('postgres',
 		"SELECT count(*) > 0 AND bool_and(requested_by = 'alice' AND requester = 'alice'::regrole AND detail = 'history for model hist') "
 		  . "FROM mdfeed.jobs WHERE symbol = 'DOGEUSDT'"),
 	't', 'DOGEUSDT history was backfilled as a job of alice, for the model');
+runs_equal_outputs($_, 'replay') for qw(vol facts young hist);
 as_alice("SELECT mdfeed_unregister_model('hist')");
 is($node->safe_psql('postgres', "SELECT DISTINCT output->>'user' FROM mdfeed.model_outputs WHERE model = 'who'"),
 	'alice', 'a model runs as the role that registered it');
@@ -278,17 +281,24 @@ compare_model('facts', 'BTCUSDT', '1m', 20, $from, 'facts', 'after restart facts
 runs_equal_outputs($_, 'after restart') for qw(vol facts);
 
 # ---- SIGKILL of the model worker in the middle of a replay ----
-as_alice("SELECT mdfeed_rerun_model('vol', " . ms_sql($from) . ')');
-my $pid = wait_until(sub { worker_row($node, 'model') && worker_row($node, 'model')->{pid} }, 30);
+# a model slow enough (20 ms a run, ~95 runs) to be killed halfway through
+as_alice("SELECT mdfeed_register_model('slowfacts', 'alice.slowfacts(text,text,mdfeed.candle[])', '1m', ARRAY['BTCUSDT'], 20, $from_sql)");
+ok(wait_until(sub { $node->safe_psql('postgres', "SELECT runs FROM mdfeed.models WHERE name = 'slowfacts'") >= 20 }, 30),
+	'slowfacts is replaying');
+my $pid = worker_row($node, 'model')->{pid};
+my $before_kill = $node->safe_psql('postgres', "SELECT runs FROM mdfeed.models WHERE name = 'slowfacts'");
 kill 'KILL', $pid;
 ok(wait_until(sub { my $w = worker_row($node, 'model'); $w && $w->{pid} != $pid }, 60),
-	'the server recovered and a new model worker runs');
-ok(caught_up('vol', 90) && caught_up('facts', 90), 'after the SIGKILL the models caught up');
-compare_model('vol', $_, '1m', 30, $from, 'vol', "after SIGKILL vol $_") for qw(BTCUSDT ETHUSDT);
-runs_equal_outputs('facts', 'after SIGKILL');
+	"the server recovered from the SIGKILL ($before_kill runs committed before it) and a new model worker runs");
+ok(caught_up('slowfacts', 90) && caught_up('vol', 90), 'after the SIGKILL the models caught up');
+compare_model('slowfacts', 'BTCUSDT', '1m', 20, $from, 'facts', 'after SIGKILL slowfacts BTCUSDT');
+compare_model('vol', 'BTCUSDT', '1m', 30, $from, 'vol', 'after SIGKILL vol BTCUSDT');
+runs_equal_outputs($_, 'after SIGKILL') for qw(slowfacts vol facts);
+as_alice("SELECT mdfeed_unregister_model('slowfacts')");
 
 # ---- a rewritten candle, then a repair ----
 my $t_bad = align_down('1m', now_ms()) - 30 * 60_000;
+my $t_edit = now_ms();
 $node->safe_psql('postgres',
 	"UPDATE mdfeed.candles_1m SET close = close + 1000 WHERE symbol = 'BTCUSDT' AND open_time = " . ms_sql($t_bad));
 my $changed = wait_until(sub {
@@ -299,20 +309,32 @@ my $changed = wait_until(sub {
 			  . "  AND c.open_time > o.open_time - interval '20 minutes' AND c.open_time <= o.open_time)") eq '20' },
 	30);
 ok($changed, 'a rewritten candle: the 20 outputs whose windows held it were computed again');
-my $after = $node->safe_psql('postgres',
-	"SELECT count(*) FROM mdfeed.model_outputs WHERE model = 'facts' AND symbol = 'BTCUSDT' AND open_time >= "
-	  . ms_sql($t_bad + 20 * 60_000) . " AND computed_at > now() - interval '30 seconds'");
-is($after, '0', 'outputs whose windows did not hold it were not');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM mdfeed.model_outputs WHERE model = 'facts' AND symbol = 'BTCUSDT' AND open_time >= "
+		  . ms_sql($t_bad + 20 * 60_000) . " AND open_time < " . ms_sql($t_bad + 25 * 60_000)
+		  . " AND computed_at > " . ms_sql($t_edit)),
+	'0', 'outputs whose windows did not hold it were not');
 $node->safe_psql('postgres', "DELETE FROM mdfeed.candles_1m WHERE symbol = 'BTCUSDT' AND open_time = " . ms_sql($t_bad));
 my $job = backfill_on($node, 'binance', 'BTCUSDT', '1m', $t_bad, $t_bad + 60_000);
 job_is($node, $job, 'succeeded', 'the deleted candle was backfilled', 60);
 ok(caught_up('facts', 60), 'facts caught up after the repair');
 compare_model('facts', 'BTCUSDT', '1m', 20, $from, 'facts', 'after the repair facts BTCUSDT');
 
+# ---- a rerun asked for ----
+my $runs_sql = "SELECT runs - (SELECT count(*) FROM mdfeed.model_outputs WHERE model = 'vol') FROM mdfeed.models WHERE name = 'vol'";
+my $runs0 = $node->safe_psql('postgres', $runs_sql);
+is(as_alice("SELECT mdfeed_rerun_model('vol', " . ms_sql($from + 10 * 60_000) . ', ' . ms_sql($from + 20 * 60_000) . ')'),
+	'2', 'mdfeed_rerun_model schedules both symbols');
+ok(caught_up('vol', 30), 'the rerun is done');
+is($node->safe_psql('postgres', $runs_sql) - $runs0, 20,
+	'it ran again on the 10 candles of each symbol in [from_time, to_time), and on nothing else (runs beyond outputs)');
+compare_model('vol', 'ETHUSDT', '1m', 30, $from, 'vol', 'after the rerun vol ETHUSDT');
+
 # ---- pause, resume, unregister ----
-as_alice("SELECT mdfeed_resume_model('fails')");
-is($node->safe_psql('postgres', "SELECT state || ' ' || (SELECT attempts FROM mdfeed.model_progress WHERE model = 'fails') FROM mdfeed.models WHERE name = 'fails'"),
-	'active 0', 'mdfeed_resume_model makes a model active with its attempts reset');
+is($node->safe_psql('postgres', "SET ROLE alice; SELECT mdfeed_resume_model('fails'); SELECT state FROM mdfeed.models WHERE name = 'fails'"),
+	"\nactive", 'mdfeed_resume_model makes a paused model active');
+ok(wait_until(sub { $node->safe_psql('postgres', "SELECT state || ' ' || failures FROM mdfeed.models WHERE name = 'fails'") eq 'paused 6' }, 30),
+	'it fails again, and is paused after 3 more failures: resuming reset its count');
 like(sql_error($node, "SET ROLE mallory; SELECT mdfeed_unregister_model('vol')"), qr/permission denied/,
 	'another role cannot drop a model');
 as_alice("SELECT mdfeed_unregister_model(n) FROM unnest(ARRAY['fails', 'slow', 'spy', 'who']) n");
@@ -320,4 +342,3 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM mdfeed.model_outputs WHERE
 	'0', 'unregistering drops the outputs');
 
 finish();
-done_testing();
