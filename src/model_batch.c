@@ -58,6 +58,8 @@
 /* a batch: at most this many runs, or this long */
 #define BATCH_RUNS 2000
 #define BATCH_MS 200
+/* runs that share a subtransaction */
+#define GROUP_RUNS 64
 /* a pair waiting for history looks again after this */
 #define HISTORY_RECHECK_MS 2000
 /* a backfill that ended without bringing what was missing is asked again after this */
@@ -122,6 +124,12 @@ typedef struct Batch
 	char	   *error;
 	bool		pause;
 	bool		more;			/* stopped at the batch's limit */
+	/* the group of runs sharing a subtransaction (model_run.c) */
+	int			group_n;		/* runs in it so far */
+	int			group_nout;		/* outputs before it */
+	int64		group_s;		/* its first slot, and row */
+	int			group_j;
+	int64		alone_until;	/* runs up to this slot go one a group */
 	MemoryContext cxt;
 	MemoryContext run_cxt;
 } Batch;
@@ -506,6 +514,8 @@ request_history(Batch *b, int64 from, int64 to)
 	int64		job;
 	bool		isnull;
 
+	/* our own writes are not the model's: they must not go with a group */
+	md_model_group_end(&b->call);
 	from = Max(from, 0);
 	to = Min(to, md_present_end_ms(b->iv));
 	md_utc_string(from, when, sizeof(when));
@@ -585,11 +595,54 @@ window_start(const MdInterval *iv, int64 t, int window)
 	return t;
 }
 
+/* what run_one did */
+typedef enum RunResult
+{
+	RUN_OK,
+	RUN_FAILED,					/* the run failed: the pair stops there */
+	RUN_AGAIN					/* a run failed and took its group with it:
+								 * go back to the group's first slot */
+} RunResult;
+
+/*
+ * record_failure notes a failed run on the candle opening at s: the error
+ * with the candle, the retry backoff, and the pause after
+ * mdfeed.model_max_failures in a row.
+ */
+static void
+record_failure(Batch *b, int64 s, ErrorData *error)
+{
+	char		when[32];
+
+	md_utc_string(s, when, sizeof(when));
+	b->failures++;
+	b->attempts++;
+	b->error = MemoryContextStrdup(b->cxt,
+								   psprintf("%s %s %s: %s", b->symbol, b->iv->name, when,
+											error->message));
+	b->retry_at_ms = md_now_ms() +
+		Min((int64) 1000 << Min(b->attempts - 1, 16), RETRY_MAX_MS);
+	b->waiting_for = psprintf("a retry of the failed run on %s", when);
+	if (b->attempts >= mdfeed_model_max_failures)
+	{
+		b->pause = true;
+		ereport(WARNING,
+				(errcode(error->sqlerrcode),
+				 errmsg("mdfeed paused model \"%s\" after %d failed runs in a row on %s %s %s",
+						b->model, b->attempts, b->symbol, b->iv->name, when),
+				 errdetail("The last error was: %s", error->message),
+				 errhint("Fix the model, then run SELECT mdfeed_resume_model('%s').", b->model)));
+	}
+}
+
 /*
  * run_one runs the model on the window ending at row j, the candle opening
- * at s, and records the output or the failure.  Returns whether it ran.
+ * at s, in the current group of runs (opening one if needed), and keeps
+ * the output.  Up to GROUP_RUNS runs share a group; after a failure that
+ * took a group's earlier runs with it, those are run again one a group,
+ * up to the failed one, which then fails alone and is recorded.
  */
-static bool
+static RunResult
 run_one(Batch *b, int j, int64 s)
 {
 	Datum		result;
@@ -598,57 +651,42 @@ run_one(Batch *b, int j, int64 s)
 	MemoryContext old;
 	bool		ok;
 
+	if (!b->call.in_group)
+	{
+		md_model_group_begin(&b->call);
+		b->group_n = 0;
+		b->group_nout = b->nout;
+		b->group_s = s;
+		b->group_j = j;
+	}
 	MemoryContextReset(b->run_cxt);
 	old = MemoryContextSwitchTo(b->run_cxt);
-	ok = md_model_call(&b->call, &b->candle[j - b->window + 1], b->window, b->cxt,
-					   &result, &isnull, &error);
+	ok = md_model_group_run(&b->call, &b->candle[j - b->window + 1], b->window, b->cxt,
+							&result, &isnull, &error);
 	MemoryContextSwitchTo(old);
-	if (ok)
+	if (!ok)
 	{
-		int64		now = md_now_ms();
-		int64		closed_at = md_interval_next(b->iv, s);
-
-		b->out_time[b->nout] = md_model_ts(s);
-		b->out_value[b->nout] = result;
-		b->out_null[b->nout] = isnull;
-		b->out_at[b->nout] = TimestampTzGetDatum(GetCurrentTimestamp());
-		if (b->nout == 0)
-			b->first_out_ms = s;
-		b->last_out_ms = s;
-		b->nout++;
-		b->attempts = 0;
-		b->retry_at_ms = -1;
-		total_runs++;
-		/* a run on the candle that closed last: the latency users see */
-		if (!b->rerun && now - closed_at < 60000)
-			md_latency_record(&live_latency, now - closed_at);
-		return true;
-	}
-	else
-	{
-		char		when[32];
-
-		md_utc_string(s, when, sizeof(when));
-		b->failures++;
-		b->attempts++;
-		b->error = MemoryContextStrdup(b->cxt,
-									   psprintf("%s %s %s: %s", b->symbol, b->iv->name, when,
-												error->message));
-		b->retry_at_ms = md_now_ms() +
-			Min((int64) 1000 << Min(b->attempts - 1, 16), RETRY_MAX_MS);
-		b->waiting_for = psprintf("a retry of the failed run on %s", when);
-		if (b->attempts >= mdfeed_model_max_failures)
+		if (b->group_n > 0)
 		{
-			b->pause = true;
-			ereport(WARNING,
-					(errcode(error->sqlerrcode),
-					 errmsg("mdfeed paused model \"%s\" after %d failed runs in a row on %s %s %s",
-							b->model, b->attempts, b->symbol, b->iv->name, when),
-					 errdetail("The last error was: %s", error->message),
-					 errhint("Fix the model, then run SELECT mdfeed_resume_model('%s').", b->model)));
+			/* the group is gone, and the outputs of its runs with it */
+			b->nout = b->group_nout;
+			b->alone_until = s;
+			return RUN_AGAIN;
 		}
-		return false;
+		record_failure(b, s, error);
+		return RUN_FAILED;
 	}
+	b->out_time[b->nout] = md_model_ts(s);
+	b->out_value[b->nout] = result;
+	b->out_null[b->nout] = isnull;
+	b->out_at[b->nout] = TimestampTzGetDatum(GetCurrentTimestamp());
+	b->nout++;
+	b->attempts = 0;
+	b->retry_at_ms = -1;
+	b->group_n++;
+	if (b->group_n >= GROUP_RUNS || s <= b->alone_until)
+		md_model_group_end(&b->call);
+	return RUN_OK;
 }
 
 /*
@@ -700,8 +738,17 @@ walk(Batch *b, int64 s, int64 end)
 				request_history(b, md_interval_next(b->iv, b->open_ms[k - 1]), b->open_ms[k]);
 				break;
 			}
-			if (!run_one(b, j, s))
-				break;
+			switch (run_one(b, j, s))
+			{
+				case RUN_OK:
+					break;
+				case RUN_FAILED:
+					goto done;
+				case RUN_AGAIN:
+					s = b->group_s;
+					j = b->group_j;
+					continue;
+			}
 			runs++;
 			s = md_interval_next(b->iv, s);
 			j++;
@@ -735,6 +782,8 @@ walk(Batch *b, int64 s, int64 end)
 		request_history(b, s, md_present_end_ms(b->iv));
 		break;
 	}
+done:
+	md_model_group_end(&b->call);
 	return s;
 }
 
@@ -950,6 +999,30 @@ notify_outputs(Batch *b)
 }
 
 /*
+ * account_runs counts the batch's outputs, and the latency of those of
+ * live candles (closed less than a minute before their run).
+ */
+static void
+account_runs(Batch *b)
+{
+	total_runs += b->nout;
+	if (b->nout == 0)
+		return;
+	b->first_out_ms = md_timestamptz_to_ms(DatumGetTimestampTz(b->out_time[0]));
+	b->last_out_ms = md_timestamptz_to_ms(DatumGetTimestampTz(b->out_time[b->nout - 1]));
+	if (b->rerun)
+		return;
+	for (int i = 0; i < b->nout; i++)
+	{
+		int64		closed_at = md_interval_next(b->iv, md_timestamptz_to_ms(DatumGetTimestampTz(b->out_time[i])));
+		int64		ran_at = md_timestamptz_to_ms(DatumGetTimestampTz(b->out_at[i]));
+
+		if (ran_at - closed_at < 60000)
+			md_latency_record(&live_latency, ran_at - closed_at);
+	}
+}
+
+/*
  * md_model_run_batch runs one batch of a pair in its own transaction.  Returns
  * whether the pair has more to do at once.
  */
@@ -1013,7 +1086,9 @@ md_model_run_batch(const MdDuePair *p, MemoryContext cxt)
 		upto = md_present_end_ms(b.iv);
 	}
 	load_batch(&b, first, upto);
+	b.alone_until = -1;
 	reached = walk(&b, first, end);
+	account_runs(&b);
 
 	save_outputs(&b);
 	if (b.rerun)

@@ -15,9 +15,12 @@
  * owner's right to execute it, and to read the candles it is given, is
  * checked once a batch (md_model_owner_problem).
  *
- * Each run is a subtransaction: an error rolls back whatever the model
- * did, and is handed back to the caller, which records it with the candle
- * and goes on.  mdfeed.model_timeout bounds a run with a timer of our own
+ * Runs are isolated by subtransactions: an error rolls back whatever the
+ * model did, and is handed back to the caller, which records it with the
+ * candle and goes on.  Consecutive runs share one (a group), for speed;
+ * when one of them fails, the group is rolled back and the caller runs
+ * the earlier ones again, each in a subtransaction of its own, so that a
+ * failure never undoes another run's work.  mdfeed.model_timeout bounds a run with a timer of our own
  * that cancels it the way statement_timeout would; a model that never
  * reaches a CHECK_FOR_INTERRUPTS (a loop in C or in some PL's own code)
  * cannot be interrupted, as with statement_timeout.
@@ -169,6 +172,7 @@ md_model_call_init(MdModelCall *call, Oid fn, Oid owner, const char *symbol,
 	if (model_timeout_id == MAX_TIMEOUTS)
 		model_timeout_id = RegisterTimeout(USER_TIMEOUT, model_timeout_handler);
 	fmgr_info_cxt(fn, &call->flinfo, cxt);
+	call->in_group = false;
 	call->owner = owner;
 	call->symbol = CStringGetTextDatum(symbol);
 	call->interval = CStringGetTextDatum(interval);
@@ -179,29 +183,65 @@ md_model_call_init(MdModelCall *call, Oid fn, Oid owner, const char *symbol,
 }
 
 /*
- * md_model_call runs the model on a window of n candles (mdfeed.candle
- * datums, oldest first) in a subtransaction, as its owner.  On success it
- * returns true with the result copied into result_cxt; on an error it
- * returns false with the error, copied there too.
+ * md_model_group_begin opens the subtransaction the next runs share (see
+ * md_model_group_run).
+ */
+void
+md_model_group_begin(MdModelCall *call)
+{
+	Assert(!call->in_group);
+	call->group_cxt = CurrentMemoryContext;
+	call->group_owner = CurrentResourceOwner;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(call->group_cxt);
+	call->in_group = true;
+}
+
+/*
+ * md_model_group_end keeps what the group's runs did (they are committed
+ * with the batch).
+ */
+void
+md_model_group_end(MdModelCall *call)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (!call->in_group)
+		return;
+	ReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = call->group_owner;
+	call->in_group = false;
+}
+
+/*
+ * md_model_group_run runs the model on a window of n candles (mdfeed.candle
+ * datums, oldest first), as its owner, inside the group's subtransaction.
+ * On success it returns true with the result copied into result_cxt.  On
+ * an error it rolls the whole group back (what its earlier runs did too),
+ * ends it, and returns false with the error, copied into result_cxt: the
+ * caller runs the group's earlier runs again, each alone, to keep theirs.
+ *
+ * Runs share a subtransaction because starting and ending one for each run
+ * is most of the cost of a small model: a SQL function's plan, for one,
+ * does not outlive the subtransaction that made it.
  */
 bool
-md_model_call(MdModelCall *call, Datum *window, int n, MemoryContext result_cxt,
-			  Datum *result, bool *isnull, ErrorData **error)
+md_model_group_run(MdModelCall *call, Datum *window, int n, MemoryContext result_cxt,
+				   Datum *result, bool *isnull, ErrorData **error)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
 	Oid			save_userid;
 	int			save_sec;
 	volatile bool ok = false;
 	Datum		candles;
 
+	Assert(call->in_group);
 	candles = PointerGetDatum(construct_array(window, n, call->candle_type, call->candle_len,
 											  call->candle_byval, call->candle_align));
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	*error = NULL;
 	*isnull = true;
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
 		LOCAL_FCINFO(fcinfo, 3);
@@ -238,9 +278,7 @@ md_model_call(MdModelCall *call, Datum *window, int n, MemoryContext result_cxt,
 		}
 		AtEOXact_GUC(false, guc_level);
 		SetUserIdAndSecContext(save_userid, save_sec);
-		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
 		ok = true;
 	}
 	PG_CATCH();
@@ -251,11 +289,12 @@ md_model_call(MdModelCall *call, Datum *window, int n, MemoryContext result_cxt,
 		MemoryContextSwitchTo(result_cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
-		/* gives back the identity and the GUCs, and ends the run's SPI */
+		/* gives back the identity and the GUCs, and ends the runs' SPI */
 		RollbackAndReleaseCurrentSubTransaction();
 		SetUserIdAndSecContext(save_userid, save_sec);
 		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		CurrentResourceOwner = call->group_owner;
+		call->in_group = false;
 		if (model_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 		{
 			MemoryContext old = MemoryContextSwitchTo(result_cxt);

@@ -12,6 +12,7 @@
 
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "common.h"
@@ -38,6 +39,10 @@ typedef struct MdModelCall
 	int16		candle_len;
 	bool		candle_byval;
 	char		candle_align;
+	/* the group of runs sharing a subtransaction */
+	bool		in_group;
+	MemoryContext group_cxt;
+	ResourceOwner group_owner;
 } MdModelCall;
 
 /* model_run.c */
@@ -47,8 +52,10 @@ extern char *md_model_owner_problem(Oid owner, Oid fn, const MdExchange *ex,
 									const MdInterval *iv, char **hint);
 extern void md_model_call_init(MdModelCall *call, Oid fn, Oid owner, const char *symbol,
 							   const char *interval, MemoryContext cxt);
-extern bool md_model_call(MdModelCall *call, Datum *window, int n, MemoryContext result_cxt,
-						  Datum *result, bool *isnull, ErrorData **error);
+extern void md_model_group_begin(MdModelCall *call);
+extern bool md_model_group_run(MdModelCall *call, Datum *window, int n, MemoryContext result_cxt,
+							   Datum *result, bool *isnull, ErrorData **error);
+extern void md_model_group_end(MdModelCall *call);
 
 /* a pair due for a batch, as the worker's pass found it */
 typedef struct MdDuePair
