@@ -51,6 +51,7 @@ CREATE TABLE mdfeed.models (
 	name text PRIMARY KEY
 		CHECK (name ~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$'),
 	function text NOT NULL,
+	function_owner regrole NOT NULL,
 	exchange text NOT NULL,
 	"interval" text NOT NULL,
 	symbols text[],
@@ -70,6 +71,8 @@ COMMENT ON TABLE mdfeed.models IS
 	'models run on every closed candle: symbols NULL means every tracked symbol of the exchange';
 COMMENT ON COLUMN mdfeed.models.function IS
 	'the model function''s qualified signature, resolved at every batch of runs';
+COMMENT ON COLUMN mdfeed.models.function_owner IS
+	'who owned the function at registration: a function of that name owned by anyone else is not run';
 COMMENT ON COLUMN mdfeed.models.owner IS
 	'the role that registered the model: it runs with that role''s privileges';
 COMMENT ON COLUMN mdfeed.models.failures IS
@@ -166,23 +169,25 @@ DECLARE
 	t record;
 BEGIN
 	FOR t IN
-		SELECT * FROM (VALUES
-			('candles_1m', 'binance', '1m'), ('candles_3m', 'binance', '3m'),
-			('candles_5m', 'binance', '5m'), ('candles_15m', 'binance', '15m'),
-			('candles_30m', 'binance', '30m'), ('candles_1h', 'binance', '1h'),
-			('candles_2h', 'binance', '2h'), ('candles_4h', 'binance', '4h'),
-			('candles_6h', 'binance', '6h'), ('candles_8h', 'binance', '8h'),
-			('candles_12h', 'binance', '12h'), ('candles_1d', 'binance', '1d'),
-			('candles_3d', 'binance', '3d'), ('candles_1w', 'binance', '1w'),
-			('candles_1mo', 'binance', '1M'),
-			('cdx_candles_1m', 'coindcx', '1m'), ('cdx_candles_5m', 'coindcx', '5m'),
-			('cdx_candles_15m', 'coindcx', '15m'), ('cdx_candles_30m', 'coindcx', '30m'),
-			('cdx_candles_1h', 'coindcx', '1h'), ('cdx_candles_4h', 'coindcx', '4h'),
-			('cdx_candles_8h', 'coindcx', '8h'), ('cdx_candles_1d', 'coindcx', '1d'),
-			('cdx_spot_candles_1m', 'coindcx_spot', '1m'), ('cdx_spot_candles_15m', 'coindcx_spot', '15m'),
-			('cdx_spot_candles_1h', 'coindcx_spot', '1h'), ('cdx_spot_candles_1d', 'coindcx_spot', '1d'))
-			AS v(tab, exchange, iv)
+		SELECT c.relname AS tab,
+			   CASE WHEN c.relname LIKE 'cdx\_spot\_%' THEN 'coindcx_spot'
+					WHEN c.relname LIKE 'cdx\_%' THEN 'coindcx' ELSE 'binance' END AS exchange,
+			   CASE WHEN x.suffix = '1mo' THEN '1M' ELSE x.suffix END AS iv
+		FROM pg_catalog.pg_class c,
+			 LATERAL (SELECT pg_catalog.substring(c.relname, '_([0-9]+[a-z]+)$') AS suffix) x
+		WHERE c.relnamespace = 'mdfeed'::regnamespace AND c.relkind = 'r'
+		  AND c.relname ~ '^(cdx_spot_|cdx_)?candles_[0-9]+(m|h|d|w|mo)$'
+		ORDER BY 1
 	LOOP
+		-- every table of every family, as the adapters name them; a table
+		-- of a user's that only looks like one is left alone
+		BEGIN
+			IF mdfeed.candle_table(t.exchange, t.iv) IS DISTINCT FROM t.tab THEN
+				CONTINUE;
+			END IF;
+		EXCEPTION WHEN invalid_parameter_value THEN
+			CONTINUE;
+		END;
 		EXECUTE format('CREATE TRIGGER candle_changed AFTER UPDATE OR DELETE ON mdfeed.%I '
 					   'FOR EACH ROW WHEN (OLD.closed) '
 					   'EXECUTE FUNCTION mdfeed.note_candle_change(%L, %L)',

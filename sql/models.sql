@@ -60,8 +60,19 @@ SELECT mdfeed_register_model('m1', 'regress_m.ok(text,text,mdfeed.candle[])', '1
 SELECT mdfeed_register_model('m1', 'regress_m.ok(text,text,mdfeed.candle[])', '1m', from_time => 'infinity');
 SELECT mdfeed_register_model('m1', 'regress_m.ok(text,text,mdfeed.candle[])', '1m', from_time => '2999-01-01 00:00+00');
 SELECT mdfeed_register_model(NULL, 'regress_m.ok(text,text,mdfeed.candle[])', '1m');
--- the owner must be able to read the candles it is given
+-- the owner must be able to read the candles it is given, all of them
 SELECT mdfeed_register_model('m1', 'regress_m.ok(text,text,mdfeed.candle[])', '5m');
+RESET ROLE;
+ALTER TABLE mdfeed.candles_1h ENABLE ROW LEVEL SECURITY;
+SET ROLE regress_modeler;
+SELECT mdfeed_register_model('m1', 'regress_m.ok(text,text,mdfeed.candle[])', '1h');
+RESET ROLE;
+ALTER TABLE mdfeed.candles_1h DISABLE ROW LEVEL SECURITY;
+SET ROLE regress_modeler;
+-- a model outlives the session
+CREATE FUNCTION pg_temp.tmp_model(symbol text, "interval" text, candles mdfeed.candle[]) RETURNS jsonb
+LANGUAGE sql AS $$ SELECT '{}'::jsonb $$;
+SELECT mdfeed_register_model('m1', 'pg_temp.tmp_model(text,text,mdfeed.candle[])', '1m');
 
 -- registered: the symbols sorted, without repeats; the function qualified
 SELECT mdfeed_register_model('m1', 'regress_m.ok(text,text,mdfeed.candle[])', '1m',
@@ -98,6 +109,9 @@ RESET ROLE;
 SELECT count(*) FROM mdfeed.model_progress;
 
 -- the trigger notes rewritten and deleted closed candles, for the models only
+SELECT count(*) AS tables, count(*) FILTER (WHERE t.tgenabled = 'A') AS always
+FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+WHERE t.tgname = 'candle_changed' AND c.relnamespace = 'mdfeed'::regnamespace;
 INSERT INTO mdfeed.candles_1m VALUES ('BTCUSDT', '2024-01-01 00:00', '2024-01-01 00:00:59.999', 1, 2, 0.5, 1.5,
 	10, 15, 5, 7, 3, true), ('BTCUSDT', '2024-01-01 00:01', '2024-01-01 00:01:59.999', 1, 2, 0.5, 1.5,
 	10, 15, 5, 7, 3, false);

@@ -328,7 +328,11 @@ range_confirmed_empty(const Batch *b, int64 from, int64 to)
 }
 
 /*
- * load_batch reads what the batch's runs need: the window_size - 1 closed
+ * load_batch reads what the batch's runs need, each query with a snapshot
+ * taken after the pair's progress row was locked (read_only false), so that
+ * a candle rewritten before the lock is read as it is now, and one
+ * rewritten after it is seen by the change consumer, which waits for the
+ * lock (consume_changes): the window_size - 1 closed
  * candles before the first slot, the closed candles from it on (up to
  * `upto`, at most BATCH_RUNS), the ranges the exchange confirmed empty and
  * the symbol's listing date; and marks each link between two consecutive
@@ -372,12 +376,12 @@ load_batch(Batch *b, int64 first, int64 upto)
 	values[3] = Int32GetDatum(b->window - 1);
 	if (b->window > 1)
 	{
-		md_model_exec_plan(prev_plans[e][v], values, NULL, true, SPI_OK_SELECT, "loading a model's window");
+		md_model_exec_plan(prev_plans[e][v], values, NULL, false, SPI_OK_SELECT, "loading a model's window");
 		take_candles(b, true);
 	}
 	b->nprev = b->nrows;
 	values[3] = Int32GetDatum(BATCH_RUNS);
-	md_model_exec_plan(cur_plans[e][v], values, NULL, true, SPI_OK_SELECT, "loading candles for a model");
+	md_model_exec_plan(cur_plans[e][v], values, NULL, false, SPI_OK_SELECT, "loading candles for a model");
 	b->more_rows = SPI_processed == BATCH_RUNS;
 	take_candles(b, false);
 
@@ -391,7 +395,7 @@ load_batch(Batch *b, int64 first, int64 upto)
 		md_model_exec(&gaps_plan,
 				 "SELECT from_time, to_time FROM mdfeed.exchange_gaps "
 				 "WHERE exchange = $1 AND symbol = $2 AND \"interval\" = $3 ORDER BY from_time",
-				 3, gtypes, gvalues, NULL, true, SPI_OK_SELECT);
+				 3, gtypes, gvalues, NULL, false, SPI_OK_SELECT);
 		b->ngaps = SPI_processed;
 		b->gaps = MemoryContextAlloc(b->cxt, sizeof(Gap) * Max(b->ngaps, 1));
 		for (int i = 0; i < b->ngaps; i++)
@@ -707,7 +711,9 @@ walk(Batch *b, int64 s, int64 end)
 
 		if (s >= end)
 			break;
-		if (runs >= BATCH_RUNS || md_now_ms() - started >= BATCH_MS)
+		/* the limits wait while a failed group's runs are done again */
+		if (s > b->alone_until &&
+			(runs >= BATCH_RUNS || md_now_ms() - started >= BATCH_MS))
 		{
 			b->more = true;
 			break;
@@ -811,7 +817,8 @@ lock_pair(Batch *b, const MdDuePair *p)
 	md_model_exec(&plan,
 			 "SELECT m.exchange, m.\"interval\", m.window_size, "
 			 "pg_catalog.to_regprocedure(m.function)::pg_catalog.oid, m.owner::pg_catalog.oid, "
-			 "p.next_open, p.rerun_from, p.rerun_to, p.attempts, p.backfill_job, m.function "
+			 "p.next_open, p.rerun_from, p.rerun_to, p.attempts, p.backfill_job, m.function, "
+			 "m.function_owner::pg_catalog.oid "
 			 "FROM mdfeed.models m JOIN mdfeed.model_progress p ON p.model = m.name "
 			 "WHERE m.name = $1 AND p.symbol = $2 AND m.state = 'active' "
 			 "FOR KEY SHARE OF m FOR UPDATE OF p",
@@ -839,6 +846,10 @@ lock_pair(Batch *b, const MdDuePair *p)
 	b->retry_at_ms = -1;
 	if (!OidIsValid(b->fn))
 		b->error = psprintf("function %s does not exist", SPI_getvalue(tup, desc, 11));
+	else if (md_function_owner(b->fn) !=
+			 DatumGetObjectId(SPI_getbinval(tup, desc, 12, &isnull)))
+		b->error = psprintf("function %s is not the one registered: another role owns it now",
+							SPI_getvalue(tup, desc, 11));
 	return true;
 }
 
@@ -1090,6 +1101,7 @@ md_model_run_batch(const MdDuePair *p, MemoryContext cxt)
 	reached = walk(&b, first, end);
 	account_runs(&b);
 
+	md_model_session_reset();
 	save_outputs(&b);
 	if (b.rerun)
 		save_progress(&b, b.next_open, reached >= end ? -1 : reached);

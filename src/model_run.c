@@ -38,20 +38,26 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "commands/prepare.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
+#include "utils/rls.h"
 #include "utils/resowner.h"
 #include "utils/syscache.h"
 #include "utils/timeout.h"
 
 #include "common.h"
 #include "models.h"
+
+/* true while a model runs: the model API refuses to be called then */
+bool		md_in_model_run = false;
 
 /* the owner's own search_path, not the worker's */
 #define MODEL_SEARCH_PATH "\"$user\", public"
@@ -119,15 +125,50 @@ md_model_function_problem(Oid fn, char **hint)
 		problem = psprintf("%s is SECURITY DEFINER", name);
 		*hint = "A model runs as the role that registers it: register a SECURITY INVOKER function.";
 	}
+	else if (isAnyTempNamespace(proc->pronamespace))
+	{
+		problem = psprintf("%s is a temporary function", name);
+		*hint = "A model outlives the session: register a function of an ordinary schema.";
+	}
 	ReleaseSysCache(tup);
 	return problem;
+}
+
+/*
+ * md_function_owner returns the owner of fn, or InvalidOid.
+ */
+Oid
+md_function_owner(Oid fn)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		return InvalidOid;
+	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * md_model_session_reset drops what a model may have left in the worker's
+ * session that the next model, another role's, could use: session
+ * advisory locks and prepared statements.  (State kept by extensions, such
+ * as dblink's named connections, is not reached.)
+ */
+void
+md_model_session_reset(void)
+{
+	LockReleaseSession(USER_LOCKMETHOD);
+	DropAllPreparedStatements();
 }
 
 /*
  * md_model_owner_problem says why owner may not run fn as a model on the
  * exchange's candles of an interval, or returns NULL: the role must exist,
  * not be a superuser (mdfeed runs no user code as one), and be allowed to
- * execute fn and to read the candle table the window comes from.
+ * execute fn and to read the candle table the window comes from, all of
+ * it (the worker reads it for the model, with no row security applied).
  */
 char *
 md_model_owner_problem(Oid owner, Oid fn, const MdExchange *ex, const MdInterval *iv,
@@ -151,11 +192,19 @@ md_model_owner_problem(Oid owner, Oid fn, const MdExchange *ex, const MdInterval
 		return psprintf("role \"%s\" may not execute %s", GetUserNameFromId(owner, false),
 						format_procedure(fn));
 	}
-	if (!OidIsValid(relid) || pg_class_aclcheck(relid, owner, ACL_SELECT) != ACLCHECK_OK)
+	if (pg_namespace_aclcheck(get_namespace_oid("mdfeed", false), owner, ACL_USAGE) != ACLCHECK_OK ||
+		!OidIsValid(relid) || pg_class_aclcheck(relid, owner, ACL_SELECT) != ACLCHECK_OK)
 	{
 		*hint = psprintf("A model is given the candles of mdfeed.%s: GRANT USAGE ON SCHEMA mdfeed and SELECT on that table to the role.",
 						 table);
 		return psprintf("role \"%s\" may not read mdfeed.%s", GetUserNameFromId(owner, false), table);
+	}
+	/* the worker reads the window, with no policy of the owner's applied */
+	if (check_enable_rls(relid, owner, true) == RLS_ENABLED)
+	{
+		*hint = "mdfeed does not filter a model's window by row security: models run on tables whose rows the role may all read.";
+		return psprintf("row security of mdfeed.%s applies to role \"%s\"", table,
+						GetUserNameFromId(owner, false));
 	}
 	return NULL;
 }
@@ -257,6 +306,7 @@ md_model_group_run(MdModelCall *call, Datum *window, int n, MemoryContext result
 		if (mdfeed_model_timeout_ms > 0)
 			enable_timeout_after(model_timeout_id, mdfeed_model_timeout_ms);
 
+		md_in_model_run = true;
 		InitFunctionCallInfoData(*fcinfo, &call->flinfo, 3, InvalidOid, NULL, NULL);
 		fcinfo->args[0].value = call->symbol;
 		fcinfo->args[0].isnull = false;
@@ -265,6 +315,7 @@ md_model_group_run(MdModelCall *call, Datum *window, int n, MemoryContext result
 		fcinfo->args[2].value = candles;
 		fcinfo->args[2].isnull = false;
 		r = FunctionCallInvoke(fcinfo);
+		md_in_model_run = false;
 
 		disable_timeout(model_timeout_id, false);
 		/* the timer fired as the model returned: that run is not cancelled */
@@ -285,6 +336,7 @@ md_model_group_run(MdModelCall *call, Datum *window, int n, MemoryContext result
 	{
 		ErrorData  *edata;
 
+		md_in_model_run = false;
 		disable_timeout(model_timeout_id, false);
 		MemoryContextSwitchTo(result_cxt);
 		edata = CopyErrorData();

@@ -58,36 +58,40 @@ static int	part = 0;
 static int	nparts = 1;
 
 static SPIPlanPtr due_plans[MD_MAX_EXCHANGES][MD_NUM_INTERVALS];
-static SPIPlanPtr reach_plans[MD_MAX_EXCHANGES][MD_NUM_INTERVALS];
+static SPIPlanPtr rerun_plans[MD_MAX_EXCHANGES][MD_NUM_INTERVALS];
 
 /*
- * rerun_reach is where the outputs whose windows hold the candle opening
- * at t end: the open time after the window_size-th closed candle from t
- * on, or the end of time if there are fewer stored.
+ * mark_reruns gives every pair of the exchange's interval and symbol that
+ * has run on the candle opening at t (its next_open is later) a rerun of
+ * the outputs whose windows held it: from t to after the window_size-th
+ * closed candle from t on (to the end of time if fewer are stored).  One
+ * UPDATE, which waits for a batch holding a pair's progress row and then
+ * looks at next_open again: a batch that ran on t from the old candle
+ * meanwhile gets its rerun too.
  */
-static int64
-rerun_reach(const MdExchange *ex, const MdInterval *iv, const char *symbol, int64 t, int window)
+static void
+mark_reruns(const MdExchange *ex, const MdInterval *iv, Datum *values)
 {
 	int			e = md_exchange_id(ex);
 	int			v = iv - md_intervals;
-	Oid			types[3] = {TEXTOID, TIMESTAMPTZOID, INT4OID};
-	Datum		values[3];
-	bool		isnull;
-	int64		last;
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
 
-	if (reach_plans[e][v] == NULL)
-		reach_plans[e][v] = md_keep_plan(psprintf("SELECT open_time FROM mdfeed.%s WHERE symbol = $1 "
-												  "AND closed AND open_time >= $2 ORDER BY open_time "
-												  "OFFSET $3 LIMIT 1", md_candle_table(ex, iv)),
-										 3, types);
-	values[0] = CStringGetTextDatum(symbol);
-	values[1] = md_model_ts(t);
-	values[2] = Int32GetDatum(window - 1);
-	md_model_exec_plan(reach_plans[e][v], values, NULL, true, SPI_OK_SELECT, "finding a rerun's end");
-	if (SPI_processed == 0)
-		return MD_MAX_TIME_MS;
-	last = md_model_get_ms(0, 1, &isnull);
-	return md_interval_next(iv, last);
+	if (rerun_plans[e][v] == NULL)
+		rerun_plans[e][v] = md_keep_plan(psprintf(
+												  "UPDATE mdfeed.model_progress p SET "
+												  "rerun_from = LEAST(coalesce(p.rerun_from, $4), $4), "
+												  "rerun_to = GREATEST(coalesce(p.rerun_to, r.reach), r.reach), "
+												  "updated_at = pg_catalog.now() "
+												  "FROM mdfeed.models m, LATERAL (SELECT coalesce(("
+												  "  SELECT ((c.open_time AT TIME ZONE 'UTC') + '%s'::interval) AT TIME ZONE 'UTC' "
+												  "  FROM mdfeed.%s c WHERE c.symbol = $3 AND c.closed AND c.open_time >= $4 "
+												  "  ORDER BY c.open_time OFFSET m.window_size - 1 LIMIT 1), "
+												  "  '9999-12-31 00:00:00+00'::timestamptz) AS reach) r "
+												  "WHERE m.name = p.model AND m.exchange = $1 AND m.\"interval\" = $2 "
+												  "AND p.symbol = $3 AND p.next_open > $4",
+												  iv->pg_interval, md_candle_table(ex, iv)),
+										 4, types);
+	md_model_exec_plan(rerun_plans[e][v], values, NULL, false, SPI_OK_UPDATE, "marking model reruns");
 }
 
 /*
@@ -99,17 +103,15 @@ static void
 consume_changes(void)
 {
 	static SPIPlanPtr take_plan = NULL;
-	static SPIPlanPtr pairs_plan = NULL;
-	static SPIPlanPtr mark_plan = NULL;
 	static SPIPlanPtr forget_plan = NULL;
 	SPITupleTable *changes;
 	int			n;
 
 	md_begin_tx();
 	md_model_exec(&take_plan,
-			 "SELECT exchange, \"interval\", symbol, open_time FROM mdfeed.candle_changes "
-			 "ORDER BY changed_at LIMIT " CppAsString2(CHANGES_PER_PASS) " FOR UPDATE SKIP LOCKED",
-			 0, NULL, NULL, NULL, false, SPI_OK_SELECT);
+				  "SELECT exchange, \"interval\", symbol, open_time FROM mdfeed.candle_changes "
+				  "ORDER BY changed_at LIMIT " CppAsString2(CHANGES_PER_PASS) " FOR UPDATE SKIP LOCKED",
+				  0, NULL, NULL, NULL, false, SPI_OK_SELECT);
 	changes = SPI_tuptable;
 	n = SPI_processed;
 	for (int i = 0; i < n; i++)
@@ -117,10 +119,7 @@ consume_changes(void)
 		HeapTuple	tup = changes->vals[i];
 		char	   *exchange = SPI_getvalue(tup, changes->tupdesc, 1);
 		char	   *interval = SPI_getvalue(tup, changes->tupdesc, 2);
-		char	   *symbol = SPI_getvalue(tup, changes->tupdesc, 3);
 		bool		isnull;
-		Datum		at = SPI_getbinval(tup, changes->tupdesc, 4, &isnull);
-		int64		t = md_timestamptz_to_ms(DatumGetTimestampTz(at));
 		const MdExchange *ex = md_exchange_lookup(exchange);
 		const MdInterval *iv = ex ? md_exchange_interval(ex, interval) : NULL;
 		Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
@@ -128,42 +127,14 @@ consume_changes(void)
 
 		values[0] = CStringGetTextDatum(exchange);
 		values[1] = CStringGetTextDatum(interval);
-		values[2] = CStringGetTextDatum(symbol);
-		values[3] = at;
+		values[2] = CStringGetTextDatum(SPI_getvalue(tup, changes->tupdesc, 3));
+		values[3] = SPI_getbinval(tup, changes->tupdesc, 4, &isnull);
 		if (iv != NULL)
-		{
-			SPITupleTable *pairs;
-			int			npairs;
-
-			md_model_exec(&pairs_plan,
-					 "SELECT p.model, m.window_size FROM mdfeed.model_progress p "
-					 "JOIN mdfeed.models m ON m.name = p.model "
-					 "WHERE m.exchange = $1 AND m.\"interval\" = $2 AND p.symbol = $3 AND p.next_open > $4",
-					 4, types, values, NULL, false, SPI_OK_SELECT);
-			pairs = SPI_tuptable;
-			npairs = SPI_processed;
-			for (int k = 0; k < npairs; k++)
-			{
-				Oid			mtypes[4] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-				Datum		mvalues[4];
-				int			window = DatumGetInt32(SPI_getbinval(pairs->vals[k], pairs->tupdesc, 2, &isnull));
-
-				mvalues[0] = SPI_getbinval(pairs->vals[k], pairs->tupdesc, 1, &isnull);
-				mvalues[1] = values[2];
-				mvalues[2] = at;
-				mvalues[3] = md_model_ts(rerun_reach(ex, iv, symbol, t, window));
-				md_model_exec(&mark_plan,
-						 "UPDATE mdfeed.model_progress SET "
-						 "rerun_from = LEAST(coalesce(rerun_from, $3), $3), "
-						 "rerun_to = GREATEST(coalesce(rerun_to, $4), $4), updated_at = pg_catalog.now() "
-						 "WHERE model = $1 AND symbol = $2",
-						 4, mtypes, mvalues, NULL, false, SPI_OK_UPDATE);
-			}
-		}
+			mark_reruns(ex, iv, values);
 		md_model_exec(&forget_plan,
-				 "DELETE FROM mdfeed.candle_changes WHERE exchange = $1 AND \"interval\" = $2 "
-				 "AND symbol = $3 AND open_time = $4",
-				 4, types, values, NULL, false, SPI_OK_DELETE);
+					  "DELETE FROM mdfeed.candle_changes WHERE exchange = $1 AND \"interval\" = $2 "
+					  "AND symbol = $3 AND open_time = $4",
+					  4, types, values, NULL, false, SPI_OK_DELETE);
 	}
 	md_commit_tx();
 }

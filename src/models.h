@@ -46,7 +46,10 @@ typedef struct MdModelCall
 } MdModelCall;
 
 /* model_run.c */
+extern bool md_in_model_run;
 extern Oid	md_candle_type(void);
+extern Oid	md_function_owner(Oid fn);
+extern void md_model_session_reset(void);
 extern char *md_model_function_problem(Oid fn, char **hint);
 extern char *md_model_owner_problem(Oid owner, Oid fn, const MdExchange *ex,
 									const MdInterval *iv, char **hint);

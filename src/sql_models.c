@@ -45,13 +45,20 @@ PG_FUNCTION_INFO_V1(mdfeed_rerun_model);
 #define MAX_MODEL_SYMBOLS 1000
 
 /*
- * check_model_name rejects a name mdfeed.models would refuse, saying why.
+ * check_model_name rejects a name mdfeed.models would refuse, saying why;
+ * and any use of the model API from inside a model run, whose batch holds
+ * the model's rows and would write over what the call did.
  */
 static void
 check_model_name(const char *name)
 {
 	size_t		len = strlen(name);
 	bool		ok = len >= 1 && len <= 63 && name[0] != '.' && name[0] != '-';
+
+	if (md_in_model_run)
+		ereport(ERROR,
+				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+				 errmsg("models cannot be changed from inside a model run")));
 
 	for (size_t i = 0; ok && i < len; i++)
 		ok = isalnum((unsigned char) name[i]) || name[i] == '_' || name[i] == '.' || name[i] == '-';
@@ -166,10 +173,10 @@ mdfeed_register_model(PG_FUNCTION_ARGS)
 	char	   *problem;
 	char	   *hint;
 	MdOwnerContext ctx;
-	Oid			types[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, INT4OID,
-	TIMESTAMPTZOID, OIDOID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, INT4OID,
+	TIMESTAMPTZOID, OIDOID, OIDOID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	REQUIRE_ARG(0, "name");
 	REQUIRE_ARG(1, "fn");
@@ -247,10 +254,12 @@ mdfeed_register_model(PG_FUNCTION_ARGS)
 	else
 		nulls[6] = 'n';
 	values[7] = ObjectIdGetDatum(caller);
+	values[8] = ObjectIdGetDatum(md_function_owner(fn));
 	if (SPI_execute_with_args("INSERT INTO mdfeed.models (name, function, exchange, \"interval\", symbols, "
-							  "window_size, from_time, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+							  "window_size, from_time, owner, function_owner) "
+							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
 							  "ON CONFLICT (name) DO NOTHING",
-							  8, types, values, nulls, false, 0) != SPI_OK_INSERT)
+							  9, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not register the model");
 	if (SPI_processed != 1)
 		ereport(ERROR,
