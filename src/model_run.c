@@ -54,7 +54,7 @@
 #include "utils/timeout.h"
 
 #include "common.h"
-#include "models.h"
+#include "model_run.h"
 
 /* true while a model runs: the model API refuses to be called then */
 bool		md_in_model_run = false;

@@ -44,7 +44,7 @@
 
 #include "common.h"
 #include "exchange.h"
-#include "models.h"
+#include "model_batch.h"
 #include "shmem.h"
 #include "store.h"
 #include "workers.h"

@@ -31,7 +31,8 @@
 
 #include "common.h"
 #include "decimal.h"
-#include "models.h"
+#include "model_batch.h"
+#include "model_run.h"
 #include "shmem.h"
 #include "sql_args.h"
 
