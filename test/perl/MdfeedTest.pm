@@ -44,6 +44,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(
+	facts_model_sql
   src_root shared_dir start_fake new_node
   backfill wait_job job_row job_is poll_job
   compare_with_truth truth_csv align_down next_open candle_table
@@ -1244,6 +1245,27 @@ sub job_seconds
 	my $out = try_sql($node,
 		"SELECT extract(epoch FROM finished_at - created_at) FROM mdfeed.jobs WHERE id = $id");
 	return (defined $out && $out ne '') ? $out + 0 : undef;
+}
+
+# facts_model_sql($schema): CREATE FUNCTION of a model, $schema.facts, that
+# sums its window exactly and names its first and last candle: what the
+# model tests compare with the same sums done in SQL over the truth
+sub facts_model_sql
+{
+	my ($schema) = @_;
+	return <<"EOS";
+CREATE FUNCTION $schema.facts(symbol text, "interval" text, candles mdfeed.candle[]) RETURNS jsonb
+LANGUAGE sql STABLE AS \$\$
+  SELECT jsonb_build_object(
+    'n', count(*),
+    'first', (extract(epoch FROM (candles[1]).open_time) * 1000)::bigint,
+    'last', (extract(epoch FROM (candles[cardinality(candles)]).open_time) * 1000)::bigint,
+    'sum_close', sum(c.close), 'max_high', max(c.high), 'min_low', min(c.low),
+    'sum_volume', sum(c.volume), 'trades', sum(c.trades), 'quote', sum(c.quote_volume),
+    'all_closed', bool_and(c.close_time < now()))
+  FROM unnest(candles) c
+\$\$;
+EOS
 }
 
 1;

@@ -13,9 +13,11 @@
 #    window_size candles before them;
 #  - live: each close gets its output within seconds, with a NOTIFY, and
 #    never one for the forming candle;
-#  - after a server restart across a close, and after a SIGKILL of the
-#    model worker halfway through a replay, every candle has exactly one run
-#    (runs = outputs) and the outputs still equal the truth;
+#  - pg_ctl stop -m fast takes well under 3 s with the model worker busy;
+#  - after that fast stop halfway through a replay and a restart across a
+#    close, and after a SIGKILL of the model worker halfway through another
+#    replay, every candle has exactly one run (runs = outputs) and the
+#    outputs still equal the truth;
 #  - a failing model (an error, a timeout, a table its owner cannot read) is
 #    paused after mdfeed.model_max_failures with its error, what it wrote is
 #    rolled back, and the other models go on;
@@ -58,18 +60,6 @@ INSERT INTO secret.data VALUES (42);
 CREATE SCHEMA alice AUTHORIZATION alice;
 SET ROLE alice;
 CREATE TABLE alice.side (x int);
--- what the window holds, exactly: sums of numerics, its first and last candle
-CREATE FUNCTION alice.facts(symbol text, "interval" text, candles mdfeed.candle[]) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-  SELECT jsonb_build_object(
-    'n', count(*),
-    'first', (extract(epoch FROM (candles[1]).open_time) * 1000)::bigint,
-    'last', (extract(epoch FROM (candles[cardinality(candles)]).open_time) * 1000)::bigint,
-    'sum_close', sum(c.close), 'max_high', max(c.high), 'min_low', min(c.low),
-    'sum_volume', sum(c.volume), 'trades', sum(c.trades), 'quote', sum(c.quote_volume),
-    'all_closed', bool_and(c.close_time < now()))
-  FROM unnest(candles) c
-$$;
 CREATE FUNCTION alice.slowfacts(symbol text, "interval" text, candles mdfeed.candle[]) RETURNS jsonb
 LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.02); RETURN alice.facts(symbol, "interval", candles); END $$;
 CREATE FUNCTION alice.whoami(symbol text, "interval" text, candles mdfeed.candle[]) RETURNS jsonb
@@ -89,6 +79,7 @@ LANGUAGE sql AS $$ SELECT '{}'::jsonb $$;
 RESET ROLE;
 GRANT EXECUTE ON FUNCTION mdfeed.model_realized_volatility(text, text, mdfeed.candle[]) TO alice;
 EOS
+$node->safe_psql('postgres', 'SET ROLE alice; ' . facts_model_sql('alice'));
 
 # ---- who may register ----
 like(sql_error($node, "SET ROLE mallory; SELECT mdfeed_register_model('m', 'mdfeed.model_realized_volatility(text,text,mdfeed.candle[])', '1m')"),
@@ -270,12 +261,23 @@ $bg->quit;
 compare_model('vol', 'BTCUSDT', '1m', 30, $from, 'vol', 'live vol BTCUSDT');
 compare_model('facts', 'BTCUSDT', '1m', 20, $from, 'facts', 'live facts BTCUSDT');
 
-# ---- a server restart across a close ----
+# ---- a fast shutdown with the model worker busy, and a restart across a close ----
+# slowfacts sleeps 20 ms a run: its replay of ~95 candles is under way
+as_alice("SELECT mdfeed_register_model('busy', 'alice.slowfacts(text,text,mdfeed.candle[])', '1m', ARRAY['ETHUSDT'], 20, $from_sql)");
+ok(wait_until(sub { $node->safe_psql('postgres', "SELECT runs FROM mdfeed.models WHERE name = 'busy'") >= 10 }, 30),
+	'busy is replaying');
+my $t_stop = Time::HiRes::time();
 $node->stop('fast');
+my $stop_s = Time::HiRes::time() - $t_stop;
+ok($stop_s < 3, sprintf('pg_ctl stop -m fast with the model worker busy took %.2f s', $stop_s));
 wait_next_minute();
 usleep(2_000_000);
 $node->start;
-ok(caught_up('vol', 90) && caught_up('facts', 90), 'after a restart across a close the models caught up');
+ok(caught_up('vol', 90) && caught_up('facts', 90) && caught_up('busy', 90),
+	'after a restart across a close the models caught up');
+compare_model('busy', 'ETHUSDT', '1m', 20, $from, 'facts', 'after the fast stop busy ETHUSDT');
+runs_equal_outputs('busy', 'after the fast stop');
+as_alice("SELECT mdfeed_unregister_model('busy')");
 compare_model('vol', $_, '1m', 30, $from, 'vol', "after restart vol $_") for qw(BTCUSDT ETHUSDT);
 compare_model('facts', 'BTCUSDT', '1m', 20, $from, 'facts', 'after restart facts BTCUSDT');
 runs_equal_outputs($_, 'after restart') for qw(vol facts);

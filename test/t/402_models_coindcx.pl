@@ -29,17 +29,8 @@ GRANT SELECT ON ALL TABLES IN SCHEMA mdfeed TO carol;
 GRANT EXECUTE ON FUNCTION mdfeed_register_model(text, regprocedure, text, text[], integer, timestamptz, text) TO carol;
 CREATE SCHEMA carol AUTHORIZATION carol;
 SET ROLE carol;
-CREATE FUNCTION carol.facts(symbol text, "interval" text, candles mdfeed.candle[]) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-  SELECT jsonb_build_object(
-    'n', count(*),
-    'first', (extract(epoch FROM (candles[1]).open_time) * 1000)::bigint,
-    'last', (extract(epoch FROM (candles[cardinality(candles)]).open_time) * 1000)::bigint,
-    'sum_close', sum(c.close), 'max_high', max(c.high), 'min_low', min(c.low),
-    'sum_volume', sum(c.volume), 'trades', sum(c.trades), 'quote', sum(c.quote_volume))
-  FROM unnest(candles) c
-$$;
 EOS
+$node->safe_psql('postgres', 'SET ROLE carol; ' . facts_model_sql('carol'));
 
 my %case = (
 	futures => { symbol => 'B-BTC_USDT', model => 'cdx_fut' },
@@ -89,7 +80,7 @@ $rows
 CREATE TEMP TABLE expected AS
   SELECT open_time_ms, jsonb_build_object('n', count(*) OVER w, 'first', first_value(open_time_ms) OVER w,
     'last', open_time_ms, 'sum_close', sum(close) OVER w, 'max_high', max(high) OVER w, 'min_low', min(low) OVER w,
-    'sum_volume', sum(volume) OVER w, 'trades', NULL, 'quote', NULL) AS output,
+    'sum_volume', sum(volume) OVER w, 'trades', NULL, 'quote', NULL, 'all_closed', true) AS output,
     row_number() OVER (ORDER BY open_time_ms) AS rn
   FROM truth WINDOW w AS (ORDER BY open_time_ms ROWS BETWEEN @{[$w - 1]} PRECEDING AND CURRENT ROW);
 DELETE FROM expected WHERE rn < $w OR open_time_ms < $from;
