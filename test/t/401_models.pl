@@ -269,6 +269,7 @@ ok(wait_until(sub { $node->safe_psql('postgres', "SELECT runs FROM mdfeed.models
 my $t_stop = Time::HiRes::time();
 $node->stop('fast');
 my $stop_s = Time::HiRes::time() - $t_stop;
+diag(sprintf('pg_ctl stop -m fast with the model worker busy: %.2f s', $stop_s));
 ok($stop_s < 3, sprintf('pg_ctl stop -m fast with the model worker busy took %.2f s', $stop_s));
 wait_next_minute();
 usleep(2_000_000);
