@@ -421,7 +421,7 @@ load_batch(Batch *b, int64 first, int64 upto)
 }
 
 /*
- * history_starts_before says whether the exchange has no candle before the
+ * history_starts_at says whether the exchange has no candle before the
  * one opening at t: it confirmed the range before it empty, or listed the
  * symbol only then.
  */
@@ -695,7 +695,7 @@ run_one(Batch *b, int j, int64 s)
 }
 
 /*
- * walk runs the model on each slot from `first` on (to `end`, exclusive)
+ * walk runs the model on each slot from s on (to end, exclusive)
  * whose window is complete, and stops where one is not, at a failure, or
  * at the batch's limits; it returns the first slot not done.
  */
