@@ -847,6 +847,147 @@ def oi_row_json(S, T, ts_string=False):
 
 
 # --------------------------------------------------------------------------------------------
+# Bulk archives (data.binance.vision): monthly and daily kline zips, daily metrics zips
+# --------------------------------------------------------------------------------------------
+#
+# GET /data/futures/um/monthly/klines/SYM/IV/SYM-IV-YYYY-MM.zip      (IV as REST, 1mo for 1M)
+# GET /data/futures/um/daily/klines/SYM/IV/SYM-IV-YYYY-MM-DD.zip     (IV up to 1d)
+# GET /data/futures/um/daily/metrics/SYM/SYM-metrics-YYYY-MM-DD.zip
+# and each path + ".CHECKSUM" ("<sha256>  <file name>\n").  The rows are the REST truth
+# (listing, delisting and maintenance windows included); see PROTOCOL.md for the choices.
+
+ARCHIVE_PREFIX = "/data/futures/um/"
+ARCHIVE_HEADER_SINCE = days_from_civil(2022, 5, 1) * DAY   # files of periods from here have a header
+ARCHIVE_DAILY_DELAY = 8 * HOUR + 30 * MIN                  # a day's file appears at 08:30 the next day
+KLINE_HEADER = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,"
+                "taker_buy_volume,taker_buy_quote_volume,ignore")
+METRICS_HEADER = ("create_time,symbol,sum_open_interest,sum_open_interest_value,"
+                  "count_toptrader_long_short_ratio,sum_toptrader_long_short_ratio,"
+                  "count_long_short_ratio,sum_taker_long_short_vol_ratio")
+ARCHIVE_RE = re.compile(
+    r"^/data/futures/um/(?:(monthly|daily)/klines/([A-Z0-9]+)/([0-9a-z]+)/\2-\3-(\d{4})-(\d{2})(?:-(\d{2}))?"
+    r"|daily/metrics/([A-Z0-9]+)/\7-metrics-(\d{4})-(\d{2})-(\d{2}))\.zip(\.CHECKSUM)?$")
+DAILY_IVS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
+
+
+def first_monday_after_month(y, m):
+    """00:00 UTC of the first Monday of the month after (y, m): when a monthly file appears."""
+    ny, nm = (y + 1, 1) if m == 12 else (y, m + 1)
+    d0 = days_from_civil(ny, nm, 1)
+    return (d0 + (7 - (d0 + 3) % 7) % 7) * DAY      # 1970-01-01 was a Thursday (weekday 3)
+
+
+def s3_404(key):
+    return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code>"
+            "<Message>The specified key does not exist.</Message><Key>%s</Key>"
+            "<RequestId>FAKE0000000000</RequestId><HostId>fake</HostId></Error>" % key).encode()
+
+
+def archive_kline_rows(S, iv, start, end, drop_days=()):
+    """CSV lines of S's closed candles with open time in [start, end), minus whole UTC days."""
+    opens = select_opens(S, iv, start, end - 1, 10 ** 9, end + DAY)
+    out = []
+    pp, qp, qd = S.pp, S.qp, S.qd
+    for o in opens:
+        if o < start or o >= end:
+            continue
+        if drop_days and civil_from_days(o // DAY)[2] in drop_days:
+            continue
+        k = gen_candle(S, iv, o)
+        out.append("%d,%s,%s,%s,%s,%s,%d,%s,%d,%s,%s,0" % (
+            k[0], fmt(k[2], pp), fmt(k[3], pp), fmt(k[4], pp), fmt(k[5], pp), fmt(k[6], qp),
+            k[1], fmt(k[7], qd), k[8], fmt(k[9], qp), fmt(k[10], qd)))
+    return out
+
+
+def archive_metrics_rows(S, day_start):
+    """The day's 5-minute metrics rows: open interest as openInterestHist has it at that instant."""
+    out = []
+    lo = max(day_start, -(-S.onboard // (5 * MIN)) * (5 * MIN))
+    hi = day_start + DAY
+    if S.end_ms is not None:
+        hi = min(hi, S.end_ms)
+    for T in range(lo, hi, 5 * MIN):
+        oi, val, _ = oi_point(S, T)
+        u = _hfloats("metrics|%s|%d" % (S.name, T), 4)
+        y, m, d = civil_from_days(T // DAY)
+        sec = (T % DAY) // 1000
+        out.append("%04d-%02d-%02d %02d:%02d:%02d,%s,%s,%s,%.8f,%.8f,%.8f,%.8f" % (
+            y, m, d, sec // 3600, sec // 60 % 60, sec % 60, S.name, oi, val,
+            0.5 + 2.5 * u[0], 0.5 + 2.5 * u[1], 0.5 + 2.5 * u[2], 0.5 + 2.5 * u[3]))
+    return out
+
+
+def archive_zip(name, lines, header, stored):
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    body = ((header + "\n") if header else "") + "".join(l + "\n" for l in lines)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED) as z:
+        info = zipfile.ZipInfo(name[:-4] + ".csv", date_time=(2020, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+        z.writestr(info, body)
+    return buf.getvalue()
+
+
+def archive_file(symbols, path, now, faults):
+    """(status, body bytes, content type) of an archive path at instant now.
+    faults: {"missing": [file names], "bad_checksum": [...], "truncate": [...],
+             "incomplete": {file name: [days of the month left out]}, "delay_days": n}."""
+    m = ARCHIVE_RE.match(path)
+    key = path.lstrip("/")
+    if not m:
+        return 404, s3_404(key), "application/xml"
+    checksum = m.group(11) is not None
+    if m.group(7):
+        S = find_symbol(symbols, m.group(7))
+        y, mo, d = int(m.group(8)), int(m.group(9)), int(m.group(10))
+        kind, iv, code = "metrics", None, None
+    else:
+        S = find_symbol(symbols, m.group(2))
+        code = m.group(3)
+        iv = "1M" if code == "1mo" else code
+        y, mo = int(m.group(4)), int(m.group(5))
+        d = int(m.group(6)) if m.group(6) else None
+        kind = m.group(1)
+        if iv not in INTERVALS or code == "1M" or (kind == "daily") != (d is not None) or \
+                (kind == "daily" and iv not in DAILY_IVS):
+            return 404, s3_404(key), "application/xml"
+    if S is None or not 1 <= mo <= 12 or (d is not None and not 1 <= d <= 31):
+        return 404, s3_404(key), "application/xml"
+    if d is not None:
+        start = days_from_civil(y, mo, d) * DAY
+        if civil_from_days(start // DAY) != (y, mo, d):
+            return 404, s3_404(key), "application/xml"
+        end = start + DAY
+        published = end + ARCHIVE_DAILY_DELAY
+    else:
+        start = days_from_civil(y, mo, 1) * DAY
+        end = days_from_civil(*((y + 1, 1, 1) if mo == 12 else (y, mo + 1, 1))) * DAY
+        published = first_monday_after_month(y, mo)
+    published += int(faults.get("delay_days", 0)) * DAY
+    name = key.rsplit("/", 1)[1]
+    zname = name[:-9] if checksum else name
+    # nothing before the listing, or after the delisting, is published
+    last = S.end_ms if S.end_ms is not None else None
+    if now < published or end <= S.onboard or (last is not None and start >= last) or \
+            zname in faults.get("missing", ()):
+        return 404, s3_404(key), "application/xml"
+    if kind == "metrics":
+        body = archive_zip(zname, archive_metrics_rows(S, start), METRICS_HEADER, d % 2 == 1)
+    else:
+        lines = archive_kline_rows(S, iv, start, end, tuple(faults.get("incomplete", {}).get(zname, ())))
+        header = KLINE_HEADER if start >= ARCHIVE_HEADER_SINCE else None
+        body = archive_zip(zname, lines, header, ((d or mo) % 2) == 1)
+    if checksum:
+        digest = hashlib.sha256(body).hexdigest()
+        if zname in faults.get("bad_checksum", ()):
+            digest = hashlib.sha256(body + b"x").hexdigest()
+        return 200, ("%s  %s\n" % (digest, zname)).encode(), "text/plain"
+    return 200, body, "application/zip"
+
+
+# --------------------------------------------------------------------------------------------
 # Offline CLIs: truth / pages / ticker / funding / oi
 # --------------------------------------------------------------------------------------------
 
@@ -1065,6 +1206,10 @@ class Server:
         self.args = args
         self.symbols = build_symbols(args.symbols, args.synthetic)
         self.by_name = {s.name: s for s in self.symbols}
+        self.archive_faults = {}
+        self.archive_requests = 0
+        self.archive_bytes = 0
+        self.archive_404 = 0
         self.by_lower = {s.lower: s for s in self.symbols}
         self.weight_limit = args.weight_limit
         self.ban_after = args.ban_after
@@ -1113,6 +1258,9 @@ class Server:
         self.win_429 = 0
         self.banned_until = 0
         self.ep_win = {k: [-1, 0] for k in ENDPOINT_LIMITS}
+        self.archive_requests = 0
+        self.archive_bytes = 0
+        self.archive_404 = 0
 
     def endpoint_count(self, name, now):
         """Count one request against an endpoint's own IP limit. -> (count in window, window end ms)."""
@@ -1140,6 +1288,25 @@ class Server:
         return k
 
     # ---- faults -----------------------------------------------------------------------------
+    def set_archive_faults(self, f):
+        if not isinstance(f, dict):
+            raise ValueError("archive faults must be a JSON object")
+        for k, v in f.items():
+            if k in ("missing", "bad_checksum", "truncate"):
+                if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                    raise ValueError("archive fault %s must be a list of file names" % k)
+            elif k == "incomplete":
+                if not isinstance(v, dict) or not all(
+                        isinstance(d, list) and all(isinstance(x, int) and 1 <= x <= 31 for x in d)
+                        for d in v.values()):
+                    raise ValueError("archive fault incomplete must be {file name: [days 1-31]}")
+            elif k == "delay_days":
+                if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                    raise ValueError("archive fault delay_days must be an integer >= 0")
+            else:
+                raise ValueError("unknown archive fault %s" % k)
+        self.archive_faults = dict(f)
+
     def set_faults(self, f):
         if not isinstance(f, dict):
             raise ValueError("faults must be a JSON object")
@@ -1621,6 +1788,11 @@ def make_app(srv):
                 cfg = await body_json()
                 n = await firehose(int(cfg.get("frames", 1000)), cfg.get("stream"), cfg.get("start_ms"))
                 return ok({"connections": n[0], "frames": n[1]})
+            if path == "/_fake/archive":
+                if method == "POST":
+                    srv.set_archive_faults(await body_json())
+                return ok({"faults": srv.archive_faults, "requests": srv.archive_requests,
+                           "bytes": srv.archive_bytes, "not_found": srv.archive_404})
             if path == "/_fake/symbols":
                 return ok([{"symbol": s.name, "onboardDate": s.onboard, "status": s.status,
                             "contractType": s.contract, "endMs": s.end_ms} for s in srv.symbols])
@@ -1948,10 +2120,33 @@ def make_app(srv):
             srv.conns.discard(c)
         return ws
 
+    async def archive(request):
+        """A file of the bulk archives: no weight, no weight header (another host, in life)."""
+        path = request.path
+        status, body, ctype = archive_file(srv.symbols, path, srv.now(), srv.archive_faults)
+        srv.archive_requests += 1
+        if status == 404:
+            srv.archive_404 += 1
+            return web.Response(status=404, body=body, content_type=ctype)
+        name = path.rsplit("/", 1)[1]
+        if name in srv.archive_faults.get("truncate", ()) and ctype == "application/zip":
+            # the whole length announced, half of it sent, then the connection dropped
+            resp = web.StreamResponse(status=200, headers={"Content-Type": ctype})
+            resp.content_length = len(body)
+            await resp.prepare(request)
+            await resp.write(body[:len(body) // 2])
+            srv.archive_bytes += len(body) // 2
+            rst(request)
+            return resp
+        srv.archive_bytes += len(body)
+        return web.Response(status=200, body=body, content_type=ctype)
+
     async def dispatch(request):
         path = request.path
         if path.startswith("/_fake/"):
             return await control(request)
+        if path.startswith(ARCHIVE_PREFIX):
+            return await archive(request)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             info = ws_route(path)
             if info is not None:

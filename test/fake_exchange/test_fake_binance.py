@@ -1359,6 +1359,141 @@ class FakeBinanceTest(unittest.TestCase):
         self.assertEqual(k["c"], json.loads(fb.row_json(S, fb.gen_candle(S, "1m", k["t"])))[4])
         self.assertGreaterEqual(self.control("/_fake/stats")["ws"]["live_close_frames"], len(fr) + len(fr2))
 
+    # ---- bulk archives (data.binance.vision) ------------------------------------------------
+    def archive(self, path):
+        st, h, data = self.req("/data/futures/um/" + path)
+        return st, h, data
+
+    def unzip_csv(self, data):
+        import io
+        import zipfile
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            names = z.namelist()
+            self.assertEqual(len(names), 1)
+            info = z.getinfo(names[0])
+            return names[0], info.compress_type, z.read(names[0]).decode().splitlines()
+
+    def truth_lines(self, sym, iv, start, end):
+        out = run_cli("truth", sym, iv, str(start), str(end))
+        return [l.split(",", 1)[1] for l in out.splitlines() if l and not l.startswith("symbol")]
+
+    def archive_as_truth(self, lines):
+        """Archive rows in the truth CSV's column order (without the symbol)."""
+        out = []
+        for l in lines:
+            f = l.split(",")
+            # archive: open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_base,taker_quote,ignore
+            out.append(",".join([f[0], f[6], f[1], f[2], f[3], f[4], f[5], f[7], f[8], f[9], f[10]]))
+        return out
+
+    def test_archive_monthly_and_daily_equal_the_truth(self):
+        import hashlib
+        a = fb.days_from_civil(2024, 3, 1) * DAY
+        b = fb.days_from_civil(2024, 4, 1) * DAY
+        st, h, data = self.archive("monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-03.zip")
+        self.assertEqual(st, 200)
+        self.assertEqual(h["content-type"], "application/zip")
+        self.assertNotIn("x-mbx-used-weight-1m", h)
+        name, ctype, lines = self.unzip_csv(data)
+        self.assertEqual(name, "BTCUSDT-1h-2024-03.csv")
+        self.assertEqual(lines[0], fb.KLINE_HEADER)
+        self.assertEqual(len(lines) - 1, 31 * 24)
+        self.assertEqual(self.archive_as_truth(lines[1:]), self.truth_lines("BTCUSDT", "1h", a, b))
+        st, _, ck = self.archive("monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-03.zip.CHECKSUM")
+        self.assertEqual(st, 200)
+        self.assertEqual(ck.decode(), "%s  BTCUSDT-1h-2024-03.zip\n" % hashlib.sha256(data).hexdigest())
+        # a daily file, and 1M spelled 1mo
+        st, _, data = self.archive("daily/klines/ETHUSDT/1m/ETHUSDT-1m-2024-03-02.zip")
+        self.assertEqual(st, 200)
+        _, ctype2, lines = self.unzip_csv(data)
+        d = fb.days_from_civil(2024, 3, 2) * DAY
+        self.assertEqual(self.archive_as_truth(lines[1:]), self.truth_lines("ETHUSDT", "1m", d, d + DAY))
+        self.assertNotEqual(ctype, ctype2)  # stored and deflated both occur
+        st, _, data = self.archive("monthly/klines/BTCUSDT/1mo/BTCUSDT-1mo-2024-03.zip")
+        self.assertEqual(st, 200)
+        self.assertEqual(len(self.unzip_csv(data)[2]), 2)
+        for bad in ("monthly/klines/BTCUSDT/1M/BTCUSDT-1M-2024-03.zip", "daily/klines/BTCUSDT/1w/BTCUSDT-1w-2024-03-04.zip",
+                    "monthly/klines/NOPEUSDT/1h/NOPEUSDT-1h-2024-03.zip", "daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-02-30.zip"):
+            st, h, body = self.archive(bad)
+            self.assertEqual(st, 404, bad)
+            self.assertIn(b"<Code>NoSuchKey</Code>", body)
+            self.assertEqual(h["content-type"], "application/xml")
+
+    def test_archive_header_listing_maintenance_and_publication(self):
+        # before 2022-05 the CSVs have no header
+        st, _, data = self.archive("monthly/klines/BTCUSDT/1d/BTCUSDT-1d-2022-04.zip")
+        self.assertEqual(st, 200)
+        lines = self.unzip_csv(data)[2]
+        self.assertEqual(len(lines), 30)
+        self.assertTrue(lines[0][0].isdigit())
+        # DOGEUSDT's daily maintenance window is missing from the archive as from REST
+        d = fb.days_from_civil(2024, 3, 5) * DAY
+        st, _, data = self.archive("daily/klines/DOGEUSDT/1m/DOGEUSDT-1m-2024-03-05.zip")
+        lines = self.unzip_csv(data)[2][1:]
+        self.assertEqual(self.archive_as_truth(lines), self.truth_lines("DOGEUSDT", "1m", d, d + DAY))
+        self.assertEqual(len(lines), 1440 - 30)
+        # NEWUSDT: nothing before its listing, its listing month from the listing on
+        S = self.symbol("NEWUSDT")
+        y, m, _ = fb.civil_from_days(S.onboard // DAY - 40)
+        self.assertEqual(self.archive("monthly/klines/NEWUSDT/1h/NEWUSDT-1h-%04d-%02d.zip" % (y, m))[0], 404)
+        # today's daily file does not exist yet; yesterday's exists only from 08:30 UTC today
+        now = int(time.time() * 1000)
+        ty, tm, td = fb.civil_from_days(now // DAY)
+        self.assertEqual(self.archive("daily/klines/BTCUSDT/1m/BTCUSDT-1m-%04d-%02d-%02d.zip" % (ty, tm, td))[0], 404)
+        yy, ym, yd = fb.civil_from_days(now // DAY - 1)
+        want = 200 if now % DAY >= fb.ARCHIVE_DAILY_DELAY else 404
+        self.assertEqual(self.archive("daily/klines/BTCUSDT/1m/BTCUSDT-1m-%04d-%02d-%02d.zip" % (yy, ym, yd))[0], want)
+        # a month's file from the first Monday of the next month (2024-04-01 was a Monday)
+        self.assertEqual(fb.first_monday_after_month(2024, 3), fb.days_from_civil(2024, 4, 1) * DAY)
+        self.assertEqual(fb.first_monday_after_month(2024, 4), fb.days_from_civil(2024, 5, 6) * DAY)
+
+    def test_archive_faults(self):
+        import hashlib
+        f = "BTCUSDT-1m-2024-03.zip"
+        self.control("/_fake/archive", {"missing": ["BTCUSDT-1m-2024-02.zip"], "bad_checksum": [f],
+                                        "incomplete": {f: [10, 11]}, "truncate": ["BTCUSDT-1m-2024-01.zip"]})
+        try:
+            self.assertEqual(self.archive("monthly/klines/BTCUSDT/1m/BTCUSDT-1m-2024-02.zip")[0], 404)
+            st, _, data = self.archive("monthly/klines/BTCUSDT/1m/" + f)
+            self.assertEqual(st, 200)
+            lines = self.unzip_csv(data)[2][1:]
+            self.assertEqual(len(lines), (31 - 2) * 1440)
+            days = {fb.civil_from_days(int(l.split(",")[0]) // DAY)[2] for l in lines}
+            self.assertNotIn(10, days)
+            self.assertNotIn(11, days)
+            ck = self.archive("monthly/klines/BTCUSDT/1m/" + f + ".CHECKSUM")[2].decode()
+            self.assertNotEqual(ck.split()[0], hashlib.sha256(data).hexdigest())
+            with self.assertRaises((http.client.IncompleteRead, ConnectionError)):
+                self.archive("monthly/klines/BTCUSDT/1m/BTCUSDT-1m-2024-01.zip")
+            st = self.control("/_fake/archive")
+            self.assertGreaterEqual(st["requests"], 4)
+            self.assertGreaterEqual(st["not_found"], 1)
+            # published late: a delay of days hides recent files
+            self.control("/_fake/archive", {"delay_days": 400})
+            self.assertEqual(self.archive("monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-03.zip")[0],
+                             404 if int(time.time() * 1000) < fb.days_from_civil(2024, 4, 1) * DAY + 400 * DAY else 200)
+            st, _, body = self.req("/_fake/archive", "POST", {"missing": "all"})
+            self.assertEqual(st, 400, body)
+        finally:
+            self.control("/_fake/archive", {})
+
+    def test_archive_metrics(self):
+        d = fb.days_from_civil(2024, 3, 2) * DAY
+        st, _, data = self.archive("daily/metrics/BTCUSDT/BTCUSDT-metrics-2024-03-02.zip")
+        self.assertEqual(st, 200)
+        name, _, lines = self.unzip_csv(data)
+        self.assertEqual(name, "BTCUSDT-metrics-2024-03-02.csv")
+        self.assertEqual(lines[0], fb.METRICS_HEADER)
+        self.assertEqual(len(lines) - 1, 288)
+        S = self.symbol("BTCUSDT")
+        first = lines[1].split(",")
+        self.assertEqual(first[0], "2024-03-02 00:00:00")
+        self.assertEqual(first[1], "BTCUSDT")
+        self.assertEqual(tuple(first[2:4]), fb.oi_point(S, d)[:2])
+        last = lines[-1].split(",")
+        self.assertEqual(last[0], "2024-03-02 23:55:00")
+        self.assertEqual(tuple(last[2:4]), fb.oi_point(S, d + DAY - 5 * MIN)[:2])
+
 
 if __name__ == "__main__":
     unittest.main()
