@@ -80,50 +80,18 @@ port=${BENCH_PORT:-5479}
 bn_symbols=${BINANCE_SYMBOLS:-5}
 spot=${SPOT:-1}
 perf_dir=${PERF:-}
-here=$(cd "$(dirname "$0")/.." && pwd)
-pgbin=$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir)
-work=$(mktemp -d /tmp/mdfeed-bench-cdx.XXXXXX)
-bn_pid='' cdx_pid=''
-chown postgres "$work"
-chmod 755 "$work"
-cleanup() {
-	runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/data" -m immediate -w stop >/dev/null 2>&1 || true
-	if [[ -n "${BENCH_LOG:-}" && -f "$work/log" ]]; then
-		cp "$work/log" "$BENCH_LOG"
-	fi
-	for p in $bn_pid $cdx_pid; do
-		kill "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
+bench_init cdx
 
 # the fake exchanges
-wait_port() {
-	for _ in $(seq 100); do [[ -s "$1" ]] && break; sleep 0.1; done
-	[[ -s "$1" ]] || { echo "no port file $1" >&2; exit 1; }
-	cat "$1"
-}
-/usr/bin/python3 "$here/test/fake_exchange/fake_binance.py" serve --port 0 --port-file "$work/bn.port" \
-	--synthetic "$bn_symbols" > "$work/bn.log" 2>&1 &
-bn_pid=$!
-/usr/bin/python3 "$here/test/fake_exchange/fake_coindcx.py" serve --port 0 --port-file "$work/cdx.port" \
-	> "$work/cdx.log" 2>&1 &
-cdx_pid=$!
-bn_port=$(wait_port "$work/bn.port")
-cdx_port=$(wait_port "$work/cdx.port")
+bench_fake bn fake_binance.py --synthetic "$bn_symbols"
+bench_fake cdx fake_coindcx.py
 bn_url="http://127.0.0.1:$bn_port"
 cdx_url="http://127.0.0.1:$cdx_port"
 # fake URL METHOD PATH [JSON]
 fake() { curl -sS --max-time 600 -X "$2" -H 'Content-Type: application/json' ${4:+-d "$4"} "$1$3"; }
 
-runuser -u postgres -- "$pgbin/initdb" -D "$work/data" -A trust >/dev/null
-cat >> "$work/data/postgresql.conf" <<EOF
-listen_addresses = ''
-port = $port
-unix_socket_directories = '$work'
-shared_preload_libraries = 'mdfeed'
+bench_cluster "$port" <<EOF
 mdfeed.database = 'postgres'
 mdfeed.backfill_workers = 0
 mdfeed.derivatives_enabled = off
@@ -141,9 +109,6 @@ shared_buffers = 512MB
 max_wal_size = 4GB
 ${BENCH_CONF:-}
 EOF
-runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/data" -l "$work/log" -w start >/dev/null
-psql_() { runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -h "$work" -p "$port" -d postgres "$@"; }
-now_ns() { date +%s%N; }
 # worker EXCHANGE: pid messages streams connections malformed reconnects
 worker() {
 	psql_ -F ' ' -c "SELECT pid, messages, streams, connections, malformed, reconnects
@@ -289,14 +254,7 @@ firehose() {
 	echo "$rate $secs $cpu_w $cpu_f ${sent:-0} $((m1 - m0)) $anon0 $anon1 $malformed $reconnects $runq"
 }
 
-# stats [FMT] VALUES...: min and median
-stats() {
-	local fmt=%d
-	[[ $1 == %* ]] && { fmt=$1; shift; }
-	printf '%s\n' "$@" | sort -g | awk -v fmt="$fmt" '{ a[NR] = $1 } END {
-		m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-		printf "min " fmt "  median " fmt, a[1], m }'
-}
+stats() { bench_stats "$@"; }
 
 # stage CDX_EXCHANGE: REPEATS repeats of a Binance firehose and one of the
 # CoinDCX side's, in alternating order; the bars of firehose number k

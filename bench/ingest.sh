@@ -11,35 +11,18 @@
 # table in one COPY.  Each repeat runs both on an empty table and prints
 # rows/s and the ratio mdfeed/COPY; the summary gives min and median.
 # Needs the extension installed (make install) and runs its own cluster;
-# PG_CONFIG picks the installation (default: pg_config on PATH).
+# PG_CONFIG picks the installation (default: PostgreSQL 15's).
 set -euo pipefail
 
 rows=${1:-200000}
 repeats=${2:-5}
-here=$(cd "$(dirname "$0")/.." && pwd)
-pgbin=$("${PG_CONFIG:-pg_config}" --bindir)
-work=$(mktemp -d /tmp/mdfeed-bench.XXXXXX)
-port=5477
-chown postgres "$work"
-cleanup() {
-	runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/data" -m immediate -w stop >/dev/null 2>&1 || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-runuser -u postgres -- "$pgbin/initdb" -D "$work/data" -A trust >/dev/null
-cat >> "$work/data/postgresql.conf" <<EOF
-listen_addresses = ''
-port = $port
-unix_socket_directories = '$work'
-shared_preload_libraries = 'mdfeed'
+. "$(dirname "$0")/lib.sh"
+bench_init ingest
+bench_cluster 5477 <<EOF
 mdfeed.backfill_workers = 0
 shared_buffers = 512MB
 max_wal_size = 4GB
 EOF
-runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/data" -l "$work/log" -w start >/dev/null
-psql_() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h "$work" -p $port -d postgres "$@"; }
-now_ns() { date +%s%N; }
 
 # pages of a range that closed long ago, so every row is final
 start_ms=1672531200000
@@ -83,6 +66,4 @@ for i in $(seq "$repeats"); do
 	ratios+=("$ratio")
 	printf 'run %d: %d rows  mdfeed %d rows/s  COPY %d rows/s  ratio %s\n' "$i" "$n" "$mdfeed_rps" "$copy_rps" "$ratio"
 done
-printf '%s\n' "${ratios[@]}" | sort -n | awk '{ a[NR] = $1 } END {
-	m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2;
-	printf "mdfeed/COPY rows per second: min %.3f  median %.3f  (goal >= 0.5)\n", a[1], m }'
+echo "mdfeed/COPY rows per second: $(bench_stats %.3f "${ratios[@]}")  (goal >= 0.5)"

@@ -25,41 +25,13 @@ symbols=${1:-100}
 closes=${2:-5}
 days=${3:-365}
 repeats=${4:-3}
-here=$(cd "$(dirname "$0")/.." && pwd)
-pgbin=$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir)
-work=$(mktemp -d /tmp/mdfeed-bench-models.XXXXXX)
-port=5479
-fake_pid=
-chown postgres "$work"
-chmod 755 "$work"
-cleanup() {
-	runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/data" -m immediate -w stop >/dev/null 2>&1 || true
-	if [[ -n "${BENCH_LOG:-}" && -f "$work/log" ]]; then
-		cp "$work/log" "$BENCH_LOG"
-	fi
-	if [[ -n "$fake_pid" ]]; then
-		kill "$fake_pid" 2>/dev/null || true
-		wait "$fake_pid" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-/usr/bin/python3 "$here/test/fake_exchange/fake_binance.py" serve --port 0 --port-file "$work/fake.port" \
-	--synthetic "$symbols" > "$work/fake.log" 2>&1 &
-fake_pid=$!
-for _ in $(seq 100); do [[ -s "$work/fake.port" ]] && break; sleep 0.1; done
-fport=$(cat "$work/fake.port")
-
-runuser -u postgres -- "$pgbin/initdb" -D "$work/data" -A trust >/dev/null
-cat >> "$work/data/postgresql.conf" <<EOF
-listen_addresses = ''
-port = $port
-unix_socket_directories = '$work'
-shared_preload_libraries = 'mdfeed'
+. "$(dirname "$0")/lib.sh"
+bench_init models
+bench_fake fake fake_binance.py --synthetic "$symbols"
+bench_cluster 5479 <<EOF
 mdfeed.database = 'postgres'
-mdfeed.binance_rest_url = 'http://127.0.0.1:$fport'
-mdfeed.binance_ws_url = 'ws://127.0.0.1:$fport/market'
+mdfeed.binance_rest_url = 'http://127.0.0.1:$fake_port'
+mdfeed.binance_ws_url = 'ws://127.0.0.1:$fake_port/market'
 mdfeed.intervals = '1m'
 mdfeed.sync_lookback = '3h'
 mdfeed.gap_lookback = '3h'
@@ -67,11 +39,6 @@ max_worker_processes = 16
 shared_buffers = 512MB
 max_wal_size = 4GB
 EOF
-runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/data" -l "$work/log" -w start >/dev/null
-psql_() { runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -h "$work" -p $port -d postgres "$@"; }
-now_ns() { date +%s%N; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-minimum() { printf '%s\n' "$@" | sort -g | head -1; }
 
 psql_ <<EOF
 CREATE EXTENSION mdfeed;
@@ -165,4 +132,4 @@ EOF
 	psql_ -c "SET ROLE bench_models" -c "SELECT mdfeed_unregister_model('replay')" >/dev/null
 	psql_ -c "DROP TABLE bench_setbased" -c "VACUUM mdfeed.model_outputs"
 done
-echo "summary: model runs/s min $(minimum "${model_rates[@]}") median $(median "${model_rates[@]}"); set-based rows/s min $(minimum "${sql_rates[@]}") median $(median "${sql_rates[@]}"); ratio min $(minimum "${ratios[@]}") median $(median "${ratios[@]}")"
+echo "summary: model runs/s $(bench_stats "${model_rates[@]}"); set-based rows/s $(bench_stats "${sql_rates[@]}"); ratio $(bench_stats %.4f "${ratios[@]}")"

@@ -53,41 +53,16 @@ per=${2:-2500}
 repeats=${3:-3}
 live_secs=${4:-25}
 close_every=${CLOSE_EVERY_MS:-250}
-here=$(cd "$(dirname "$0")/.." && pwd)
-pgbin=$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir)
-work=$(mktemp -d /tmp/mdfeed-bench-stream.XXXXXX)
-port=5478
-fake_pid=
-chown postgres "$work"
-chmod 755 "$work"
-cleanup() {
-	runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/data" -m immediate -w stop >/dev/null 2>&1 || true
-	if [[ -n "${BENCH_LOG:-}" && -f "$work/log" ]]; then
-		cp "$work/log" "$BENCH_LOG"
-	fi
-	if [[ -n "$fake_pid" ]]; then
-		kill "$fake_pid" 2>/dev/null || true
-		wait "$fake_pid" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
+bench_init stream
 
 # the fake exchange
-/usr/bin/python3 "$here/test/fake_exchange/fake_binance.py" serve --port 0 --port-file "$work/fake.port" \
-	--synthetic "$symbols" > "$work/fake.log" 2>&1 &
-fake_pid=$!
-for _ in $(seq 100); do [[ -s "$work/fake.port" ]] && break; sleep 0.1; done
-fport=$(cat "$work/fake.port")
+bench_fake fake fake_binance.py --synthetic "$symbols"
+fport=$fake_port
 fake_url="http://127.0.0.1:$fport"
 fake() { curl -sS --max-time 600 -X "$1" -H 'Content-Type: application/json' ${3:+-d "$3"} "$fake_url$2"; }
 
-runuser -u postgres -- "$pgbin/initdb" -D "$work/data" -A trust >/dev/null
-cat >> "$work/data/postgresql.conf" <<EOF
-listen_addresses = ''
-port = $port
-unix_socket_directories = '$work'
-shared_preload_libraries = 'mdfeed'
+bench_cluster 5478 <<EOF
 mdfeed.database = 'postgres'
 mdfeed.backfill_workers = 0
 mdfeed.binance_rest_url = '$fake_url'
@@ -100,9 +75,6 @@ mdfeed.instruments_refresh_interval = '1d'
 shared_buffers = 512MB
 max_wal_size = 4GB
 EOF
-runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/data" -l "$work/log" -w start >/dev/null
-psql_() { runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -h "$work" -p $port -d postgres "$@"; }
-now_ns() { date +%s%N; }
 worker() { psql_ -F ' ' -c "SELECT pid, messages, streams, connections, coalesce(latency_p50_ms, -1), coalesce(latency_p99_ms, -1), malformed, reconnects, $close_cols FROM mdfeed.workers WHERE role = 'stream'"; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 # private memory only (VmRSS also counts the shared buffers the worker touched)
@@ -248,9 +220,7 @@ for i in $(seq "$repeats"); do
 	anon_afters+=("$anon1")
 done
 
-stats() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END {
-	m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-	printf "min %d  median %d", a[1], m }'; }
+stats() { bench_stats "$@"; }
 rows=$(psql_ -c "SELECT count(*) FROM mdfeed.candles_1m")
 echo
 echo "summary over $repeats repeats ($symbols streams, $nconn connections, $((symbols * per)) firehose frames each; $rows rows stored):"
