@@ -44,6 +44,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(
+	truth_table_sql
 	facts_model_sql
   src_root shared_dir start_fake new_node
   backfill wait_job job_row job_is poll_job
@@ -266,6 +267,22 @@ sub fake_config
 	my ($fake, $cfg) = @_;
 	return $cfg ? _fake_call($fake, 'POST', '/_fake/config', $cfg)
 	  : _fake_call($fake, 'GET', '/_fake/config');
+}
+
+# truth_table_sql($csv): SQL that loads truth_csv's rows into a temporary
+# table truth (symbol, open_time_ms, close_time_ms, then the values in
+# truth_csv's order), for comparisons done in SQL
+sub truth_table_sql
+{
+	my ($csv) = @_;
+	return <<"EOS";
+CREATE TEMP TABLE truth (symbol text, open_time_ms bigint, close_time_ms bigint,
+  open numeric, high numeric, low numeric, close numeric, volume numeric,
+  quote_volume numeric, trades bigint, taker_buy_base_volume numeric,
+  taker_buy_quote_volume numeric);
+COPY truth FROM STDIN WITH (FORMAT csv);
+$csv\\.
+EOS
 }
 
 # truth_csv(symbol, iv, start_ms, end_ms): CSV of closed candles in [start, end)
@@ -558,12 +575,7 @@ sub compare_with_truth
 	my $ntruth = () = $csv =~ /\n/g;
 	my $tab = candle_table($iv);
 	my $sql = <<"EOS";
-CREATE TEMP TABLE truth (symbol text, open_time_ms bigint, close_time_ms bigint,
-  open numeric, high numeric, low numeric, close numeric, volume numeric,
-  quote_volume numeric, trades bigint, taker_buy_base_volume numeric,
-  taker_buy_quote_volume numeric);
-COPY truth FROM STDIN WITH (FORMAT csv);
-$csv\\.
+@{[truth_table_sql($csv)]}
 CREATE TEMP VIEW got AS
   SELECT symbol, (extract(epoch FROM open_time) * 1000)::bigint AS open_time_ms,
     (extract(epoch FROM close_time) * 1000)::bigint AS close_time_ms,
@@ -807,24 +819,7 @@ sub wait_jobs_settled
 sub wait_no_gaps
 {
 	my ($node, $pairs, $from, $timeout, $grace) = @_;
-	$grace //= 3;
-	my $left = '';
-	my $ok = wait_until(
-		sub {
-			$left = '';
-			for my $p (@$pairs)
-			{
-				my ($sym, $iv) = @$p;
-				my $g = pair_gaps($node, $sym, $iv, ms_sql($from),
-					"mdfeed.interval_floor('$iv', now() - interval '$grace s')");
-				return 0 unless defined $g;
-				$left .= "$sym $iv: " . encode_json($g) . "\n" if @$g;
-			}
-			return $left eq '';
-		},
-		$timeout // 60, 0.5);
-	diag("still missing:\n$left") unless $ok;
-	return $ok ? 1 : 0;
+	return wait_no_gaps_on($node, [ map { [ 'binance', @$_, $from ] } @$pairs ], $timeout, $grace);
 }
 
 1;

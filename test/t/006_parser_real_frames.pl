@@ -235,12 +235,7 @@ unlike(log_contents($node), qr/terminated by signal|PANIC|was terminated/,
 	my $csv = truth_csv('BTCUSDT', '1h', $start, $start + 1000 * 3_600_000);
 	my $vals = join(",\n", map { "($_, " . dq($bodies[$_]) . ")" } 0 .. $#bodies);
 	my ($ret, $o, $e) = $node->psql('postgres', <<"EOS");
-CREATE TEMP TABLE truth (symbol text, open_time_ms bigint, close_time_ms bigint,
-  open numeric, high numeric, low numeric, close numeric, volume numeric,
-  quote_volume numeric, trades bigint, taker_buy_base_volume numeric,
-  taker_buy_quote_volume numeric);
-COPY truth FROM STDIN WITH (FORMAT csv);
-$csv\\.
+@{[truth_table_sql($csv)]}
 CREATE TEMP TABLE parsed AS
   SELECT 'BTCUSDT'::text AS symbol, (extract(epoch FROM p.open_time) * 1000)::bigint AS open_time_ms,
     (extract(epoch FROM p.close_time) * 1000)::bigint AS close_time_ms,

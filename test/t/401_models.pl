@@ -152,12 +152,7 @@ sub compare_model
 	  . "'sum_close', sum(close) OVER w, 'max_high', max(high) OVER w, 'min_low', min(low) OVER w, "
 	  . "'sum_volume', sum(volume) OVER w, 'trades', sum(trades) OVER w, 'quote', sum(quote_volume) OVER w, 'all_closed', true)";
 	my $sql = <<"EOS";
-CREATE TEMP TABLE truth (symbol text, open_time_ms bigint, close_time_ms bigint,
-  open numeric, high numeric, low numeric, close numeric, volume numeric,
-  quote_volume numeric, trades bigint, taker_buy_base_volume numeric,
-  taker_buy_quote_volume numeric);
-COPY truth FROM STDIN WITH (FORMAT csv);
-$csv\\.
+@{[truth_table_sql($csv)]}
 CREATE TEMP TABLE expected AS
   SELECT open_time_ms, $expect AS output, row_number() OVER (ORDER BY open_time_ms) AS rn
   FROM (SELECT *, ln(close::float8 / lag(close::float8) OVER (ORDER BY open_time_ms)) AS ret FROM truth) t
