@@ -3,7 +3,8 @@
 EXTENSION = mdfeed
 MODULE_big = mdfeed
 DATA = sql/mdfeed--1.0.sql sql/mdfeed--1.0--1.1.sql sql/mdfeed--1.1--1.2.sql \
-	sql/mdfeed--1.2--1.3.sql sql/mdfeed--1.3--1.4.sql
+	sql/mdfeed--1.2--1.3.sql sql/mdfeed--1.3--1.4.sql \
+	sql/mdfeed--1.4--1.5.sql
 PGFILEDESC = "mdfeed - crypto market data ingested by background workers"
 
 OBJS = \
@@ -17,6 +18,11 @@ OBJS = \
 	src/budget.o \
 	src/json.o \
 	src/binance.o \
+	src/binance_archive.o \
+	src/zipread.o \
+	src/archive.o \
+	src/archive_candles.o \
+	src/archive_metrics.o \
 	src/socketio.o \
 	src/coindcx.o \
 	src/exchange.o \
@@ -48,8 +54,8 @@ OBJS = \
 
 PG_CONFIG ?= pg_config
 
-PG_CPPFLAGS = -I$(srcdir)/src $(shell pkg-config --cflags libcurl json-c libwebsockets)
-SHLIB_LINK = $(shell pkg-config --libs libcurl json-c libwebsockets)
+PG_CPPFLAGS = -I$(srcdir)/src $(shell pkg-config --cflags libcurl json-c libwebsockets libzip libcrypto)
+SHLIB_LINK = $(shell pkg-config --libs libcurl json-c libwebsockets libzip libcrypto)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 ifdef WERROR
 PG_CFLAGS += -Werror

@@ -96,6 +96,7 @@ mdfeed.database = 'postgres'
 mdfeed.backfill_workers = 0
 mdfeed.derivatives_enabled = off
 mdfeed.binance_rest_url = '$bn_url'
+mdfeed.binance_archive_url = ''
 mdfeed.binance_ws_url = 'ws://127.0.0.1:$bn_port/market'
 mdfeed.coindcx_public_url = '$cdx_url'
 mdfeed.coindcx_api_url = '$cdx_url'

@@ -31,6 +31,7 @@ bench_fake fake fake_binance.py --synthetic "$symbols"
 bench_cluster 5479 <<EOF
 mdfeed.database = 'postgres'
 mdfeed.binance_rest_url = 'http://127.0.0.1:$fake_port'
+mdfeed.binance_archive_url = ''
 mdfeed.binance_ws_url = 'ws://127.0.0.1:$fake_port/market'
 mdfeed.intervals = '1m'
 mdfeed.sync_lookback = '3h'

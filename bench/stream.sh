@@ -66,6 +66,7 @@ bench_cluster 5478 <<EOF
 mdfeed.database = 'postgres'
 mdfeed.backfill_workers = 0
 mdfeed.binance_rest_url = '$fake_url'
+mdfeed.binance_archive_url = ''
 mdfeed.binance_ws_url = 'ws://127.0.0.1:$fport/market'
 mdfeed.intervals = '1m'
 mdfeed.sync_lookback = '1min'

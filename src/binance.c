@@ -849,4 +849,5 @@ const MdExchange md_binance = {
 	.oi_path = binance_oi_path,
 	.parse_open_interest = binance_parse_open_interest,
 	.stream = &binance_stream_ops,
+	.archive = &md_binance_archive,
 };

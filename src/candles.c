@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * candles.c
- *	  The candles job runner: pages through the exchange's REST klines until
- *	  the job's range is stored.
+ *	  The candles job runner: reads what the bulk archives have of the job's
+ *	  range (archive_candles.c), then pages through the exchange's REST
+ *	  klines until the range is stored.
  *
  * Each page is one short transaction: the candles and the job's progress
  * commit together, and no transaction is open while the worker waits on the
@@ -23,6 +24,7 @@
 #include "utils/timestamp.h"
 
 #include "common.h"
+#include "archive.h"
 #include "exchange.h"
 #include "gaps.h"
 #include "jobs.h"
@@ -145,6 +147,20 @@ md_run_candles_job(const MdJob *job)
 	pagectx = AllocSetContextCreate(CurrentMemoryContext, "mdfeed page", ALLOCSET_DEFAULT_SIZES);
 
 	md_refresh_exchange_facts(ex);
+
+	/* what the bulk archives have, first: it costs no REST weight */
+	if (job->archive_cursor_ms < job->to_ms)
+	{
+		PageResult	ar = md_archive_candles(job, ex, iv,
+											Max(cursor, job->archive_cursor_ms), job->to_ms);
+
+		if (ar == PAGE_YIELDED ||
+			(ar == PAGE_CANCELED && !md_job_still_running(job)))
+		{
+			MemoryContextDelete(pagectx);
+			return;
+		}
+	}
 
 	for (;;)
 	{

@@ -32,6 +32,8 @@ extern bool mdfeed_enabled;
 extern char *mdfeed_database;
 extern int	mdfeed_backfill_workers;
 extern char *mdfeed_binance_rest_url;
+extern char *mdfeed_binance_archive_url;
+extern int	mdfeed_archive_max_file_kb;
 extern char *mdfeed_binance_ws_url;
 extern char *mdfeed_coindcx_public_url;
 extern char *mdfeed_coindcx_api_url;
@@ -102,7 +104,7 @@ md_timestamptz_to_ms(TimestampTz ts)
 #define MD_MAX_TIME_MS INT64CONST(253402300800000)	/* 10000-01-01 UTC */
 
 /* the schema this library needs: the workers wait for this extversion */
-#define MD_SCHEMA_VERSION "1.4"
+#define MD_SCHEMA_VERSION "1.5"
 
 /* md_now_ms is the time now, in the exchanges' milliseconds */
 static inline int64

@@ -30,6 +30,8 @@ char	   *mdfeed_database = NULL;
 int			mdfeed_backfill_workers = 2;
 char	   *mdfeed_binance_rest_url = NULL;
 char	   *mdfeed_binance_ws_url = NULL;
+char	   *mdfeed_binance_archive_url = NULL;
+int			mdfeed_archive_max_file_kb = 65536;
 char	   *mdfeed_coindcx_public_url = NULL;
 char	   *mdfeed_coindcx_api_url = NULL;
 char	   *mdfeed_coindcx_socket_url = NULL;
@@ -89,6 +91,17 @@ check_ws_url(char **newval, void **extra, GucSource source)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * check_archive_url accepts an http or https URL, or nothing (no archives).
+ */
+static bool
+check_archive_url(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	return check_http_url(newval, extra, source);
 }
 
 /*
@@ -278,6 +291,24 @@ md_define_gucs(void)
 							   PGC_SIGHUP,
 							   0,
 							   check_ws_url, NULL, NULL);
+
+	DefineCustomStringVariable("mdfeed.binance_archive_url",
+							   "Base URL of Binance's public bulk archives (data.binance.vision).",
+							   "Backfills read whole published months and days from them; empty means REST only.",
+							   &mdfeed_binance_archive_url,
+							   "https://data.binance.vision",
+							   PGC_SIGHUP,
+							   0,
+							   check_archive_url, NULL, NULL);
+
+	DefineCustomIntVariable("mdfeed.archive_max_file_size",
+							"Largest archive file mdfeed downloads.",
+							"A larger monthly file is read as daily files; a larger daily file over REST.",
+							&mdfeed_archive_max_file_kb,
+							65536, 64, INT_MAX / 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("mdfeed.coindcx_public_url",
 							   "Base URL of CoinDCX's public market data (candles, both markets).",

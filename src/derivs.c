@@ -11,8 +11,10 @@
  * Funding events are keyed by their time rounded down to the minute: the
  * exchange reports each a few milliseconds past its boundary, and symbols
  * move between 8 h, 4 h and 1 h funding, so nothing assumes an interval.
- * Open interest exists only for the exchange's retention window (30 days
- * on Binance): a job asking for more fills what exists and says, in its
+ * Open interest exists over REST only for the exchange's retention window
+ * (30 days on Binance); older hours come from the bulk archives' daily
+ * metrics files where the exchange has them (archive_metrics.c).  A job
+ * asking for more than either has fills what exists and says, in its
  * detail, what could not be had.
  *
  *-------------------------------------------------------------------------
@@ -24,6 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "common.h"
+#include "archive.h"
 #include "jobrun.h"
 #include "derivs.h"
 #include "shmem.h"
@@ -256,7 +259,21 @@ md_run_open_interest_job(const MdJob *job)
 		ex->oi_max_limit * HOUR_MS, HOUR_MS, oi_path, oi_parse, oi_row_ms, oi_store};
 	/* the oldest hour the exchange still has, with an hour to spare */
 	oldest = ((md_now_ms() - ex->oi_retention_ms) / HOUR_MS + 1) * HOUR_MS;
-	if (cursor < oldest)
+	if (cursor < oldest && md_archive_enabled(ex) && ex->archive->metrics_path != NULL)
+	{
+		/* older than REST's window: the archives' daily metrics files (their
+		 * detail says which days they lack) */
+		int64		missing = 0;
+		int64		afrom = Max(cursor, job->archive_cursor_ms);
+		PageResult	ar = PAGE_OK;
+
+		if (afrom < Min(oldest, job->to_ms))
+			ar = md_archive_open_interest(job, ex, afrom, Min(oldest, job->to_ms), &missing);
+		if (ar == PAGE_YIELDED || (ar == PAGE_CANCELED && !md_job_still_running(job)))
+			return;
+		cursor = oldest;
+	}
+	else if (cursor < oldest)
 	{
 		char	   *note = psprintf("open interest before %s is not available: %s keeps %d days",
 									timestamptz_to_str(md_ms_to_timestamptz(oldest)), ex->name,

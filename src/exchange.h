@@ -261,6 +261,66 @@ typedef struct MdAnswerHint
 } MdAnswerHint;
 
 /*
+ * Bulk archives: files of past periods (a month, a day) that an exchange
+ * publishes beside its REST API, at no cost to the REST budget.  Each file
+ * is a zip holding one CSV, with a checksum file beside it.  The adapter
+ * names the files and reads their lines; what is fetched, verified and
+ * imported, and what is left to REST, is archive.c's.
+ *
+ * A line parser says what the line is: a row (out filled, its strings
+ * palloc'd, every decimal checked as REST's parsers check them), the
+ * header, or garbage (*err says why).  It never raises.
+ */
+typedef enum MdArchiveLine
+{
+	MD_LINE_ROW,
+	MD_LINE_HEADER,
+	MD_LINE_MALFORMED
+} MdArchiveLine;
+
+typedef struct MdArchiveOps
+{
+	/* the base URL, or "" when the user turned the archives off */
+	const char *(*base_url) (void);
+	const char *url_setting;	/* the GUC naming it, for messages */
+
+	/*
+	 * The archive's spelling of each of md_intervals, in that order, for
+	 * monthly and for daily files; NULL where it has none.
+	 */
+	const char *const *monthly_codes;
+	const char *const *daily_codes;
+
+	/*
+	 * When files appear: a day's this long after the day ends, a month's
+	 * after the month ends.  Earlier asks cost a not-found answer, no
+	 * more: these only spare the requests.
+	 */
+	int64		daily_delay_ms;
+	int64		monthly_delay_ms;
+
+	/* the paths (under base_url) of a period's files; month is 1..12 */
+	char	   *(*klines_path) (const char *symbol, const char *code, int year, int month,
+								int day);	/* day 0: the monthly file */
+	char	   *(*metrics_path) (const char *symbol, int year, int month, int day); /* optional */
+	/* the checksum file of a file is at its path with this appended */
+	const char *checksum_suffix;
+
+	/*
+	 * The SHA-256 a checksum file gives for the file named name, as 64 hex
+	 * digits in lower case (false, with *err, if it gives none).
+	 */
+	bool		(*parse_checksum) (const char *body, size_t len, const char *name,
+								   char *hex, char **err);
+	MdArchiveLine (*parse_kline_line) (const char *line, size_t len, MdCandle *out, char **err);
+	MdArchiveLine (*parse_metrics_line) (const char *line, size_t len, MdOpenInterest *out,
+										 char **err);	/* optional */
+
+	/* the table of the 5-minute open interest the metrics files hold */
+	const char *open_interest_5m_table;
+} MdArchiveOps;
+
+/*
  * MdExchange is an exchange adapter, in the manner of PostgreSQL's
  * IndexAmRoutine: one const struct per exchange market, filled in with
  * designated initialisers.  Callbacks marked optional may be NULL, and
@@ -365,6 +425,9 @@ typedef struct MdExchange
 
 	/* market streams, or NULL if the exchange offers none */
 	const MdStreamOps *stream;
+
+	/* bulk archives of past periods, or NULL if the exchange has none */
+	const MdArchiveOps *archive;
 } MdExchange;
 
 #define MD_MAX_EXCHANGES 8
@@ -372,6 +435,7 @@ typedef struct MdExchange
 extern const MdExchange md_binance;
 extern const MdExchange md_coindcx;
 extern const MdExchange md_coindcx_spot;
+extern const MdArchiveOps md_binance_archive;
 
 extern const MdExchange *md_exchange_lookup(const char *name);
 extern int	md_exchange_id(const MdExchange *ex);

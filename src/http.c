@@ -31,10 +31,26 @@
 
 /* process-local; never in shared memory */
 static CURLM *md_multi = NULL;
-static CURL *md_easy = NULL;
-static bool md_easy_in_multi = false;
+static CURL *get_pending = NULL;	/* md_http_get's handle while in flight */
 
-#define MD_MAX_SOCKETS 8
+/*
+ * A transfer: one GET, on its own easy handle, in the multi handle with any
+ * others in flight.  The struct lives in the memory context that was
+ * current when it started; a reset callback there takes the handle out of
+ * the multi handle, so that an error that unwinds past its owner (a query
+ * cancel, a failed job) cannot leave curl writing into freed memory.
+ */
+struct MdHttpTransfer
+{
+	CURL	   *easy;			/* NULL once released */
+	bool		done;			/* curl finished it (any outcome) */
+	size_t		max_bytes;
+	MdHttpResponse resp;
+	instr_time	start;
+	MemoryContextCallback on_reset;
+};
+
+#define MD_MAX_SOCKETS 16
 
 typedef struct MdSock
 {
@@ -45,10 +61,6 @@ typedef struct MdSock
 static MdSock md_socks[MD_MAX_SOCKETS];
 static int	md_nsocks = 0;
 static long md_timer_ms = -1;
-
-/* the response being filled by the callbacks */
-static MdHttpResponse *md_cur = NULL;
-static size_t md_max_bytes = 0;
 
 #define CURL_SETOPT(h, opt, val) \
 	do { \
@@ -112,16 +124,15 @@ md_timer_cb(CURLM *multi, long timeout_ms, void *userp)
 static size_t
 md_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
+	MdHttpTransfer *t = userdata;
 	size_t		n = size * nmemb;
 
-	if (md_cur == NULL)
-		return 0;
-	if (md_cur->body.len + n > md_max_bytes)
+	if (t->resp.body.len + n > t->max_bytes)
 	{
-		md_cur->outcome = MD_HTTP_TOO_LARGE;
+		t->resp.outcome = MD_HTTP_TOO_LARGE;
 		return 0;
 	}
-	appendBinaryStringInfo(&md_cur->body, ptr, n);
+	appendBinaryStringInfo(&t->resp.body, ptr, n);
 	return n;
 }
 
@@ -134,23 +145,22 @@ md_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 static size_t
 md_header_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 {
+	MdHttpResponse *resp = &((MdHttpTransfer *) userdata)->resp;
 	size_t		len = size * nitems;
 	size_t		used;
 
-	if (md_cur == NULL)
-		return len;
 	/* a new header block (after a redirect or a 100 Continue) starts over */
 	if (len >= 5 && strncmp(buffer, "HTTP/", 5) == 0)
-		md_cur->headers[0] = '\0';
-	used = strlen(md_cur->headers);
+		resp->headers[0] = '\0';
+	used = strlen(resp->headers);
 	while (len > 0 && (buffer[len - 1] == '\n' || buffer[len - 1] == '\r'))
 		len--;
 	if (len > 0 && len <= MD_HTTP_MAX_HEADER_LINE && memchr(buffer, '\0', len) == NULL &&
-		used + len + 2 <= sizeof(md_cur->headers))
+		used + len + 2 <= sizeof(resp->headers))
 	{
-		memcpy(md_cur->headers + used, buffer, len);
-		md_cur->headers[used + len] = '\n';
-		md_cur->headers[used + len + 1] = '\0';
+		memcpy(resp->headers + used, buffer, len);
+		resp->headers[used + len] = '\n';
+		resp->headers[used + len + 1] = '\0';
 	}
 	return size * nitems;
 }
@@ -236,8 +246,7 @@ md_http_init(void)
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("could not initialize libcurl")));
 	md_multi = curl_multi_init();
-	md_easy = curl_easy_init();
-	if (md_multi == NULL || md_easy == NULL)
+	if (md_multi == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not create a libcurl handle")));
@@ -246,30 +255,44 @@ md_http_init(void)
 }
 
 /*
- * md_http_cleanup releases curl's handles; called at process exit.
+ * md_http_release takes a transfer out of curl, finished or not.  Its
+ * response (body included) stays readable.
+ */
+void
+md_http_release(MdHttpTransfer *t)
+{
+	if (t->easy == NULL)
+		return;
+	curl_multi_remove_handle(md_multi, t->easy);
+	curl_easy_cleanup(t->easy);
+	t->easy = NULL;
+}
+
+static void
+md_http_release_cb(void *arg)
+{
+	md_http_release((MdHttpTransfer *) arg);
+}
+
+/*
+ * md_http_cleanup releases curl's handles; called at process exit.  The
+ * transfers still open belong to memory contexts that die with the process.
  */
 void
 md_http_cleanup(void)
 {
-	if (md_easy_in_multi)
-		curl_multi_remove_handle(md_multi, md_easy);
-	md_easy_in_multi = false;
-	if (md_easy)
-		curl_easy_cleanup(md_easy);
 	if (md_multi)
 		curl_multi_cleanup(md_multi);
-	md_easy = NULL;
 	md_multi = NULL;
 }
 
 static void
-md_http_setup(const char *url, MdHttpResponse *resp)
+md_http_setup(MdHttpTransfer *t, const char *url)
 {
-	CURL	   *h = md_easy;
+	CURL	   *h = t->easy;
 
-	/* reset options but keep the connection cache and TLS sessions */
-	curl_easy_reset(h);
 	CURL_SETOPT(h, CURLOPT_URL, url);
+	CURL_SETOPT(h, CURLOPT_PRIVATE, t);
 	CURL_SETOPT(h, CURLOPT_NOSIGNAL, 1L);
 	CURL_SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	CURL_SETOPT(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -278,12 +301,14 @@ md_http_setup(const char *url, MdHttpResponse *resp)
 	CURL_SETOPT(h, CURLOPT_SSL_VERIFYHOST, 2L);
 	CURL_SETOPT(h, CURLOPT_TIMEOUT_MS, (long) mdfeed_http_timeout_ms);
 	CURL_SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(mdfeed_http_timeout_ms, 10000));
-	CURL_SETOPT(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) md_max_bytes);
+	CURL_SETOPT(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) t->max_bytes);
 	CURL_SETOPT(h, CURLOPT_ACCEPT_ENCODING, "");
 	CURL_SETOPT(h, CURLOPT_USERAGENT, "mdfeed/1.0");
 	CURL_SETOPT(h, CURLOPT_WRITEFUNCTION, md_write_cb);
+	CURL_SETOPT(h, CURLOPT_WRITEDATA, t);
 	CURL_SETOPT(h, CURLOPT_HEADERFUNCTION, md_header_cb);
-	CURL_SETOPT(h, CURLOPT_ERRORBUFFER, resp->error);
+	CURL_SETOPT(h, CURLOPT_HEADERDATA, t);
+	CURL_SETOPT(h, CURLOPT_ERRORBUFFER, t->resp.error);
 	if (message_level_is_interesting(DEBUG2))
 	{
 		CURL_SETOPT(h, CURLOPT_DEBUGFUNCTION, md_debug_cb);
@@ -292,15 +317,57 @@ md_http_setup(const char *url, MdHttpResponse *resp)
 }
 
 /*
- * md_http_wait sleeps until a socket curl watches is ready, curl's timer
- * fires, or the latch is set, and tells curl which.
+ * md_http_collect records the outcome of every transfer curl has finished.
  */
 static void
-md_http_wait(int *running)
+md_http_collect(void)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(md_multi, &left)) != NULL)
+	{
+		MdHttpTransfer *t = NULL;
+		MdHttpResponse *resp;
+		instr_time	duration;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+		if (t == NULL || t->done)
+			continue;
+		resp = &t->resp;
+		if (msg->data.result != CURLE_OK)
+		{
+			if (resp->outcome != MD_HTTP_TOO_LARGE &&
+				msg->data.result != CURLE_FILESIZE_EXCEEDED)
+				resp->outcome = MD_HTTP_TRANSPORT_ERROR;
+			else
+				resp->outcome = MD_HTTP_TOO_LARGE;
+			if (resp->error[0] == '\0')
+				strlcpy(resp->error, curl_easy_strerror(msg->data.result),
+						sizeof(resp->error));
+		}
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &resp->status);
+		INSTR_TIME_SET_CURRENT(duration);
+		INSTR_TIME_SUBTRACT(duration, t->start);
+		resp->elapsed_s = INSTR_TIME_GET_DOUBLE(duration);
+		t->done = true;
+	}
+}
+
+/*
+ * md_http_wait sleeps until a socket curl watches is ready, curl's timer
+ * fires, the latch is set or timeout_ms (at most 1 s; 0: do not sleep)
+ * passes, and tells curl which.
+ */
+static void
+md_http_wait(long timeout_ms)
 {
 	WaitEventSet *set;
 	WaitEvent	events[MD_MAX_SOCKETS + 2];
 	long		timeout;
+	int			running;
 	int			n;
 
 	set = CreateWaitEventSet(CurrentMemoryContext, md_nsocks + 2);
@@ -319,15 +386,17 @@ md_http_wait(int *running)
 	}
 
 	/* curl's timer, but never sleep long: interrupts are checked per wake */
-	timeout = (md_timer_ms < 0 || md_timer_ms > 1000) ? 1000 : md_timer_ms;
+	timeout = (md_timer_ms < 0 || md_timer_ms > timeout_ms) ? timeout_ms : md_timer_ms;
 	n = WaitEventSetWait(set, timeout, events, lengthof(events), MD_WAIT_EVENT);
 	FreeWaitEventSet(set);
 
 	if (n == 0)
 	{
-		md_timer_ms = -1;
-		curl_multi_socket_action(md_multi, CURL_SOCKET_TIMEOUT, 0, running);
-		return;
+		if (md_timer_ms >= 0 && md_timer_ms <= timeout)
+		{
+			md_timer_ms = -1;
+			curl_multi_socket_action(md_multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		}
 	}
 	for (int i = 0; i < n; i++)
 	{
@@ -335,7 +404,9 @@ md_http_wait(int *running)
 
 		if (events[i].events & WL_LATCH_SET)
 		{
-			ResetLatch(MyLatch);
+			/* a pump must not eat a wakeup meant for the caller's loop */
+			if (timeout_ms > 0)
+				ResetLatch(MyLatch);
 			continue;
 		}
 		if (events[i].events & WL_SOCKET_READABLE)
@@ -343,89 +414,133 @@ md_http_wait(int *running)
 		if (events[i].events & WL_SOCKET_WRITEABLE)
 			flags |= CURL_CSELECT_OUT;
 		if (flags)
-			curl_multi_socket_action(md_multi, events[i].fd, flags, running);
+			curl_multi_socket_action(md_multi, events[i].fd, flags, &running);
 	}
+	md_http_collect();
 }
 
 /*
- * md_http_get performs one GET.  It returns with resp filled in, whatever
- * happened; only interrupts (SIGTERM, cancel) leave it by longjmp or exit.
+ * md_http_start begins a GET of url whose body may be max_bytes at most,
+ * and returns at once.  The transfer belongs to the current memory context.
+ * It never fails: a transfer curl cannot start is done, with an error.
  */
-void
-md_http_get(const char *url, MdHttpResponse *resp, MdHttpAbortCheck abort_check)
+static MdHttpTransfer *
+start_transfer(const char *url, size_t max_bytes, bool guard)
 {
-	int			running = 1;
-	CURLMsg    *msg;
-	int			left;
-	instr_time	start,
-				duration;
+	MdHttpTransfer *t = palloc0(sizeof(MdHttpTransfer));
+	int			running;
 
 	md_http_init();
-	/* a previous call left by longjmp may have left the handle attached */
-	if (md_easy_in_multi)
+	initStringInfo(&t->resp.body);
+	t->resp.outcome = MD_HTTP_OK;
+	t->max_bytes = max_bytes;
+	INSTR_TIME_SET_CURRENT(t->start);
+	if (guard)
 	{
-		curl_multi_remove_handle(md_multi, md_easy);
-		md_easy_in_multi = false;
+		t->on_reset.func = md_http_release_cb;
+		t->on_reset.arg = t;
+		MemoryContextRegisterResetCallback(CurrentMemoryContext, &t->on_reset);
 	}
 
-	memset(resp, 0, sizeof(*resp));
-	initStringInfo(&resp->body);
-	resp->outcome = MD_HTTP_OK;
-	md_max_bytes = (size_t) mdfeed_rest_max_response_kb * 1024;
-	md_cur = resp;
-
-	md_http_setup(url, resp);
-	md_nsocks = 0;
-	md_timer_ms = -1;
-	INSTR_TIME_SET_CURRENT(start);
-
-	if (curl_multi_add_handle(md_multi, md_easy) != CURLM_OK)
+	t->easy = curl_easy_init();
+	if (t->easy == NULL)
 	{
-		resp->outcome = MD_HTTP_TRANSPORT_ERROR;
-		strlcpy(resp->error, "could not start the transfer", sizeof(resp->error));
-		md_cur = NULL;
-		return;
+		t->resp.outcome = MD_HTTP_TRANSPORT_ERROR;
+		strlcpy(t->resp.error, "could not create a transfer", sizeof(t->resp.error));
+		t->done = true;
+		return t;
 	}
-	md_easy_in_multi = true;
+	md_http_setup(t, url);
+	if (curl_multi_add_handle(md_multi, t->easy) != CURLM_OK)
+	{
+		curl_easy_cleanup(t->easy);
+		t->easy = NULL;
+		t->resp.outcome = MD_HTTP_TRANSPORT_ERROR;
+		strlcpy(t->resp.error, "could not start the transfer", sizeof(t->resp.error));
+		t->done = true;
+		return t;
+	}
 	curl_multi_socket_action(md_multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	md_http_collect();
+	return t;
+}
 
-	while (running > 0)
+MdHttpTransfer *
+md_http_start(const char *url, size_t max_bytes)
+{
+	return start_transfer(url, max_bytes, true);
+}
+
+/*
+ * md_http_pump lets every transfer in flight move on with what has arrived,
+ * without sleeping: a worker busy with one answer calls it between batches
+ * so that the next downloads meanwhile.
+ */
+void
+md_http_pump(void)
+{
+	if (md_multi != NULL)
+		md_http_wait(0);
+}
+
+/*
+ * md_http_done says whether a transfer has finished (any outcome).
+ */
+bool
+md_http_done(const MdHttpTransfer *t)
+{
+	return t->done;
+}
+
+/*
+ * md_http_finish waits for a transfer to finish and returns its response.
+ * Interrupts are served while it waits; abort_check, when it says stop,
+ * abandons the transfer (outcome MD_HTTP_ABORTED).
+ */
+MdHttpResponse *
+md_http_finish(MdHttpTransfer *t, MdHttpAbortCheck abort_check)
+{
+	while (!t->done)
 	{
 		CHECK_FOR_INTERRUPTS();
 		if (abort_check && abort_check())
 		{
-			resp->outcome = MD_HTTP_ABORTED;
-			strlcpy(resp->error, "transfer abandoned", sizeof(resp->error));
+			t->resp.outcome = MD_HTTP_ABORTED;
+			strlcpy(t->resp.error, "transfer abandoned", sizeof(t->resp.error));
+			t->done = true;
 			break;
 		}
-		md_http_wait(&running);
+		md_http_wait(1000);
 	}
+	md_http_release(t);
+	return &t->resp;
+}
 
-	if (resp->outcome != MD_HTTP_ABORTED)
+/*
+ * md_http_get performs one GET, whose answer may be mdfeed.rest_max_response_size
+ * at most.  It returns with resp filled in, whatever happened; only
+ * interrupts (SIGTERM, cancel) leave it by longjmp or exit.
+ */
+void
+md_http_get(const char *url, MdHttpResponse *resp, MdHttpAbortCheck abort_check)
+{
+	MdHttpTransfer *t;
+
+	/*
+	 * A call left by longjmp (a query cancel) may have left its handle in
+	 * curl.  md_http_get's transfers take no reset callback, of which a
+	 * context would gather one per call: the handle is remembered here.
+	 */
+	if (get_pending != NULL)
 	{
-		while ((msg = curl_multi_info_read(md_multi, &left)) != NULL)
-		{
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			if (msg->data.result != CURLE_OK)
-			{
-				if (resp->outcome != MD_HTTP_TOO_LARGE &&
-					msg->data.result != CURLE_FILESIZE_EXCEEDED)
-					resp->outcome = MD_HTTP_TRANSPORT_ERROR;
-				else
-					resp->outcome = MD_HTTP_TOO_LARGE;
-				if (resp->error[0] == '\0')
-					strlcpy(resp->error, curl_easy_strerror(msg->data.result),
-							sizeof(resp->error));
-			}
-		}
-		curl_easy_getinfo(md_easy, CURLINFO_RESPONSE_CODE, &resp->status);
+		curl_multi_remove_handle(md_multi, get_pending);
+		curl_easy_cleanup(get_pending);
+		get_pending = NULL;
 	}
-
-	curl_multi_remove_handle(md_multi, md_easy);
-	md_easy_in_multi = false;
-	md_cur = NULL;
-	INSTR_TIME_SET_CURRENT(duration);
-	INSTR_TIME_SUBTRACT(duration, start);
-	resp->elapsed_s = INSTR_TIME_GET_DOUBLE(duration);
+	t = start_transfer(url, (size_t) mdfeed_rest_max_response_kb * 1024, false);
+	get_pending = t->easy;
+	*resp = *md_http_finish(t, abort_check);
+	get_pending = NULL;
+	/* the body is the caller's now */
+	pfree(t);
 }

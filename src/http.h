@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * http.h
- *	  One interruptible HTTP GET at a time over libcurl's multi interface.
+ *	  Interruptible HTTP GETs over libcurl's multi interface: one at a time
+ *	  (md_http_get), or several in flight (md_http_start).
  *
  *-------------------------------------------------------------------------
  */
@@ -36,6 +37,15 @@ typedef struct MdHttpResponse
 typedef bool (*MdHttpAbortCheck) (void);
 
 extern void md_http_get(const char *url, MdHttpResponse *resp, MdHttpAbortCheck abort_check);
+
+/* several transfers in flight at once (the bulk archives' downloads) */
+typedef struct MdHttpTransfer MdHttpTransfer;
+
+extern MdHttpTransfer *md_http_start(const char *url, size_t max_bytes);
+extern void md_http_pump(void);
+extern bool md_http_done(const MdHttpTransfer *t);
+extern MdHttpResponse *md_http_finish(MdHttpTransfer *t, MdHttpAbortCheck abort_check);
+extern void md_http_release(MdHttpTransfer *t);
 extern void md_http_cleanup(void);
 extern bool md_http_header(const MdHttpResponse *resp, const char *name, char *out,
 						   size_t outlen);

@@ -116,6 +116,28 @@ days_from_civil(int y, int m, int d)
 }
 
 /*
+ * md_utc_date gives the UTC calendar day of an instant.
+ */
+void
+md_utc_date(int64 ms, int *y, int *m, int *d)
+{
+	int64		days = floor_div(ms, DAY_MS);
+
+	civil_from_days(days, y, m);
+	*d = (int) (days - days_from_civil(*y, *m, 1)) + 1;
+}
+
+/*
+ * md_utc_midnight is the instant a UTC calendar day begins (d may run past
+ * the month's end: day 32 of January is 1 February).
+ */
+int64
+md_utc_midnight(int y, int m, int d)
+{
+	return days_from_civil(y, m, 1) * DAY_MS + (int64) (d - 1) * DAY_MS;
+}
+
+/*
  * md_interval_floor returns the open time of the candle containing ms.
  */
 int64

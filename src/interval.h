@@ -28,5 +28,7 @@ extern int64 md_interval_next(const MdInterval *iv, int64 open_ms);
 extern int64 md_present_end_ms(const MdInterval *iv);
 extern int64 md_interval_count(const MdInterval *iv, int64 from_ms, int64 to_ms);
 extern void md_utc_string(int64 ms, char *buf, size_t len);
+extern void md_utc_date(int64 ms, int *y, int *m, int *d);
+extern int64 md_utc_midnight(int y, int m, int d);
 
 #endif							/* MDFEED_INTERVAL_H */

@@ -141,7 +141,8 @@ md_job_claim(MdJob *job, int64 skip_id)
 								"(extract(epoch FROM c.from_time) * 1000)::int8, "
 								"(extract(epoch FROM c.to_time) * 1000)::int8, "
 								"(extract(epoch FROM c.cursor_time) * 1000)::int8, "
-								"c.origin, c.requester "
+								"c.origin, c.requester, "
+								"(extract(epoch FROM c.archive_cursor) * 1000)::int8 "
 								"FROM c LEFT JOIN busy b ON c.origin = 'user' AND b.requester = c.requester "
 								"ORDER BY c.exchange = ANY ($3), c.origin = 'user', c.id = $2, "
 								"coalesce(b.n, 0) + c.rn, c.id "
@@ -195,6 +196,9 @@ md_job_claim(MdJob *job, int64 skip_id)
 		job->requester = DatumGetObjectId(SPI_getbinval(tup, desc, 10, &isnull));
 		if (isnull)
 			job->requester = InvalidOid;
+		job->archive_cursor_ms = DatumGetInt64(SPI_getbinval(tup, desc, 11, &isnull));
+		if (isnull)
+			job->archive_cursor_ms = -1;
 		clip_to_present(job);
 		return true;
 	}
@@ -331,10 +335,40 @@ md_job_checkpoint(const MdJob *job, int64 cursor_ms, int64 rows, int requests,
 	values[4] = Int32GetDatum(retries);
 	values[5] = Float8GetDatum(Max(0.0, Min(1.0, progress)));
 	ret = SPI_execute_with_args("UPDATE mdfeed.jobs SET cursor_time = $2, "
-								"rows_written = rows_written + $3, requests = requests + $4, "
+								"rows_written = rows_written + $3, rest_rows = rest_rows + $3, requests = requests + $4, "
 								"retries = retries + $5, progress = $6, updated_at = pg_catalog.now() "
 								"WHERE id = $1 AND state = 'running'",
 								6, types, values, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not record progress of job " INT64_FORMAT, job->id);
+	return SPI_processed == 1;
+}
+
+/*
+ * md_job_archive_checkpoint records what the archive part of a job has
+ * done: it has handled the range before archive_cursor_ms, and brought
+ * rows from files more files.  Returns false if the job is no longer
+ * running (canceled meanwhile).
+ */
+bool
+md_job_archive_checkpoint(const MdJob *job, int64 archive_cursor_ms, int64 rows, int files,
+						  double progress)
+{
+	Oid			types[5] = {INT8OID, TIMESTAMPTZOID, INT8OID, INT4OID, FLOAT8OID};
+	Datum		values[5];
+	int			ret;
+
+	values[0] = Int64GetDatum(job->id);
+	values[1] = TimestampTzGetDatum(md_ms_to_timestamptz(archive_cursor_ms));
+	values[2] = Int64GetDatum(rows);
+	values[3] = Int32GetDatum(files);
+	values[4] = Float8GetDatum(Max(0.0, Min(1.0, progress)));
+	ret = SPI_execute_with_args("UPDATE mdfeed.jobs SET archive_cursor = $2, "
+								"rows_written = rows_written + $3, archive_rows = archive_rows + $3, "
+								"archive_files = archive_files + $4, progress = $5, "
+								"updated_at = pg_catalog.now() "
+								"WHERE id = $1 AND state = 'running'",
+								5, types, values, NULL, false, 0);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "could not record progress of job " INT64_FORMAT, job->id);
 	return SPI_processed == 1;

@@ -20,12 +20,16 @@ typedef struct MdJob
 	int64		cursor_ms;		/* -1 if the job never checkpointed */
 	char		origin[16];		/* user, sync, repair, stream */
 	Oid			requester;		/* the role that queued a user job */
+	int64		archive_cursor_ms;	/* the archives' part is done before
+									 * this; -1 if it never started */
 } MdJob;
 
 /* all of these run in the caller's transaction, with SPI connected */
 extern bool md_job_claim(MdJob *job, int64 skip_id);
 extern bool md_job_checkpoint(const MdJob *job, int64 cursor_ms, int64 rows,
 							  int requests, int retries, double progress);
+extern bool md_job_archive_checkpoint(const MdJob *job, int64 archive_cursor_ms, int64 rows,
+									  int files, double progress);
 extern void md_job_finish(const MdJob *job, const char *state, const char *error,
 						  int requests, int retries);
 extern char *md_job_state(int64 id);

@@ -571,10 +571,12 @@ md_store_funding(const MdExchange *ex, const char *symbol, MdFunding *rows, int 
 }
 
 /*
- * md_store_open_interest upserts hourly open-interest statistics.
+ * store_oi writes open-interest statistics into table: an upsert, or
+ * (keep_stored) an insert of the times not stored yet.
  */
-int64
-md_store_open_interest(const MdExchange *ex, const char *symbol, MdOpenInterest *rows, int n)
+static int64
+store_oi(SPIPlanPtr *plan, const char *table, bool keep_stored, const char *symbol,
+		 MdOpenInterest *rows, int n)
 {
 	int64	   *ms;
 	char	  **soi;
@@ -591,7 +593,11 @@ md_store_open_interest(const MdExchange *ex, const char *symbol, MdOpenInterest 
 		soi[i] = rows[i].sum_open_interest;
 		soiv[i] = rows[i].sum_open_interest_value;
 	}
-	return upsert_series(&oi_plans[md_exchange_id(ex)],
+	return upsert_series(plan, keep_stored ?
+						 "INSERT INTO mdfeed.%s AS o (symbol, ts, sum_open_interest, sum_open_interest_value) "
+						 "SELECT $1, t, a, b "
+						 "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(t, a, b) "
+						 "ON CONFLICT (symbol, ts) DO NOTHING" :
 						 "INSERT INTO mdfeed.%s AS o (symbol, ts, sum_open_interest, sum_open_interest_value) "
 						 "SELECT $1, t, a, b "
 						 "FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(t, a, b) "
@@ -599,5 +605,39 @@ md_store_open_interest(const MdExchange *ex, const char *symbol, MdOpenInterest 
 						 "sum_open_interest_value = excluded.sum_open_interest_value, updated_at = pg_catalog.now() "
 						 "WHERE (o.sum_open_interest, o.sum_open_interest_value) IS DISTINCT FROM "
 						 "(excluded.sum_open_interest, excluded.sum_open_interest_value)",
-						 ex->open_interest_table, symbol, ms, soi, soiv, n);
+						 table, symbol, ms, soi, soiv, n);
+}
+
+/*
+ * md_store_open_interest upserts hourly open-interest statistics.
+ */
+int64
+md_store_open_interest(const MdExchange *ex, const char *symbol, MdOpenInterest *rows, int n)
+{
+	return store_oi(&oi_plans[md_exchange_id(ex)], ex->open_interest_table, false, symbol, rows, n);
+}
+
+/*
+ * md_store_open_interest_5m upserts the five-minute statistics of the bulk
+ * archives.
+ */
+int64
+md_store_open_interest_5m(const MdExchange *ex, const char *symbol, MdOpenInterest *rows, int n)
+{
+	static SPIPlanPtr plans[MD_MAX_EXCHANGES];
+
+	return store_oi(&plans[md_exchange_id(ex)], ex->archive->open_interest_5m_table, false,
+					symbol, rows, n);
+}
+
+/*
+ * md_fill_open_interest adds hourly statistics (the archives' full-hour
+ * rows) for the hours not stored yet: what REST stored stays.
+ */
+int64
+md_fill_open_interest(const MdExchange *ex, const char *symbol, MdOpenInterest *rows, int n)
+{
+	static SPIPlanPtr plans[MD_MAX_EXCHANGES];
+
+	return store_oi(&plans[md_exchange_id(ex)], ex->open_interest_table, true, symbol, rows, n);
 }

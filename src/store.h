@@ -20,6 +20,10 @@ extern int64 md_store_funding(const MdExchange *ex, const char *symbol,
 							   MdFunding *rows, int n);
 extern int64 md_store_open_interest(const MdExchange *ex, const char *symbol,
 									 MdOpenInterest *rows, int n);
+extern int64 md_store_open_interest_5m(const MdExchange *ex, const char *symbol,
+										MdOpenInterest *rows, int n);
+extern int64 md_fill_open_interest(const MdExchange *ex, const char *symbol,
+								   MdOpenInterest *rows, int n);
 extern void md_notify_candle(const char *exchange, const char *symbol,
 							 const MdInterval *iv, int64 open_ms);
 

@@ -5,7 +5,7 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs=(
 	build-essential pkg-config rsync curl
 	postgresql-15 postgresql-server-dev-15 postgresql-client-15
-	libcurl4-openssl-dev libwebsockets-dev libjson-c-dev
+	libcurl4-openssl-dev libwebsockets-dev libjson-c-dev libzip-dev libssl-dev
 	libipc-run-perl
 	python3-aiohttp
 )

@@ -56,6 +56,7 @@ chown postgres "$base"
 
 rest_url=https://fapi.binance.com
 ws_url=wss://fstream.binance.com/market
+archive_url=https://data.binance.vision
 if [[ $force_fake -eq 1 ]] || ! curl -fsS -m 5 -o /dev/null https://fapi.binance.com/fapi/v1/ping; then
 	echo "== Binance is not reachable from here: starting the fake exchange"
 	rm -f "$base/fake.port"
@@ -65,6 +66,7 @@ if [[ $force_fake -eq 1 ]] || ! curl -fsS -m 5 -o /dev/null https://fapi.binance
 	fport=$(cat "$base/fake.port")
 	rest_url=http://127.0.0.1:$fport
 	ws_url=ws://127.0.0.1:$fport/market
+	archive_url=http://127.0.0.1:$fport
 fi
 
 if [[ ! -d $base/data ]]; then
@@ -80,6 +82,7 @@ mdfeed.database = 'postgres'
 max_worker_processes = 16
 mdfeed.binance_rest_url = '$rest_url'
 mdfeed.binance_ws_url = '$ws_url'
+mdfeed.binance_archive_url = '$archive_url'
 EOF
 grep -q "include_if_exists = 'mdfeed.conf'" "$base/data/postgresql.conf" ||
 	echo "include_if_exists = 'mdfeed.conf'" >> "$base/data/postgresql.conf"

@@ -1093,6 +1093,9 @@ def cmd_oi(args):
         return 2
     now = args.now if args.now is not None else int(time.time() * 1000)
     lo, hi = oi_window(S, p, now)
+    if args.archive:
+        # the daily metrics archives: from the listing on, no REST window
+        lo = -(-S.onboard // p) * p
     a = max(lo, -(-args.start_ms // p) * p)
     b = min(hi, args.end_ms - args.end_ms % p)
     out = []
@@ -2259,6 +2262,8 @@ def main(argv=None):
     o.add_argument("start_ms", type=int)
     o.add_argument("end_ms", type=int)
     o.add_argument("--now", type=int, default=None, help="pretend the current time is MS")
+    o.add_argument("--archive", action="store_true",
+                   help="every row the metrics archives hold (from the listing), not REST's window")
     add_symbol_args(o)
 
     args = ap.parse_args(argv)

@@ -342,6 +342,8 @@ sub new_node
 		'mdfeed.database' => "'postgres'",
 		'mdfeed.binance_rest_url' => "'$url'",
 		'mdfeed.binance_ws_url' => "'$ws'",
+		# no archives unless a test asks: data.binance.vision is out of reach
+		'mdfeed.binance_archive_url' => "''",
 		'mdfeed.job_poll_interval' => "'500ms'",
 		'mdfeed.http_timeout' => "'10s'",
 		max_worker_processes => 16,
