@@ -54,3 +54,8 @@ CREATE TABLE mdfeed.open_interest_5m (
 COMMENT ON TABLE mdfeed.open_interest_5m IS
 	'open interest every five minutes, from Binance''s daily metrics archives (years, where REST keeps 30 days)';
 SELECT pg_catalog.pg_extension_config_dump('mdfeed.open_interest_5m', '');
+
+/* ---- the archives' parsers, for tests and for users' own files ---- */
+
+COMMENT ON FUNCTION mdfeed.parse_answer(text, text, bytea)
+IS 'parse an exchange answer (klines, stream, exchange_info, weight_limit, server_time, tickers, funding, open_interest, error, ban, archive_klines, archive_metrics, archive_zip) with the workers'' parser; returns rows parsed';

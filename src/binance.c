@@ -782,6 +782,9 @@ static const MdAnswerHint binance_answer_hints[] = {
 	{"open_interest", "The body must be the JSON array GET /futures/data/openInterestHist returns."},
 	{"error", "The body must be an error answer, such as {\"code\":-1121,\"msg\":\"Invalid symbol.\"}."},
 	{"ban", "The body must be the answer of an IP ban (HTTP 418)."},
+	{"archive_klines", "The body must be the CSV of a klines file of data.binance.vision (12 columns, a header line or none)."},
+	{"archive_metrics", "The body must be the CSV of a daily metrics file of data.binance.vision."},
+	{"archive_zip", "The body must be a klines zip of data.binance.vision, holding one CSV."},
 	/* for the functions that take text */
 	{"klines text", "The text must be the JSON array GET /fapi/v1/klines returns."},
 	{"stream text", "The text must be one frame of a Binance USD-M market stream."},

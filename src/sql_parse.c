@@ -43,6 +43,7 @@
 #include "sql_args.h"
 #include "sql_parse.h"
 #include "store.h"
+#include "zipread.h"
 
 PG_FUNCTION_INFO_V1(mdfeed_parse_klines);
 PG_FUNCTION_INFO_V1(mdfeed_parse_stream);
@@ -313,6 +314,7 @@ typedef struct AnswerKind
 static const AnswerKind answer_kinds[] = {
 	{"klines"}, {"stream"}, {"exchange_info"}, {"weight_limit"}, {"server_time"},
 	{"tickers"}, {"funding"}, {"open_interest"}, {"error"}, {"ban"},
+	{"archive_klines"}, {"archive_metrics"}, {"archive_zip"},
 };
 
 /*
@@ -338,6 +340,10 @@ answer_offered(const MdExchange *ex, const char *what)
 		return ex->parse_error != NULL;
 	if (strcmp(what, "ban") == 0)
 		return ex->ban_until_ms != NULL;
+	if (strcmp(what, "archive_metrics") == 0)
+		return ex->archive != NULL && ex->archive->parse_metrics_line != NULL;
+	if (strncmp(what, "archive_", 8) == 0)
+		return ex->archive != NULL;
 	return true;				/* klines and exchange_info are required */
 }
 
@@ -477,6 +483,99 @@ first_interval(const MdExchange *ex)
 		if (ex->interval_codes[i] != NULL)
 			return &md_intervals[i];
 	return &md_intervals[0];
+}
+
+/*
+ * archive_line parses line number lineno of an archive CSV (klines, or
+ * metrics) and stores its values; the header is allowed as the first line
+ * only.  Returns whether it was a row.
+ */
+static bool
+archive_line(const MdExchange *ex, const AnswerKind *kind, bool metrics, const char *line,
+			 size_t len, int64 lineno, const char *body, size_t blen)
+{
+	char	   *err = NULL;
+	MdArchiveLine what;
+
+	if (len == 0 || (len == 1 && line[0] == '\r'))
+		return false;
+	if (metrics)
+	{
+		MdOpenInterest o;
+
+		what = ex->archive->parse_metrics_line(line, len, &o, &err);
+		if (what == MD_LINE_ROW)
+		{
+			store_time(o.ts_ms);
+			store_decimal(o.sum_open_interest);
+			store_decimal(o.sum_open_interest_value);
+		}
+	}
+	else
+	{
+		MdCandle	c;
+
+		what = ex->archive->parse_kline_line(line, len, &c, &err);
+		if (what == MD_LINE_ROW)
+			store_candle(ex, &c);
+	}
+	if (what == MD_LINE_HEADER && lineno == 1)
+		return false;
+	if (what != MD_LINE_ROW)
+		refuse(ex, kind, psprintf("line " INT64_FORMAT ": %s", lineno,
+								  what == MD_LINE_HEADER ? "a header after the first line" : err),
+			   body, blen);
+	return true;
+}
+
+/*
+ * archive_text parses the lines of an archive CSV given as text.
+ */
+static int64
+archive_text(const MdExchange *ex, const AnswerKind *kind, bool metrics, const char *body,
+			 size_t len)
+{
+	int64		rows = 0;
+	int64		lineno = 0;
+	size_t		pos = 0;
+
+	while (pos < len)
+	{
+		const char *nl = memchr(body + pos, '\n', len - pos);
+		size_t		end = nl ? (size_t) (nl - body) : len;
+
+		if (end - pos > MD_ZIP_MAX_LINE)
+			refuse(ex, kind, psprintf("line " INT64_FORMAT " is longer than %d bytes",
+									  lineno + 1, MD_ZIP_MAX_LINE), body, len);
+		rows += archive_line(ex, kind, metrics, body + pos, end - pos, ++lineno, body, len);
+		pos = end + 1;
+	}
+	return rows;
+}
+
+/*
+ * archive_zip parses a zip archive holding one klines CSV, as the backfill
+ * worker reads a downloaded file.
+ */
+static int64
+archive_zip(const MdExchange *ex, const AnswerKind *kind, const char *body, size_t len)
+{
+	char	   *err = NULL;
+	MdZipReader *z = md_zip_open(body, len, &err);
+	int64		rows = 0;
+	int64		lineno = 0;
+	const char *line;
+	size_t		llen;
+	MdZipResult r;
+
+	if (z == NULL)
+		refuse(ex, kind, err, body, len);
+	while ((r = md_zip_next_line(z, &line, &llen, &err)) == MD_ZIP_LINE)
+		rows += archive_line(ex, kind, false, line, llen, ++lineno, body, len);
+	md_zip_close(z);
+	if (r == MD_ZIP_ERROR)
+		refuse(ex, kind, err, body, len);
+	return rows;
 }
 
 /*
@@ -624,6 +723,10 @@ run_parser(const MdExchange *ex, const AnswerKind *kind, const char *body, size_
 		}
 		return n;
 	}
+	if (strcmp(what, "archive_klines") == 0 || strcmp(what, "archive_metrics") == 0)
+		return archive_text(ex, kind, strcmp(what, "archive_metrics") == 0, body, len);
+	if (strcmp(what, "archive_zip") == 0)
+		return archive_zip(ex, kind, body, len);
 	if (strcmp(what, "error") == 0)
 	{
 		int			code;
