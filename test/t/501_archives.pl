@@ -10,6 +10,9 @@
 #     served exactly the candles of the two days the archives lacked.
 #  B. The same backfill again downloads nothing and writes nothing.
 #  C. With mdfeed.binance_archive_url empty, a backfill is REST only.
+#  E. pg_ctl stop -m fast while a worker reads archives returns at once;
+#     after the restart the job resumes from its archive_cursor and ends
+#     equal to the truth, having downloaded no finished month again.
 #  D. 90 days of open interest: the hourly table equals the truth over all
 #     90 days (60 of them older than REST's window), the five-minute table
 #     equals the archives' truth; a day the archives lack is reported.
@@ -23,6 +26,7 @@ use Test::More;
 use JSON::PP;
 use IPC::Run;
 use Time::Local qw(timegm);
+use Time::HiRes;
 
 use MdfeedTest;
 
@@ -186,5 +190,30 @@ is($node->safe_psql('postgres',
 	"SELECT count(*) FROM mdfeed.open_interest_5m WHERE symbol = 'ETHUSDT'"), 3 * 288,
 	'D: the three other days are stored');
 set_archive({});
+
+#--------------------------------------------------------------------------
+# E: fast stop in the middle of the archives, then resume
+#--------------------------------------------------------------------------
+my $ef = utc_ms(2023, 1, 1);
+my $et = utc_ms(2023, 7, 1);
+my $eid2 = backfill($node, 'BTCUSDT', '1m', $ef, $et);
+ok(poll_job($node, $eid2, "archive_rows > 0 AND archive_cursor > from_time + interval '1 month'", 120),
+	'E: the job is in the middle of its archive files');
+my $before = job_row($node, $eid2);
+my $t0 = Time::HiRes::time();
+my $stopped = $node->stop('fast', fail_ok => 1);
+my $dt = Time::HiRes::time() - $t0;
+ok($stopped, 'E: pg_ctl stop -m fast succeeded');
+ok($dt < 5, sprintf('E: ... and returned in %.2f s', $dt));
+note(sprintf('E: fast stop with a worker reading archives: %.2f s', $dt));
+my $req_before = archive_state()->{requests};
+$node->start;
+job_is($node, $eid2, 'succeeded', 'E: the job resumed after the restart and succeeded', 300);
+my $after = job_row($node, $eid2);
+compare_with_truth($node, $fake, 'BTCUSDT', '1m', $ef, $et, 'E: BTCUSDT 1m 2023-01..06');
+is($after->{rest_rows}, 0, 'E: nothing from REST (the archives had it all)');
+my $months_left = 6 - int(($before->{archive_cursor} =~ /^2023-(\d\d)/)[0]) + 1;
+cmp_ok((archive_state()->{requests} - $req_before) / 2, '<=', $months_left,
+	"E: after the restart, only the months from archive_cursor ($before->{archive_cursor}) were downloaded");
 
 finish();
