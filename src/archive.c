@@ -321,6 +321,30 @@ md_archive_done(MdArchiveQueue *q, MdArchiveFile *f)
 }
 
 /*
+ * md_archive_progress is a job's progress once its archive part has handled
+ * everything before cursor_ms: short of 1, which only the job's end says.
+ */
+double
+md_archive_progress(const MdJob *job, int64 cursor_ms)
+{
+	return 0.99 * (double) (cursor_ms - job->from_ms) /
+		(double) Max(1, job->to_ms - job->from_ms);
+}
+
+/*
+ * md_archive_go_on says, after a file, whether the importer takes the next
+ * one: PAGE_OK, or PAGE_YIELDED when there is one and the job has put
+ * itself back in the queue for another (md_job_yielded).
+ */
+PageResult
+md_archive_go_on(const MdJob *job, MdArchiveQueue *q)
+{
+	if (q->files != NIL && md_job_yielded(job))
+		return PAGE_YIELDED;
+	return PAGE_OK;
+}
+
+/*
  * md_archive_free drops the queue and whatever is still on the way.
  */
 void

@@ -63,6 +63,8 @@ extern MdArchiveFile *md_archive_next(MdArchiveQueue *q);
 extern void md_archive_pump(MdArchiveQueue *q);
 extern void md_archive_done(MdArchiveQueue *q, MdArchiveFile *f);
 extern void md_archive_free(MdArchiveQueue *q);
+extern double md_archive_progress(const MdJob *job, int64 cursor_ms);
+extern PageResult md_archive_go_on(const MdJob *job, MdArchiveQueue *q);
 
 /* the importers, run by the job runners before they go to REST */
 extern PageResult md_archive_candles(const MdJob *job, const MdExchange *ex, const MdInterval *iv,

@@ -183,8 +183,6 @@ static bool
 flush(Import *im, MdCandle *rows, int n, int64 cursor_ms, int files)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	double		progress = (double) (cursor_ms - im->job->from_ms) /
-		(double) Max(1, im->job->to_ms - im->job->from_ms);
 	int64		written;
 	bool		ok;
 
@@ -195,7 +193,8 @@ flush(Import *im, MdCandle *rows, int n, int64 cursor_ms, int files)
 	written = md_store_candles(im->ex, im->iv, rows, n);
 	if (n > 0)
 		md_notify_candle(im->ex->name, im->job->symbol, im->iv, rows[n - 1].open_ms);
-	ok = md_job_archive_checkpoint(im->job, cursor_ms, written, files, progress * 0.99);
+	ok = md_job_archive_checkpoint(im->job, cursor_ms, written, files,
+								   md_archive_progress(im->job, cursor_ms));
 	if (!ok)
 		md_abort_tx();
 	else
@@ -416,8 +415,7 @@ md_archive_candles(const MdJob *job, const MdExchange *ex, const MdInterval *iv,
 
 			md_begin_tx();
 			running = md_job_archive_checkpoint(job, cursor, 0, 0,
-												0.99 * (double) (cursor - job->from_ms) /
-												(double) Max(1, job->to_ms - job->from_ms));
+												md_archive_progress(job, cursor));
 			md_commit_tx();
 			MemoryContextSwitchTo(cxt);
 			if (!running)
@@ -426,11 +424,8 @@ md_archive_candles(const MdJob *job, const MdExchange *ex, const MdInterval *iv,
 				break;
 			}
 		}
-		if (head != NULL && md_job_yielded(job))
-		{
-			result = PAGE_YIELDED;
+		if ((result = md_archive_go_on(job, im.q)) != PAGE_OK)
 			break;
-		}
 	}
 	if (result == PAGE_OK && im.q->files != NIL)
 		result = PAGE_CANCELED; /* md_archive_next stopped for a cancel */

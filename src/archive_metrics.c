@@ -141,9 +141,7 @@ store_day(const MdJob *job, const MdExchange *ex, MdOpenInterest *rows, int n, i
 	MemoryContextSwitchTo(cxt);
 	w = md_store_open_interest_5m(ex, job->symbol, rows, n);
 	w += md_fill_open_interest(ex, job->symbol, hours, nh);
-	ok = md_job_archive_checkpoint(job, cursor_ms, w, 1,
-								   0.99 * (double) (cursor_ms - job->from_ms) /
-								   (double) Max(1, job->to_ms - job->from_ms));
+	ok = md_job_archive_checkpoint(job, cursor_ms, w, 1, md_archive_progress(job, cursor_ms));
 	if (ok)
 		md_commit_tx();
 	else
@@ -217,6 +215,7 @@ md_archive_open_interest(const MdJob *job, const MdExchange *ex, int64 from_ms, 
 														 psprintf(INT64_FORMAT " lines were not metrics rows",
 																  malformed)));
 			md_archive_done(q, f);
+			/* everything before the next file's day is done */
 			head = q->files != NIL ? linitial(q->files) : NULL;
 			cursor = head != NULL ? head->from_ms : to_ms;
 			running = store_day(job, ex, rows, n, Max(cursor, from_ms), &written);
@@ -230,18 +229,14 @@ md_archive_open_interest(const MdJob *job, const MdExchange *ex, int64 from_ms, 
 			if (note == NULL && f->state == MD_FILE_FAILED)
 				note = MemoryContextStrdup(cxt, psprintf("%s: %s", f->name, f->failure));
 			md_archive_done(q, f);
-			head = q->files != NIL ? linitial(q->files) : NULL;
 		}
 		if (!running)
 		{
 			result = PAGE_CANCELED;
 			break;
 		}
-		if (head != NULL && md_job_yielded(job))
-		{
-			result = PAGE_YIELDED;
+		if ((result = md_archive_go_on(job, q)) != PAGE_OK)
 			break;
-		}
 	}
 	if (result == PAGE_OK && q->files != NIL)
 		result = PAGE_CANCELED;
@@ -249,9 +244,7 @@ md_archive_open_interest(const MdJob *job, const MdExchange *ex, int64 from_ms, 
 	{
 		/* all of the archives' part is done */
 		md_begin_tx();
-		(void) md_job_archive_checkpoint(job, to_ms, 0, 0,
-										 0.99 * (double) (to_ms - job->from_ms) /
-										 (double) Max(1, job->to_ms - job->from_ms));
+		(void) md_job_archive_checkpoint(job, to_ms, 0, 0, md_archive_progress(job, to_ms));
 		md_job_set_detail(job, psprintf("archives: %d files, " INT64_FORMAT " rows (%d downloads, %.1f MB)%s%s%s",
 										files, written, q->downloads, (double) q->bytes / 1e6,
 										*missing_days > 0 ?
