@@ -60,7 +60,7 @@ typedef struct MdSock
 
 static MdSock md_socks[MD_MAX_SOCKETS];
 static int	md_nsocks = 0;
-static long md_timer_ms = -1;
+static int64 md_timer_at = -1;	/* when curl's timer fires, or -1 */
 
 #define CURL_SETOPT(h, opt, val) \
 	do { \
@@ -110,10 +110,14 @@ md_sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 	return 0;
 }
 
+/*
+ * md_timer_cb keeps when curl wants its timeout action: as a deadline, since
+ * the waits that pass before it may be many and short.
+ */
 static int
 md_timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
-	md_timer_ms = timeout_ms;
+	md_timer_at = timeout_ms < 0 ? -1 : md_now_ms() + timeout_ms;
 	return 0;
 }
 
@@ -386,17 +390,16 @@ md_http_wait(long timeout_ms)
 	}
 
 	/* curl's timer, but never sleep long: interrupts are checked per wake */
-	timeout = (md_timer_ms < 0 || md_timer_ms > timeout_ms) ? timeout_ms : md_timer_ms;
+	timeout = timeout_ms;
+	if (md_timer_at >= 0)
+		timeout = Max(0, Min(timeout, md_timer_at - md_now_ms()));
 	n = WaitEventSetWait(set, timeout, events, lengthof(events), MD_WAIT_EVENT);
 	FreeWaitEventSet(set);
 
-	if (n == 0)
+	if (md_timer_at >= 0 && md_now_ms() >= md_timer_at)
 	{
-		if (md_timer_ms >= 0 && md_timer_ms <= timeout)
-		{
-			md_timer_ms = -1;
-			curl_multi_socket_action(md_multi, CURL_SOCKET_TIMEOUT, 0, &running);
-		}
+		md_timer_at = -1;
+		curl_multi_socket_action(md_multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	}
 	for (int i = 0; i < n; i++)
 	{
