@@ -32,6 +32,7 @@
 /* process-local; never in shared memory */
 static CURLM *md_multi = NULL;
 static CURL *get_pending = NULL;	/* md_http_get's handle while in flight */
+static bool in_get = false;		/* md_http_get is waiting on it */
 
 /*
  * A transfer: one GET, on its own easy handle, in the multi handle with any
@@ -427,6 +428,21 @@ md_http_wait(long timeout_ms)
  * and returns at once.  The transfer belongs to the current memory context.
  * It never fails: a transfer curl cannot start is done, with an error.
  */
+/*
+ * drop_orphan takes out of curl the handle of an md_http_get left by
+ * longjmp (a query cancel): its transfer's memory is gone, and curl must
+ * not write into it while other transfers move on.
+ */
+static void
+drop_orphan(void)
+{
+	if (get_pending == NULL || in_get)
+		return;
+	curl_multi_remove_handle(md_multi, get_pending);
+	curl_easy_cleanup(get_pending);
+	get_pending = NULL;
+}
+
 static MdHttpTransfer *
 start_transfer(const char *url, size_t max_bytes, bool guard)
 {
@@ -434,6 +450,7 @@ start_transfer(const char *url, size_t max_bytes, bool guard)
 	int			running;
 
 	md_http_init();
+	drop_orphan();
 	initStringInfo(&t->resp.body);
 	t->resp.outcome = MD_HTTP_OK;
 	t->max_bytes = max_bytes;
@@ -482,8 +499,10 @@ md_http_start(const char *url, size_t max_bytes)
 void
 md_http_pump(void)
 {
-	if (md_multi != NULL)
-		md_http_wait(0);
+	if (md_multi == NULL)
+		return;
+	drop_orphan();
+	md_http_wait(0);
 }
 
 /*
@@ -534,15 +553,19 @@ md_http_get(const char *url, MdHttpResponse *resp, MdHttpAbortCheck abort_check)
 	 * curl.  md_http_get's transfers take no reset callback, of which a
 	 * context would gather one per call: the handle is remembered here.
 	 */
-	if (get_pending != NULL)
-	{
-		curl_multi_remove_handle(md_multi, get_pending);
-		curl_easy_cleanup(get_pending);
-		get_pending = NULL;
-	}
 	t = start_transfer(url, (size_t) mdfeed_rest_max_response_kb * 1024, false);
 	get_pending = t->easy;
-	*resp = *md_http_finish(t, abort_check);
+	in_get = true;
+	PG_TRY();
+	{
+		*resp = *md_http_finish(t, abort_check);
+	}
+	PG_FINALLY();
+	{
+		/* after a longjmp the handle is an orphan, for drop_orphan */
+		in_get = false;
+	}
+	PG_END_TRY();
 	get_pending = NULL;
 	/* the body is the caller's now */
 	pfree(t);

@@ -41,7 +41,8 @@ struct MdZipReader
 };
 
 /*
- * md_zip_close releases libzip's handles; safe to call twice.
+ * md_zip_close releases libzip's handles and the buffer; safe to call
+ * twice, and from the reset callback (the context then frees the buffer).
  */
 void
 md_zip_close(MdZipReader *z)
@@ -52,6 +53,10 @@ md_zip_close(MdZipReader *z)
 		zip_discard(z->za);
 	z->zf = NULL;
 	z->za = NULL;
+	/* the buffer is most of a reader: a job reads many files in one context */
+	if (z->buf != NULL)
+		pfree(z->buf);
+	z->buf = NULL;
 }
 
 static void
