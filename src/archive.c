@@ -8,9 +8,9 @@
  * An importer queues the files of the periods it wants, then takes them
  * one by one (md_archive_next).  While it reads one, the next ones
  * download: it calls md_archive_pump between its batches, which lets curl
- * move every transfer on without sleeping.  At most AHEAD files are in
- * memory at once, each at most mdfeed.archive_max_file_size, whatever the
- * size of what they inflate to.
+ * move every transfer on without sleeping.  At most AHEAD files (and the
+ * one the importer waits for) are in memory at once, each at most
+ * mdfeed.archive_max_file_size, whatever the size of what they inflate to.
  *
  * Nothing is trusted: a file is READY only if its SHA-256 is the one its
  * checksum file gives.  A transfer that broke off (a reset, a truncated
@@ -258,19 +258,33 @@ void
 md_archive_pump(MdArchiveQueue *q)
 {
 	int			i = 0;
+	int			held = 0;
 	ListCell   *lc;
 
 	md_http_pump();
+	/* files added next may have pushed fetched ones back: count them all */
 	foreach(lc, q->files)
 	{
 		MdArchiveFile *f = lfirst(lc);
 
-		if (i++ >= AHEAD)
-			break;
 		if (f->state == MD_FILE_FETCHING && md_http_done(f->zip) && md_http_done(f->sum))
 			settle(q, f);
-		if (f->state == MD_FILE_QUEUED)
+		if (f->state == MD_FILE_FETCHING || f->state == MD_FILE_READY)
+			held++;
+	}
+	foreach(lc, q->files)
+	{
+		MdArchiveFile *f = lfirst(lc);
+
+		if (i >= AHEAD)
+			break;
+		/* the head always: it is what the importer waits for */
+		if (f->state == MD_FILE_QUEUED && (i == 0 || held < AHEAD))
+		{
 			start_fetch(q, f);
+			held++;
+		}
+		i++;
 	}
 }
 

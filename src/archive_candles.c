@@ -186,8 +186,8 @@ flush(Import *im, MdCandle *rows, int n, int64 cursor_ms, int files)
 	int64		written;
 	bool		ok;
 
+	/* the store allocates in the transaction's memory, freed at commit */
 	md_begin_tx();
-	MemoryContextSwitchTo(cxt);
 	for (int i = 0; i < n; i++)
 		rows[i].symbol = im->job->symbol;
 	written = md_store_candles(im->ex, im->iv, rows, n);
@@ -246,7 +246,8 @@ import_file(Import *im, MdArchiveFile *f)
 		r = md_zip_next_line(z, &line, &len, &err);
 		if (r != MD_ZIP_LINE)
 			break;
-		lines++;
+		if (++lines % 4096 == 0)
+			CHECK_FOR_INTERRUPTS();
 		if (len == 0 || (len == 1 && line[0] == '\r'))
 			continue;
 		kind = ops->parse_kline_line(line, len, c, &err);

@@ -96,7 +96,8 @@ read_day(const MdExchange *ex, MdArchiveFile *f, int64 lo, int64 hi, MdOpenInter
 		char	   *lerr = NULL;
 		MdArchiveLine kind;
 
-		lines++;
+		if (++lines % 4096 == 0)
+			CHECK_FOR_INTERRUPTS();
 		if (len == 0 || (len == 1 && line[0] == '\r'))
 			continue;
 		kind = ex->archive->parse_metrics_line(line, len, o, &lerr);

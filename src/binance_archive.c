@@ -99,7 +99,9 @@ binance_parse_checksum(const char *body, size_t len, const char *name, char *hex
 	}
 	hex[64] = '\0';
 	/* the name, when given, must be the file's */
-	if (len > 64 && !(len >= 66 + nlen && body[64] == ' ' &&
+	while (len > 64 && (body[len - 1] == '\n' || body[len - 1] == '\r'))
+		len--;
+	if (len > 64 && !(len == 66 + nlen && body[64] == ' ' &&
 					  (body[65] == ' ' || body[65] == '*') &&
 					  memcmp(body + 66, name, nlen) == 0))
 	{

@@ -267,10 +267,15 @@ md_run_open_interest_job(const MdJob *job)
 		int64		afrom = Max(cursor, job->archive_cursor_ms);
 		PageResult	ar = PAGE_OK;
 
-		if (afrom < Min(oldest, job->to_ms))
-			ar = md_archive_open_interest(job, ex, afrom, Min(oldest, job->to_ms), &missing);
-		if (ar == PAGE_YIELDED || (ar == PAGE_CANCELED && !md_job_still_running(job)))
-			return;
+		/* a cancel that rolled back leaves the job running: read on */
+		do
+		{
+			afrom = Max(afrom, job->archive_cursor_ms);
+			if (afrom < Min(oldest, job->to_ms))
+				ar = md_archive_open_interest(job, ex, afrom, Min(oldest, job->to_ms), &missing);
+			if (ar == PAGE_YIELDED || (ar == PAGE_CANCELED && !md_job_still_running(job)))
+				return;
+		} while (ar == PAGE_CANCELED);
 		cursor = oldest;
 	}
 	else if (cursor < oldest)

@@ -271,6 +271,12 @@ md_http_release(MdHttpTransfer *t)
 	curl_multi_remove_handle(md_multi, t->easy);
 	curl_easy_cleanup(t->easy);
 	t->easy = NULL;
+	if (!t->done)
+	{
+		t->resp.outcome = MD_HTTP_ABORTED;
+		strlcpy(t->resp.error, "transfer abandoned", sizeof(t->resp.error));
+		t->done = true;
+	}
 }
 
 static void
@@ -376,7 +382,13 @@ md_http_wait(long timeout_ms)
 	int			n;
 
 	set = CreateWaitEventSet(CurrentMemoryContext, md_nsocks + 2);
-	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	/*
+	 * A pump leaves the latch out: a set latch makes WaitEventSetWait return
+	 * it alone, without looking at the sockets, and the pump must not reset
+	 * a wakeup meant for the caller's loop.
+	 */
+	if (timeout_ms > 0)
+		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	for (int i = 0; i < md_nsocks; i++)
 	{
@@ -408,9 +420,7 @@ md_http_wait(long timeout_ms)
 
 		if (events[i].events & WL_LATCH_SET)
 		{
-			/* a pump must not eat a wakeup meant for the caller's loop */
-			if (timeout_ms > 0)
-				ResetLatch(MyLatch);
+			ResetLatch(MyLatch);
 			continue;
 		}
 		if (events[i].events & WL_SOCKET_READABLE)

@@ -287,11 +287,13 @@ md_job_still_running(const MdJob *job)
 {
 	char	   *state;
 	bool		running;
+	MemoryContext cxt = CurrentMemoryContext;
 
 	md_begin_tx();
 	state = md_job_state(job->id);
 	running = state != NULL && strcmp(state, "running") == 0;
 	md_commit_tx();
+	MemoryContextSwitchTo(cxt);
 	if (running)
 		md_slot_set_job(job->id);	/* clears the request */
 	return running;

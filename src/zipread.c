@@ -27,6 +27,8 @@
 
 /* inflated bytes read at once */
 #define READ_CHUNK (256 * 1024)
+/* CSV deflates about tenfold; a file that inflates far more is a bomb */
+#define MAX_RATIO 200
 
 struct MdZipReader
 {
@@ -37,6 +39,7 @@ struct MdZipReader
 	size_t		end;
 	bool		eof;
 	int64		bytes;			/* inflated bytes so far */
+	int64		max_bytes;		/* more is a zip bomb */
 	MemoryContextCallback on_reset;
 };
 
@@ -116,6 +119,7 @@ md_zip_open(const char *data, size_t len, char **err)
 		return NULL;
 	}
 	z->buf = palloc(READ_CHUNK + MD_ZIP_MAX_LINE);
+	z->max_bytes = (int64) len * MAX_RATIO + 1024 * 1024;
 	return z;
 }
 
@@ -146,6 +150,11 @@ fill(MdZipReader *z, char **err)
 		z->eof = true;
 	z->end += (size_t) got;
 	z->bytes += got;
+	if (z->bytes > z->max_bytes)
+	{
+		*err = psprintf("the file inflates to more than %d times its size", MAX_RATIO);
+		return false;
+	}
 	return true;
 }
 
@@ -163,6 +172,11 @@ md_zip_next_line(MdZipReader *z, const char **line, size_t *len, char **err)
 		char	   *p = z->buf + z->start;
 		char	   *nl = memchr(p, '\n', z->end - z->start);
 
+		if (nl != NULL && nl - p > MD_ZIP_MAX_LINE)
+		{
+			*err = psprintf("the file has a line longer than %d bytes", MD_ZIP_MAX_LINE);
+			return MD_ZIP_ERROR;
+		}
 		if (nl != NULL)
 		{
 			*line = p;
