@@ -244,6 +244,7 @@ fast_insert(const MdExchange *ex, const MdInterval *iv, MdCandle *rows, int nrow
 	BulkInsertState bis;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	CommandId	cid = GetCurrentCommandId(true);
+	TupleDesc	desc;
 
 	if (!OidIsValid(relid))
 		return false;
@@ -259,9 +260,17 @@ fast_insert(const MdExchange *ex, const MdInterval *iv, MdCandle *rows, int nrow
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	ExecOpenIndices(rri, false);
 	slots = palloc(sizeof(TupleTableSlot *) * nrows);
+
+	/*
+	 * The slots share a copy of the descriptor, which is not reference
+	 * counted: with the relation's own, every slot would pin it in the
+	 * resource owner, whose search for it at release is linear, and a batch
+	 * of n rows would cost n squared.
+	 */
+	desc = CreateTupleDescCopy(RelationGetDescr(rel));
 	for (int i = 0; i < nrows; i++)
 	{
-		TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), table_slot_callbacks(rel));
+		TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, table_slot_callbacks(rel));
 		Datum	   *v = slot->tts_values;
 
 		ExecClearTuple(slot);
