@@ -4,13 +4,15 @@ EXTENSION = mdfeed
 MODULE_big = mdfeed
 DATA = sql/mdfeed--1.0.sql sql/mdfeed--1.0--1.1.sql sql/mdfeed--1.1--1.2.sql \
 	sql/mdfeed--1.2--1.3.sql sql/mdfeed--1.3--1.4.sql \
-	sql/mdfeed--1.4--1.5.sql
+	sql/mdfeed--1.4--1.5.sql sql/mdfeed--1.5--1.6.sql
 PGFILEDESC = "mdfeed - crypto market data ingested by background workers"
 
 OBJS = \
 	src/mdfeed.o \
 	src/config.o \
 	src/redact.o \
+	src/shard.o \
+	src/replica.o \
 	src/shmem.o \
 	src/interval.o \
 	src/decimal.o \
@@ -63,7 +65,7 @@ endif
 
 # Regression tests (pg_regress): inputs in sql/, outputs in expected/, run on
 # a temporary instance that preloads the library.
-REGRESS = schema validation privileges secrets parser tracking derivs security exchanges coindcx models
+REGRESS = schema validation privileges secrets parser tracking derivs security exchanges coindcx models shards
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
 

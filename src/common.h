@@ -104,7 +104,7 @@ md_timestamptz_to_ms(TimestampTz ts)
 #define MD_MAX_TIME_MS INT64CONST(253402300800000)	/* 10000-01-01 UTC */
 
 /* the schema this library needs: the workers wait for this extversion */
-#define MD_SCHEMA_VERSION "1.5"
+#define MD_SCHEMA_VERSION "1.6"
 
 /* md_now_ms is the time now, in the exchanges' milliseconds */
 static inline int64

@@ -24,6 +24,7 @@
 #include "common.h"
 #include "interval.h"
 #include "redact.h"
+#include "shard.h"
 
 bool		mdfeed_enabled = true;
 char	   *mdfeed_database = NULL;
@@ -535,6 +536,35 @@ md_define_gucs(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("mdfeed.shard",
+							   "This server's shard of the symbols, as 'k/n': shard k of n.",
+							   "It streams, syncs, repairs and collects derivatives for the tracked "
+							   "symbols whose hash (mdfeed.shard_of) is k; 0/1 is all of them.",
+							   &mdfeed_shard,
+							   "0/1",
+							   PGC_SIGHUP,
+							   0,
+							   md_check_shard, md_assign_shard, NULL);
+
+	DefineCustomEnumVariable("mdfeed.mode",
+							 "Whether this server ingests market data (ingest) or receives it by logical replication (replica).",
+							 "In replica mode no backfill or stream worker runs and nothing calls an exchange; models run.",
+							 &mdfeed_mode,
+							 MD_MODE_INGEST,
+							 md_mode_options,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("mdfeed.source_address",
+							   "Local IP address or interface that REST calls and streams go out from (empty: the system's choice).",
+							   "Exchanges limit REST by IP: servers on one host with several addresses each get their own budget.",
+							   &mdfeed_source_address,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   md_check_source_address, NULL, NULL);
 
 	MarkGUCPrefixReserved("mdfeed");
 }

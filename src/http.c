@@ -28,6 +28,7 @@
 
 #include "common.h"
 #include "http.h"
+#include "shard.h"
 
 /* process-local; never in shared memory */
 static CURLM *md_multi = NULL;
@@ -315,6 +316,8 @@ md_http_setup(MdHttpTransfer *t, const char *url)
 	CURL_SETOPT(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) t->max_bytes);
 	CURL_SETOPT(h, CURLOPT_ACCEPT_ENCODING, "");
 	CURL_SETOPT(h, CURLOPT_USERAGENT, "mdfeed/1.0");
+	/* exchanges limit by IP: each server of a fleet calls from its own */
+	CURL_SETOPT(h, CURLOPT_INTERFACE, md_source_address());
 	CURL_SETOPT(h, CURLOPT_WRITEFUNCTION, md_write_cb);
 	CURL_SETOPT(h, CURLOPT_WRITEDATA, t);
 	CURL_SETOPT(h, CURLOPT_HEADERFUNCTION, md_header_cb);

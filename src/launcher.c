@@ -28,6 +28,10 @@
  * exchange, so that one exchange's outage or garbage never slows another's.
  * The worker is given its adapter's index in the registry.
  *
+ * mdfeed.mode = 'replica' (an analytics server, whose data arrives by
+ * logical replication) runs no backfill or stream worker; the watch worker
+ * stays as the probe, and the model workers run.  A reload switches.
+ *
  * mdfeed.enabled = off (a reload) stops every worker, so that nothing of
  * mdfeed is connected to any database; on starts them again.
  *
@@ -57,6 +61,7 @@
 
 #include "common.h"
 #include "exchange.h"
+#include "shard.h"
 #include "shmem.h"
 #include "workers.h"
 
@@ -444,7 +449,9 @@ mdfeed_launcher_main(Datum main_arg)
 			check_worker(&managed[i],
 						 probe_wanted && probe_up && ready &&
 						 (managed[i].role != MD_ROLE_STREAM || mdfeed_stream_enabled) &&
-						 (managed[i].role != MD_ROLE_MODEL || models));
+						 (managed[i].role != MD_ROLE_MODEL || models) &&
+						 !(md_replica_mode() &&
+						   (managed[i].role == MD_ROLE_BACKFILL || managed[i].role == MD_ROLE_STREAM)));
 		}
 
 		md_worker_wait(1000);

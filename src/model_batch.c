@@ -52,6 +52,7 @@
 #include "latency.h"
 #include "model_batch.h"
 #include "model_run.h"
+#include "shard.h"
 #include "shmem.h"
 #include "store.h"
 #include "workers.h"
@@ -527,6 +528,12 @@ request_history(Batch *b, int64 from, int64 to)
 	if (from >= to)
 	{
 		wait_for(b, HISTORY_RECHECK_MS, "the candle of %s", when);
+		return;
+	}
+	if (md_replica_mode())
+	{
+		/* an analytics server fetches nothing: the shards' data replicates */
+		wait_for(b, HISTORY_RECHECK_MS, "candles from %s (from the shards, by replication)", when);
 		return;
 	}
 	job = job_covering(b, from);

@@ -18,6 +18,7 @@
 #include "common.h"
 #include "budget.h"
 #include "rest.h"
+#include "shard.h"
 #include "shmem.h"
 
 /*
@@ -35,6 +36,7 @@ md_rest_call(const MdExchange *ex, const MdEndpoint *ep, const char *path, int c
 	char	   *url = psprintf("%s%s", base, path ? path : ep->path);
 
 	md_require_workers();
+	md_require_ingest();
 	if (!md_budget_acquire(ex, ep, cost >= 0 ? cost : ep->cost, abort_check))
 	{
 		pfree(url);

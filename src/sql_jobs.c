@@ -31,6 +31,7 @@
 
 #include "common.h"
 #include "exchange.h"
+#include "shard.h"
 #include "shmem.h"
 #include "sql_args.h"
 
@@ -149,6 +150,7 @@ queue_job(const char *kind, const char *exchange, const char *symbol, const char
 	int			ret;
 
 	md_require_workers();
+	md_require_ingest();
 	md_check_database();
 	if (mdfeed_backfill_workers == 0)
 		ereport(NOTICE,

@@ -39,6 +39,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
+#include "catalog/pg_trigger.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "utils/lsyscache.h"
@@ -200,21 +201,45 @@ range_is_empty(const MdExchange *ex, const MdInterval *iv, const char *symbol,
 }
 
 /*
+ * insert_trigger_fires says whether an INSERT into the table now would fire
+ * a trigger: one enabled for the current session_replication_role.  The
+ * merge trigger of replicated tables (replica.c) is ENABLE REPLICA and does
+ * not fire for a worker's own writes.
+ */
+static bool
+insert_trigger_fires(Relation rel)
+{
+	TriggerDesc *trig = rel->trigdesc;
+
+	if (trig == NULL)
+		return false;
+	for (int i = 0; i < trig->numtriggers; i++)
+	{
+		Trigger    *t = &trig->triggers[i];
+
+		if (!TRIGGER_FOR_INSERT(t->tgtype) || t->tgenabled == TRIGGER_DISABLED)
+			continue;
+		if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA ?
+			t->tgenabled != TRIGGER_FIRES_ON_ORIGIN :
+			t->tgenabled != TRIGGER_FIRES_ON_REPLICA)
+			return true;
+	}
+	return false;
+}
+
+/*
  * fast_insert_possible says whether the table is as the extension made it.
  * Triggers on UPDATE alone (candle_changed, which records rewrites for the
- * models) do not matter to rows that are only inserted; any trigger on
- * INSERT would be skipped by the multi-insert, so it takes the upsert.
+ * models) do not matter to rows that are only inserted; a trigger on
+ * INSERT that would fire would be skipped by the multi-insert, so it takes
+ * the upsert.
  */
 static bool
 fast_insert_possible(Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	TriggerDesc *trig = rel->trigdesc;
 
-	if (trig != NULL &&
-		(trig->trig_insert_before_row || trig->trig_insert_after_row ||
-		 trig->trig_insert_instead_row || trig->trig_insert_before_statement ||
-		 trig->trig_insert_after_statement || trig->trig_insert_new_table))
+	if (insert_trigger_fires(rel))
 		return false;
 	if (rel->rd_rel->relrowsecurity || desc->natts != NCANDLECOLS)
 		return false;

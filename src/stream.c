@@ -55,8 +55,8 @@ static const MdExchange *ex = NULL;
 static MemoryContext loop_ctx = NULL;
 
 /*
- * desired_keys reads the tracked pairs of the exchange and returns their
- * keys.
+ * desired_keys reads the tracked pairs of the exchange that this server
+ * ingests (mdfeed.shard) and returns their keys.
  */
 static List *
 desired_keys(void)
@@ -70,7 +70,7 @@ desired_keys(void)
 
 	md_begin_tx();
 	values[0] = CStringGetTextDatum(ex->name);
-	ret = SPI_execute_with_args("SELECT symbol FROM mdfeed.tracked WHERE exchange = $1 ORDER BY symbol",
+	ret = SPI_execute_with_args("SELECT symbol FROM mdfeed.tracked WHERE exchange = $1 AND here ORDER BY symbol",
 								1, types, values, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read mdfeed.tracked");

@@ -38,7 +38,8 @@
  * next pass starts over.
  *
  * It is also the schema probe: each pass first checks that the extension
- * is at the library's version, and waits otherwise (md_schema_ready).
+ * is at the library's version, and waits otherwise (md_schema_ready).  In
+ * replica mode (mdfeed.mode) it is only that and the models' probe.
  *
  *-------------------------------------------------------------------------
  */
@@ -69,6 +70,7 @@
 #include "http.h"
 #include "instruments.h"
 #include "jobs.h"
+#include "shard.h"
 #include "shmem.h"
 #include "workers.h"
 
@@ -129,6 +131,8 @@ typedef struct RankInputs
 	int			top_n;
 	double		min_qv;
 	int64		lists_version;
+	int			shard_k;		/* mdfeed.shard: a new shard keeps other symbols */
+	int			shard_n;
 } RankInputs;
 
 /* what the watch worker keeps for one exchange */
@@ -196,8 +200,11 @@ refresh_instruments(const MdExchange *ex)
 }
 
 /*
- * tracked_symbols returns the tracked symbols of an exchange (in the current
- * transaction), as a palloc'd array.
+ * tracked_symbols returns the tracked symbols of an exchange that this
+ * server ingests (mdfeed.shard), in the current transaction, as a palloc'd
+ * array.  A change of the shard takes effect at the next pass: the pairs
+ * it gained are synced (sync_new_pairs has not seen them), the ones it
+ * lost are forgotten.
  */
 static char **
 tracked_symbols(const MdExchange *ex, int *n)
@@ -207,7 +214,7 @@ tracked_symbols(const MdExchange *ex, int *n)
 	char	  **out;
 	int			ret;
 
-	ret = SPI_execute_with_args("SELECT symbol FROM mdfeed.tracked WHERE exchange = $1 ORDER BY symbol",
+	ret = SPI_execute_with_args("SELECT symbol FROM mdfeed.tracked WHERE exchange = $1 AND here ORDER BY symbol",
 								1, types, values, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read mdfeed.tracked");
@@ -450,7 +457,8 @@ run_sync(WatchSite *site)
 /*
  * rank_check says when the board is ranked: at once when the settings
  * changed since the last ranking (to empty mdfeed.auto_tracked when
- * auto-tracking was turned off) or, with auto-tracking on, when the lists
+ * auto-tracking was turned off) or, with auto-tracking on, when the shard
+ * changed (the shard keeps the ranked symbols it owns) or the lists
  * changed (a blacklisted symbol's place goes to the next one); hourly
  * otherwise.  It keeps what it read, for run_rank to rank with.
  */
@@ -466,8 +474,12 @@ rank_check(WatchSite *site)
 	SpinLockAcquire(&md_shared->mutex);
 	now->lists_version = md_shared->lists_version;
 	SpinLockRelease(&md_shared->mutex);
+	md_shard_get(&now->shard_k, &now->shard_n);
 
 	if (now->top_n != site->ranked.top_n || now->min_qv != site->ranked.min_qv)
+		return WATCH_NOW;
+	if (now->top_n > 0 &&
+		(now->shard_k != site->ranked.shard_k || now->shard_n != site->ranked.shard_n))
 		return WATCH_NOW;
 	if (now->top_n <= 0)
 		return WATCH_OFF;
@@ -699,6 +711,8 @@ init_site(WatchSite *site, const MdExchange *ex)
 	site->ranked.top_n = -1;
 	site->ranked.min_qv = -1;
 	site->ranked.lists_version = -1;
+	site->ranked.shard_k = -1;
+	site->ranked.shard_n = -1;
 }
 
 /*
@@ -814,6 +828,13 @@ mdfeed_watch_main(Datum main_arg)
 			continue;
 		}
 		md_models_probe();
+		if (md_replica_mode())
+		{
+			/* an analytics server: its data arrives by replication */
+			md_slot_set_state("replica: no exchange tasks");
+			md_worker_wait(1000);
+			continue;
+		}
 		MemoryContextSwitchTo(ctx);
 		watch_pass(ctx);
 		MemoryContextReset(ctx);

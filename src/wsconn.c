@@ -50,6 +50,7 @@
 #include "utils/memutils.h"
 
 #include "common.h"
+#include "shard.h"
 #include "shmem.h"
 #include "wsconn.h"
 
@@ -707,6 +708,9 @@ conn_connect(WsConn *c)
 	cci.protocol = NULL;
 	cci.local_protocol_name = "mdfeed-stream";
 	cci.opaque_user_data = (void *) (intptr_t) (c - conns + 1);
+	/* the local address this server's streams come from (mdfeed.source_address) */
+	if (md_source_address() != NULL)
+		cci.iface = MemoryContextStrdup(scxt, md_source_address());
 	c->state = MD_WS_CONNECTING;
 	c->wsi = NULL;
 	c->connected_at = 0;
