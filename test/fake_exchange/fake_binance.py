@@ -1204,6 +1204,54 @@ class Stats:
         self.statuses[k] = self.statuses.get(k, 0) + 1
 
 
+class IpLimits:
+    """The rate-limit state of one client IP, as Binance keys its limits by IP: the minute
+    weight window, the 429s before a ban, the ban, the endpoints' own windows; and what that
+    IP was served (GET /_fake/stats `by_ip`)."""
+
+    def __init__(self):
+        self.win_minute = -1
+        self.win_weight = 0
+        self.win_429 = 0
+        self.banned_until = 0
+        self.ep_win = {k: [-1, 0] for k in ENDPOINT_LIMITS}  # name -> [window id, requests]
+        self.requests = 0
+        self.weight_total = 0
+        self.rate_limited_429 = 0
+        self.klines_rows = 0
+        self.klines_symbols = {}  # symbol -> kline rows served
+
+    def roll(self, now):
+        m = now // 60000
+        if m != self.win_minute:
+            self.win_minute = m
+            self.win_weight = 0
+            self.win_429 = 0
+
+    def minute_weight(self, now):
+        """Weight used in the minute of `now` (0 if this IP sent nothing in it)."""
+        return self.win_weight if self.win_minute == now // 60000 else 0
+
+    def endpoint_count(self, name, now):
+        """Count one request against an endpoint's own IP limit. -> (count in window, window end ms)."""
+        _path, length, _attr = ENDPOINT_LIMITS[name]
+        w = self.ep_win[name]
+        wid = now // length
+        if w[0] != wid:
+            w[0], w[1] = wid, 0
+        w[1] += 1
+        return w[1], (wid + 1) * length
+
+    def endpoint_requests(self, name, now):
+        """Requests in the endpoint's current window (0 if none in it)."""
+        w = self.ep_win[name]
+        return w[1] if w[0] == now // ENDPOINT_LIMITS[name][1] else 0
+
+    def served_klines(self, S, n):
+        self.klines_rows += n
+        self.klines_symbols[S.name] = self.klines_symbols.get(S.name, 0) + n
+
+
 class Server:
     def __init__(self, args):
         self.args = args
@@ -1234,12 +1282,8 @@ class Server:
         self.ws_close_every_ms = 0
         self.ws_forming = 1
         self.live_close_next = {}  # stream -> open time of its next live close
-        self.ep_win = {k: [-1, 0] for k in ENDPOINT_LIMITS}  # name -> [window id, requests]
         self.stats = Stats()
-        self.win_minute = -1
-        self.win_weight = 0
-        self.win_429 = 0
-        self.banned_until = 0
+        self.ips = {}  # client IP -> IpLimits, made on its first REST request
         self.conns = set()
         self.set_faults(json.loads(args.faults) if args.faults else {})
 
@@ -1247,33 +1291,18 @@ class Server:
     def now(self):
         return int(time.time() * 1000) + self.clock_offset_ms
 
-    def roll(self, now):
-        m = now // 60000
-        if m != self.win_minute:
-            self.win_minute = m
-            self.win_weight = 0
-            self.win_429 = 0
+    def limits(self, ip):
+        lim = self.ips.get(ip)
+        if lim is None:
+            lim = self.ips[ip] = IpLimits()
+        return lim
 
     def reset(self):
         self.stats.reset()
-        self.win_minute = -1
-        self.win_weight = 0
-        self.win_429 = 0
-        self.banned_until = 0
-        self.ep_win = {k: [-1, 0] for k in ENDPOINT_LIMITS}
+        self.ips = {}
         self.archive_requests = 0
         self.archive_bytes = 0
         self.archive_404 = 0
-
-    def endpoint_count(self, name, now):
-        """Count one request against an endpoint's own IP limit. -> (count in window, window end ms)."""
-        _path, length, _attr = ENDPOINT_LIMITS[name]
-        w = self.ep_win[name]
-        wid = now // length
-        if w[0] != wid:
-            w[0], w[1] = wid, 0
-        w[1] += 1
-        return w[1], (wid + 1) * length
 
     def live_close_candle(self, S, iv, stream, now):
         """The next candle a live close of `stream` announces: consecutive closed candles from
@@ -1346,18 +1375,39 @@ class Server:
                 hit.add(k)
         return hit
 
+    def by_ip_json(self, now):
+        streams = {}
+        for c in self.conns:
+            streams.setdefault(c.ip, set()).update(c.subs)
+        out = {}
+        for ip in sorted(set(self.ips) | set(streams)):
+            lim = self.ips.get(ip) or IpLimits()
+            out[ip] = {
+                "weight_total": lim.weight_total,
+                "weight_current_minute": lim.minute_weight(now),
+                "banned_until": lim.banned_until,
+                "rate_limited_429": lim.rate_limited_429,
+                "requests": lim.requests,
+                "klines_rows": lim.klines_rows,
+                "klines_symbols": dict(lim.klines_symbols),
+                "ws_streams": sorted(streams.get(ip, ())),
+            }
+        return out
+
     def stats_json(self):
         st = self.stats
+        now = self.now()
+        ips = list(self.ips.values())
         return {
             "requests": st.requests,
             "responses_by_status": st.statuses,
             "klines_rows": st.klines_rows,
             "weight_total": st.weight_total,
-            "weight_current_minute": self.win_weight,
+            "weight_current_minute": sum(lim.minute_weight(now) for lim in ips),
             "rate_limited_429": st.rate_limited_429,
             "injected_429": st.injected_429,
             "banned_418": st.banned_418,
-            "banned_until": self.banned_until,
+            "banned_until": max([lim.banned_until for lim in ips], default=0),
             "faults": st.faults,
             "mutations": st.mutations,
             "ws": {
@@ -1377,7 +1427,9 @@ class Server:
             "funding_rows": st.funding_rows,
             "oi_rows": st.oi_rows,
             "endpoint_limited_429": dict(st.endpoint_limited_429),
-            "endpoint_window_requests": {k: v[1] for k, v in self.ep_win.items()},
+            "endpoint_window_requests": {k: sum(lim.endpoint_requests(k, now) for lim in ips)
+                                         for k in ENDPOINT_LIMITS},
+            "by_ip": self.by_ip_json(now),
         }
 
     def config_json(self):
@@ -1577,17 +1629,18 @@ GARBAGE = (
 def make_app(srv):
     from aiohttp import web, WSMsgType
 
-    def headers(extra=None, weight_header=True):
-        h = {"X-MBX-USED-WEIGHT-1M": str(srv.win_weight)} if weight_header else {}
+    def headers(lim, extra=None, weight_header=True):
+        """Response headers; the used weight is that of the requesting IP (`lim`)."""
+        h = {"X-MBX-USED-WEIGHT-1M": str(lim.win_weight)} if weight_header else {}
         if extra:
             h.update(extra)
         return h
 
-    def jresp(status, body, extra=None, weight_header=True):
+    def jresp(lim, status, body, extra=None, weight_header=True):
         srv.stats.status(status)
         b = body.encode() if isinstance(body, str) else body
         return web.Response(status=status, body=b, content_type="application/json",
-                            headers=headers(extra, weight_header))
+                            headers=headers(lim, extra, weight_header))
 
     def rst(request):
         tr = request.transport
@@ -1606,45 +1659,50 @@ def make_app(srv):
         st = srv.stats
         st.requests[path] = st.requests.get(path, 0) + 1
         now = srv.now()
-        srv.roll(now)
-        weight = route_weight(path, q)
-        srv.win_weight += weight
-        st.weight_total += weight
+        # every limit is the client IP's own (Binance keys them by IP)
         ip = request.remote or "127.0.0.1"
+        lim = srv.limits(ip)
+        lim.requests += 1
+        lim.roll(now)
+        weight = route_weight(path, q)
+        lim.win_weight += weight
+        lim.weight_total += weight
+        st.weight_total += weight
         ep = ENDPOINT_BY_PATH.get(path)
         if ep:
-            ep_count, ep_end = srv.endpoint_count(ep, now)
+            ep_count, ep_end = lim.endpoint_count(ep, now)
         wh = not (ep == "oi" and not srv.oi_weight_header)
 
         def reply(status, body, extra=None):
-            return jresp(status, body, extra, wh)
+            return jresp(lim, status, body, extra, wh)
 
         # IP ban (418) then weight limit (429)
-        if srv.banned_until > now:
+        if lim.banned_until > now:
             st.banned_418 += 1
-            return reply(418, err_body(-1003, "Way too many requests; IP(%s) banned until %d. Please use the websocket for live updates to avoid bans." % (ip, srv.banned_until)),
-                         {"Retry-After": str(max(1, -(-(srv.banned_until - now) // 1000)))})
-        if weight and srv.win_weight > srv.weight_limit:
-            if srv.win_429 >= srv.ban_after:
-                srv.banned_until = now + srv.ban_seconds * 1000
+            return reply(418, err_body(-1003, "Way too many requests; IP(%s) banned until %d. Please use the websocket for live updates to avoid bans." % (ip, lim.banned_until)),
+                         {"Retry-After": str(max(1, -(-(lim.banned_until - now) // 1000)))})
+        if weight and lim.win_weight > srv.weight_limit:
+            if lim.win_429 >= srv.ban_after:
+                lim.banned_until = now + srv.ban_seconds * 1000
                 st.banned_418 += 1
-                return reply(418, err_body(-1003, "Way too many requests; IP(%s) banned until %d. Please use the websocket for live updates to avoid bans." % (ip, srv.banned_until)),
+                return reply(418, err_body(-1003, "Way too many requests; IP(%s) banned until %d. Please use the websocket for live updates to avoid bans." % (ip, lim.banned_until)),
                              {"Retry-After": str(max(1, srv.ban_seconds))})
-            srv.win_429 += 1
+            lim.win_429 += 1
+            lim.rate_limited_429 += 1
             st.rate_limited_429 += 1
-            retry = max(1, -(-((srv.win_minute + 1) * 60000 - now) // 1000))
+            retry = max(1, -(-((lim.win_minute + 1) * 60000 - now) // 1000))
             return reply(429, err_body(-1003, "Too many requests; current limit of IP(%s) is %d requests per minute. Please use the websocket for live updates to avoid polling the API." % (ip, srv.weight_limit)),
                          {"Retry-After": str(retry)})
 
         if ep:
             limit = getattr(srv, ENDPOINT_LIMITS[ep][2])
             if ep_count > limit:
-                if srv.win_429 >= srv.ban_after:
-                    srv.banned_until = now + srv.ban_seconds * 1000
+                if lim.win_429 >= srv.ban_after:
+                    lim.banned_until = now + srv.ban_seconds * 1000
                     st.banned_418 += 1
-                    return reply(418, err_body(-1003, "Way too many requests; IP(%s) banned until %d. Please use the websocket for live updates to avoid bans." % (ip, srv.banned_until)),
+                    return reply(418, err_body(-1003, "Way too many requests; IP(%s) banned until %d. Please use the websocket for live updates to avoid bans." % (ip, lim.banned_until)),
                                  {"Retry-After": str(max(1, srv.ban_seconds))})
-                srv.win_429 += 1
+                lim.win_429 += 1
                 st.endpoint_limited_429[ep] += 1
                 mk = err_body_data if ep == "oi" else err_body
                 return reply(429, mk(-1003, "Too many requests; current limit of IP(%s) is %d requests per 5 minutes. Please use the websocket for live updates to avoid polling the API." % (ip, limit)),
@@ -1664,7 +1722,7 @@ def make_app(srv):
                 return reply(500, err_body(-1000, "An unknown error occured while processing the request."))
             if variant == 1:
                 srv.stats.status(502)
-                return web.Response(status=502, body=GARBAGE[0], content_type="text/html", headers=headers(None, wh))
+                return web.Response(status=502, body=GARBAGE[0], content_type="text/html", headers=headers(lim, None, wh))
             if variant == 2:
                 return reply(503, err_body(-1001, "Internal error; unable to process your request. Please try again."))
             return reply(503, err_body(-1001, "Service Unavailable."))
@@ -1675,7 +1733,7 @@ def make_app(srv):
         if "garbage" in faults:
             return reply(200, GARBAGE[srv.rng.randrange(len(GARBAGE))])
 
-        status, body = route(path, q, now)
+        status, body = route(path, q, now, lim)
         data = body.encode()
         if "mutate" in faults and status == 200:
             kind, data = mutate_body(srv.rng, data)
@@ -1684,7 +1742,7 @@ def make_app(srv):
             return reply(status, data[:max(1, len(data) // 2)])
         if "truncate" in faults or "stall" in faults:
             st.status(status)
-            resp = web.StreamResponse(status=status, headers=headers(None, wh))
+            resp = web.StreamResponse(status=status, headers=headers(lim, None, wh))
             resp.content_type = "application/json"
             resp.content_length = len(data)
             await resp.prepare(request)
@@ -1701,7 +1759,7 @@ def make_app(srv):
             return resp
         return reply(status, data)
 
-    def route(path, q, now):
+    def route(path, q, now, lim):
         if path == "/fapi/v1/time":
             return 200, '{"serverTime":%d}' % now
         if path == "/fapi/v1/ping":
@@ -1727,6 +1785,7 @@ def make_app(srv):
                 return 400, err
             opens = select_opens(p["S"], p["iv"], p["start"], p["end"], p["limit"], now)
             srv.stats.klines_rows += len(opens)
+            lim.served_klines(p["S"], len(opens))
             return 200, klines_body(p["S"], p["iv"], opens, now)
         if path == "/fapi/v1/ticker/24hr":
             err, S = parse_ticker(srv, q)
@@ -1805,8 +1864,9 @@ def make_app(srv):
 
     # ---- WebSocket ---------------------------------------------------------------------------
     class Conn:
-        def __init__(self, ws, route_ok, combined):
+        def __init__(self, ws, route_ok, combined, ip):
             self.ws = ws
+            self.ip = ip  # peer address (GET /_fake/stats by_ip ws_streams)
             self.route_ok = route_ok  # /market route: klines delivered
             self.combined = combined
             self.subs = []
@@ -2087,7 +2147,7 @@ def make_app(srv):
         if len(initial) > srv.ws_max_streams:
             return web.Response(status=400, text="too many streams")
         await ws.prepare(request)
-        c = Conn(ws, ok_route, combined)
+        c = Conn(ws, ok_route, combined, request.remote or "127.0.0.1")
         c.subs = list(dict.fromkeys(initial))
         for stream in c.subs:
             note_subscribed(c, stream)

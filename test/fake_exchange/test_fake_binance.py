@@ -88,6 +88,17 @@ class FakeBinanceTest(unittest.TestCase):
         st, h, data = self.req(path)
         return st, h, json.loads(data) if data else None
 
+    def get_from(self, src, path, timeout=10):
+        """GET from the source address `src` (127.0.0.0/8 all reaches the loopback listener)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout, source_address=(src, 0))
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            data = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, json.loads(data) if data else None
+        finally:
+            c.close()
+
     def control(self, path, body=None):
         st, _, data = self.req(path, "POST" if body is not None else "GET", body)
         self.assertEqual(st, 200, data)
@@ -886,6 +897,62 @@ class FakeBinanceTest(unittest.TestCase):
         self.control("/_fake/config", {"funding_limit": 500, "oi_limit": 1000})
         self.assertEqual(self.req("/fapi/v1/fundingRate?symbol=BTCUSDT&limit=1")[0], 200)
 
+    def test_rate_limits_per_ip(self):
+        A, B, C = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+        self.avoid_minute_edge(5)  # the 5-minute endpoint windows too
+        self.control("/_fake/config", {"weight_limit": 10, "ban_after": 1, "ban_seconds": 1, "funding_limit": 2})
+        self.control("/_fake/reset", {})
+        # A uses up its weight: 10 requests of weight 1 on two symbols, then 429
+        for i in range(10):
+            sym, n = ("BTCUSDT", 7) if i < 6 else ("ETHUSDT", 3)
+            st, h, rows = self.get_from(A, "/fapi/v1/klines?symbol=%s&interval=1m&limit=%d" % (sym, n))
+            self.assertEqual((st, len(rows), h["x-mbx-used-weight-1m"]), (200, n, str(i + 1)))
+        st, h, body = self.get_from(A, "/fapi/v1/klines?symbol=BTCUSDT&interval=1m&limit=1")
+        self.assertEqual((st, h["x-mbx-used-weight-1m"]), (429, "11"))
+        self.assertEqual(body["msg"], "Too many requests; current limit of IP(127.0.0.2) is 10 requests per minute. "
+                                      "Please use the websocket for live updates to avoid polling the API.")
+        # B has its own budget and its own header
+        st, h, rows = self.get_from(B, "/fapi/v1/klines?symbol=ETHUSDT&interval=1m&limit=5")
+        self.assertEqual((st, len(rows), h["x-mbx-used-weight-1m"]), (200, 5, "1"))
+        st, h, _ = self.get_from(B, "/fapi/v1/time")
+        self.assertEqual((st, h["x-mbx-used-weight-1m"]), (200, "2"))
+        # A is banned; B is not
+        st, h, body = self.get_from(A, "/fapi/v1/time")
+        self.assertEqual((st, h["x-mbx-used-weight-1m"]), (418, "12"))
+        self.assertTrue(body["msg"].startswith("Way too many requests; IP(127.0.0.2) banned until "))
+        until = int(body["msg"].split("until ")[1][:13])
+        self.assertEqual(self.get_from(A, "/fapi/v1/fundingRate?symbol=BTCUSDT&limit=1")[0], 418)
+        st, h, rows = self.get_from(B, "/fapi/v1/klines?symbol=BTCUSDT&interval=1m&limit=2")
+        self.assertEqual((st, len(rows), h["x-mbx-used-weight-1m"]), (200, 2, "3"))
+        # the endpoint windows are per IP too: B's third fundingRate is refused, C's first is not
+        self.assertEqual([self.get_from(B, "/fapi/v1/fundingRate?symbol=BTCUSDT&limit=1")[0] for _ in range(3)],
+                         [200, 200, 429])
+        self.assertEqual(self.get_from(C, "/fapi/v1/fundingRate?symbol=BTCUSDT&limit=1")[0], 200)
+        stats = self.control("/_fake/stats")
+        by = stats["by_ip"]
+        self.assertLessEqual({A, B, C}, set(by))
+        self.assertEqual(by[A], {"weight_total": 12, "weight_current_minute": 12, "banned_until": until,
+                                 "rate_limited_429": 1, "requests": 13, "klines_rows": 54,
+                                 "klines_symbols": {"BTCUSDT": 42, "ETHUSDT": 12}, "ws_streams": []})
+        self.assertEqual(by[B], {"weight_total": 3, "weight_current_minute": 3, "banned_until": 0,
+                                 "rate_limited_429": 0, "requests": 6, "klines_rows": 7,
+                                 "klines_symbols": {"ETHUSDT": 5, "BTCUSDT": 2}, "ws_streams": []})
+        self.assertEqual((by[C]["requests"], by[C]["weight_total"], by[C]["klines_symbols"]), (1, 0, {}))
+        # the old keys: sums and the latest ban over the IPs
+        self.assertEqual(stats["weight_current_minute"], 15)
+        self.assertEqual(stats["weight_total"], 15)
+        self.assertEqual(stats["klines_rows"], 61)
+        self.assertEqual(stats["banned_until"], until)
+        self.assertEqual((stats["rate_limited_429"], stats["banned_418"]), (1, 2))
+        self.assertEqual(stats["endpoint_window_requests"], {"funding": 5, "oi": 0})
+        self.assertEqual(stats["endpoint_limited_429"], {"funding": 1, "oi": 0})
+        # reset clears every IP's windows and bans
+        self.control("/_fake/reset", {})
+        self.assertNotIn(A, self.control("/_fake/stats")["by_ip"])
+        st, h, _ = self.get_from(A, "/fapi/v1/time")
+        self.assertEqual((st, h["x-mbx-used-weight-1m"]), (200, "1"))
+        self.assertEqual(self.get_from(B, "/fapi/v1/fundingRate?symbol=BTCUSDT&limit=1")[0], 200)
+
     # ---- /futures/data/openInterestHist -----------------------------------------------------
     def oi(self, expect=200, **params):
         q = "&".join("%s=%s" % kv for kv in params.items())
@@ -1176,6 +1243,61 @@ class FakeBinanceTest(unittest.TestCase):
         self.assertEqual(len(res["limit_msgs"]), 2)
         stats = self.control("/_fake/stats")["ws"]
         self.assertEqual(stats["rate_drops"], 1)
+
+    def test_ws_streams_by_ip(self):
+        import aiohttp
+
+        async def call(ws, method, rid, params=None):
+            m = {"method": method, "id": rid}
+            if params is not None:
+                m["params"] = params
+            await ws.send_str(json.dumps(m))
+            while True:
+                d = json.loads((await ws.receive(timeout=5)).data)
+                if d.get("id") == rid:
+                    return d
+
+        async def stats(s, base):
+            async with s.get(base + "/_fake/stats") as r:
+                return (await r.json())["by_ip"]
+
+        async def go(s, base):
+            out = {}
+            sa = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0)))
+            sb = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.3", 0)))
+            async with sa, sb:
+                async with sa.ws_connect(base + "/market/stream?streams=btcusdt@kline_1m") as wa1, \
+                        sa.ws_connect(base + "/market/ws/newusdt@kline_5m/btcusdt@kline_1m") as wa2, \
+                        sb.ws_connect(base + "/market/ws") as wb:
+                    out["sub_a"] = await call(wa1, "SUBSCRIBE", 1, ["ethusdt@kline_1h"])
+                    out["sub_b"] = await call(wb, "SUBSCRIBE", 2, ["dogeusdt@kline_1m"])
+                    out["list_a2"] = await call(wa2, "LIST_SUBSCRIPTIONS", 3)
+                    async with sb.get(base + "/fapi/v1/klines?symbol=DOGEUSDT&interval=1m&limit=3") as r:
+                        out["rest"] = (r.status, len(await r.json()))
+                    out["open"] = await stats(s, base)
+                out["closed"] = None
+                for _ in range(40):  # the server drops a connection a moment after its close
+                    by = await stats(s, base)
+                    if not any(v["ws_streams"] for v in by.values()):
+                        out["closed"] = by
+                        break
+                    await asyncio.sleep(0.05)
+            return out
+        out = self.ws_run(go)
+        self.assertEqual(out["sub_a"], {"result": None, "id": 1})
+        self.assertEqual(out["sub_b"], {"result": None, "id": 2})
+        self.assertEqual(out["list_a2"], {"result": ["newusdt@kline_5m", "btcusdt@kline_1m"], "id": 3})
+        self.assertEqual(out["rest"], (200, 3))
+        by = out["open"]
+        self.assertEqual(by["127.0.0.2"]["ws_streams"], ["btcusdt@kline_1m", "ethusdt@kline_1h", "newusdt@kline_5m"])
+        self.assertEqual((by["127.0.0.2"]["requests"], by["127.0.0.2"]["klines_symbols"]), (0, {}))
+        self.assertEqual(by["127.0.0.3"]["ws_streams"], ["dogeusdt@kline_1m"])
+        self.assertEqual((by["127.0.0.3"]["requests"], by["127.0.0.3"]["klines_symbols"]), (1, {"DOGEUSDT": 3}))
+        self.assertEqual(by.get("127.0.0.1", {}).get("ws_streams", []), [])
+        # closed: a WS-only IP leaves by_ip, one with REST history stays, with no streams
+        self.assertIsNotNone(out["closed"])
+        self.assertNotIn("127.0.0.2", out["closed"])
+        self.assertEqual(out["closed"]["127.0.0.3"]["ws_streams"], [])
 
     def test_ws_ping_pong_lifetime(self):
         import aiohttp

@@ -286,11 +286,15 @@ EOS
 }
 
 # truth_csv(symbol, iv, start_ms, end_ms): CSV of closed candles in [start, end)
+# @MdfeedTest::TRUTH_ARGS: extra arguments of every truth call, for a fake
+# started with its own universe (('--symbols', 'AUSDT,BUSDT'))
+our @TRUTH_ARGS = ();
+
 sub truth_csv
 {
 	my ($sym, $iv, $start, $end) = @_;
 	my ($out, $err) = ('', '');
-	IPC::Run::run([ $PYTHON, $FAKE, 'truth', $sym, $iv, $start, $end ],
+	IPC::Run::run([ $PYTHON, $FAKE, 'truth', @TRUTH_ARGS, $sym, $iv, $start, $end ],
 		'>', \$out, '2>', \$err)
 	  or die "fake_binance.py truth $sym $iv $start $end failed: $err";
 	# tolerate a header line
