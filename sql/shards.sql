@@ -100,3 +100,33 @@ SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'mdfeed.symbol_lists'::
 DELETE FROM mdfeed.candles_1m WHERE symbol = 'MRGUSDT';
 DELETE FROM mdfeed.cdx_candles_1m WHERE symbol = 'B-MRG_USDT';
 DELETE FROM mdfeed.funding_rates WHERE symbol = 'MRGUSDT';
+
+-- a shard keeps the ranked symbols it owns, and tracks only its own
+INSERT INTO mdfeed.instruments (exchange, symbol, status, contract_type, tradable) VALUES
+	('binance', 'AUSDT', 'TRADING', 'PERPETUAL', true),
+	('binance', 'BUSDT', 'TRADING', 'PERPETUAL', true),
+	('binance', 'CUSDT', 'TRADING', 'PERPETUAL', true),
+	('binance', 'DUSDT', 'TRADING', 'PERPETUAL', true);
+SELECT s, mdfeed.shard_of('binance', s, 2) AS shard FROM unnest(ARRAY['AUSDT', 'BUSDT', 'CUSDT', 'DUSDT']) s;
+ALTER SYSTEM SET mdfeed.shard = '1/2';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.5);
+SHOW mdfeed.shard;
+-- the board's top 3 is DUSDT, AUSDT, BUSDT: shard 1 keeps its two, with their board ranks
+SELECT mdfeed.apply_auto_track('binance', ARRAY['AUSDT', 'BUSDT', 'CUSDT', 'DUSDT'], ARRAY[4, 3, 2, 5]::numeric[], 0, 3) AS kept;
+SELECT symbol, rank FROM mdfeed.auto_tracked ORDER BY rank;
+-- a whitelisted symbol of shard 0 is tracked by the fleet, not here
+SELECT mdfeed_whitelist(ARRAY['DUSDT']);
+SELECT symbol, source, here FROM mdfeed.tracked ORDER BY symbol;
+ALTER SYSTEM SET mdfeed.shard = '1/1';
+ALTER SYSTEM SET mdfeed.shard = '2/2';
+ALTER SYSTEM SET mdfeed.shard = 'one of two';
+ALTER SYSTEM SET mdfeed.source_address = '10.0.0.2; rm -rf';
+ALTER SYSTEM SET mdfeed.mode = 'analytics';
+ALTER SYSTEM RESET mdfeed.shard;
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.5);
+SELECT symbol, here FROM mdfeed.tracked ORDER BY symbol;
+SELECT mdfeed.apply_auto_track('binance', ARRAY[]::text[], ARRAY[]::numeric[], 0, 0);
+SELECT mdfeed_unlist(ARRAY['DUSDT']);
+DELETE FROM mdfeed.instruments WHERE symbol IN ('AUSDT', 'BUSDT', 'CUSDT', 'DUSDT');
