@@ -16,7 +16,9 @@
 #  - shard 1 stopped for over a minute and started again: caught up exactly;
 #  - n from 2 to 3: a third shard (127.0.0.4) takes the symbols the hash
 #    gives it, fills them from its own budget, the old owners stop
-#    streaming them, and the analytics server still equals the truth.
+#    streaming them, and the analytics server still equals the truth;
+#  - a model on the analytics server runs once on every closed candle of
+#    the six, from whichever shard, and queues no job there.
 
 use strict;
 use warnings;
@@ -179,6 +181,19 @@ is($an->safe_psql('postgres',
 		  . "mdfeed_gaps(s, '1m', @{[MdfeedTest::ms_sql($from)]}, @{[MdfeedTest::ms_sql($t1)]}) g"),
 	'0', 'analytics: mdfeed_gaps finds no gap in what replicated');
 
+# a model on the analytics server runs on every tracked symbol, on what
+# replication brings, through the stop and the move below
+my $mfrom = $from + 30 * 60_000;
+$an->safe_psql('postgres', <<"EOS");
+CREATE ROLE quant LOGIN;
+GRANT USAGE ON SCHEMA mdfeed TO quant;
+GRANT SELECT ON ALL TABLES IN SCHEMA mdfeed TO quant;
+GRANT EXECUTE ON FUNCTION mdfeed_register_model(text, regprocedure, text, text[], integer, timestamptz, text) TO quant;
+SET ROLE quant;
+SELECT mdfeed_register_model('vol', 'mdfeed.model_realized_volatility(text,text,mdfeed.candle[])', '1m',
+                             window_size => 5, from_time => @{[MdfeedTest::ms_sql($mfrom)]});
+EOS
+
 # ---- shard 1 stopped for over a minute, then started again ----
 $shard[1]->stop('fast');
 my $down_ms = now_ms();
@@ -235,6 +250,19 @@ for my $s (@syms)
 {
 	compare_with_truth($an, $fake, $s, '1m', $from, $t3, "analytics $s after n went to 3");
 }
+# the model ran once on every closed candle of all six, and asked for no
+# history: the analytics server queues no job
+my $t4 = $t3 - 60_000;
+ok(wait_until(sub {
+			try_sql($an, "SELECT count(*) FROM mdfeed.model_outputs WHERE model = 'vol' "
+				  . "AND open_time >= @{[MdfeedTest::ms_sql($mfrom)]} AND open_time < @{[MdfeedTest::ms_sql($t4)]}")
+			  == 6 * ($t4 - $mfrom) / 60_000 }, 60),
+	'analytics: the model ran on every closed candle of the six symbols from every shard')
+  or diag($an->safe_psql('postgres', "SELECT symbol, next_open, waiting_for FROM mdfeed.model_progress ORDER BY symbol"));
+is($an->safe_psql('postgres', "SELECT runs = (SELECT count(*) FROM mdfeed.model_outputs WHERE model = 'vol') FROM mdfeed.models WHERE name = 'vol'"),
+	't', 'analytics: runs equal outputs (none twice)');
+is($an->safe_psql('postgres', 'SELECT count(*) FROM mdfeed.jobs'), '0', 'analytics: no job was ever queued');
+
 # a subscription's worker errs when its shard goes away (shard 1's stop);
 # a conflict would be a unique violation or a missing row
 my $anlog = slurp_file($an->logfile);
