@@ -15,8 +15,9 @@
  *     merged (see src/replica.c);
  *   - replica identities: CoinDCX's candle tables are identified by
  *     (symbol, open_time), which every server agrees on, not by their ids;
- *     mdfeed.auto_tracked by the whole row, so that a shard's delete of a
- *     symbol another shard has taken over deletes nothing;
+ *   - mdfeed.auto_tracked.shard, in its key: each shard's ranked rows are
+ *     its own on the analytics server, so that an old owner's delete of a
+ *     symbol another shard has taken over deletes only its own row;
  *   - on a server whose symbol lists arrive by subscription, local changes
  *     to them are refused, and arriving changes wake the workers;
  *   - mdfeed.replication_tables() and mdfeed_publish(): the tables each
@@ -38,6 +39,12 @@ AS 'MODULE_PATHNAME', 'mdfeed_shard_here' LANGUAGE C STABLE STRICT PARALLEL SAFE
 COMMENT ON FUNCTION mdfeed.shard_here(text, text) IS
 	'whether this server ingests the pair: mdfeed.mode is ingest and the pair is in mdfeed.shard';
 
+ALTER TABLE mdfeed.auto_tracked ADD COLUMN shard integer NOT NULL DEFAULT 0;
+COMMENT ON COLUMN mdfeed.auto_tracked.shard IS
+	'the shard (k of mdfeed.shard) that ranked it: on an analytics server each shard''s rows are its own';
+ALTER TABLE mdfeed.auto_tracked DROP CONSTRAINT auto_tracked_pkey,
+	ADD PRIMARY KEY (exchange, symbol, shard);
+
 CREATE OR REPLACE VIEW mdfeed.tracked AS
 	SELECT c.exchange, c.symbol, c.source, c.since,
 		   mdfeed.shard_here(c.exchange, c.symbol) AS here
@@ -45,10 +52,12 @@ CREATE OR REPLACE VIEW mdfeed.tracked AS
 		SELECT w.exchange, w.symbol, 'whitelist'::text AS source, w.added_at AS since
 		FROM mdfeed.symbol_lists w WHERE w.list = 'whitelist'
 		UNION ALL
-		SELECT a.exchange, a.symbol, 'auto'::text, a.ranked_at
-		FROM mdfeed.auto_tracked a
-		WHERE NOT EXISTS (SELECT 1 FROM mdfeed.symbol_lists w
-						  WHERE w.exchange = a.exchange AND w.symbol = a.symbol AND w.list = 'whitelist')
+		-- on an analytics server, two shards may rank one symbol for a moment
+		(SELECT DISTINCT ON (a.exchange, a.symbol) a.exchange, a.symbol, 'auto'::text, a.ranked_at
+		 FROM mdfeed.auto_tracked a
+		 WHERE NOT EXISTS (SELECT 1 FROM mdfeed.symbol_lists w
+						   WHERE w.exchange = a.exchange AND w.symbol = a.symbol AND w.list = 'whitelist')
+		 ORDER BY a.exchange, a.symbol, a.ranked_at)
 	) c
 	JOIN mdfeed.instruments i ON i.exchange = c.exchange AND i.symbol = c.symbol
 	WHERE i.tradable
@@ -59,8 +68,8 @@ COMMENT ON VIEW mdfeed.tracked IS
 
 /*
  * mdfeed.apply_auto_track: the board is ranked whole, and this shard keeps
- * the ranked symbols it owns, so that the shards' auto-tracked sets are
- * disjoint and together the board's top.
+ * the ranked symbols it owns, in rows of its own (shard = k), so that the
+ * shards' auto-tracked sets are disjoint and together the board's top.
  */
 CREATE OR REPLACE FUNCTION mdfeed.apply_auto_track(p_exchange text, p_symbols text[], p_quote_volumes numeric[],
 												   p_min numeric, p_top_n integer)
@@ -70,6 +79,7 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	v_n integer;
+	v_k integer := pg_catalog.btrim(pg_catalog.split_part(pg_catalog.current_setting('mdfeed.shard'), '/', 1))::integer;
 BEGIN
 	CREATE TEMP TABLE IF NOT EXISTS mdfeed_ranked (symbol text, quote_volume numeric, rank integer)
 		ON COMMIT DROP;
@@ -84,10 +94,11 @@ BEGIN
 	-- of which this shard's
 	DELETE FROM mdfeed_ranked r WHERE NOT mdfeed.shard_here(p_exchange, r.symbol);
 	DELETE FROM mdfeed.auto_tracked a
-	WHERE a.exchange = p_exchange AND NOT EXISTS (SELECT 1 FROM mdfeed_ranked r WHERE r.symbol = a.symbol);
-	INSERT INTO mdfeed.auto_tracked AS a (exchange, symbol, quote_volume, rank)
-	SELECT p_exchange, r.symbol, r.quote_volume, r.rank FROM mdfeed_ranked r
-	ON CONFLICT (exchange, symbol) DO UPDATE SET quote_volume = excluded.quote_volume,
+	WHERE a.exchange = p_exchange
+	  AND (a.shard <> v_k OR NOT EXISTS (SELECT 1 FROM mdfeed_ranked r WHERE r.symbol = a.symbol));
+	INSERT INTO mdfeed.auto_tracked AS a (exchange, symbol, quote_volume, rank, shard)
+	SELECT p_exchange, r.symbol, r.quote_volume, r.rank, v_k FROM mdfeed_ranked r
+	ON CONFLICT (exchange, symbol, shard) DO UPDATE SET quote_volume = excluded.quote_volume,
 		rank = excluded.rank, ranked_at = now();
 	SELECT count(*) INTO v_n FROM mdfeed_ranked;
 	RETURN v_n;
@@ -192,8 +203,6 @@ BEGIN
 	END LOOP;
 END
 $do$;
-
-ALTER TABLE mdfeed.auto_tracked REPLICA IDENTITY FULL;
 
 DO $do$
 DECLARE

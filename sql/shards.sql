@@ -114,7 +114,7 @@ SELECT pg_sleep(0.5);
 SHOW mdfeed.shard;
 -- the board's top 3 is DUSDT, AUSDT, BUSDT: shard 1 keeps its two, with their board ranks
 SELECT mdfeed.apply_auto_track('binance', ARRAY['AUSDT', 'BUSDT', 'CUSDT', 'DUSDT'], ARRAY[4, 3, 2, 5]::numeric[], 0, 3) AS kept;
-SELECT symbol, rank FROM mdfeed.auto_tracked ORDER BY rank;
+SELECT symbol, rank, shard FROM mdfeed.auto_tracked ORDER BY rank;
 -- a whitelisted symbol of shard 0 is tracked by the fleet, not here
 SELECT mdfeed_whitelist(ARRAY['DUSDT']);
 SELECT symbol, source, here FROM mdfeed.tracked ORDER BY symbol;

@@ -17,6 +17,8 @@
 #  - n from 2 to 3: a third shard (127.0.0.4) takes the symbols the hash
 #    gives it, fills them from its own budget, the old owners stop
 #    streaming them, and the analytics server still equals the truth;
+#  - auto-tracking: each shard keeps the part of the board's top it owns,
+#    the analytics server the whole top, before and after the move;
 #  - a model on the analytics server runs once on every closed candle of
 #    the six, from whichever shard, and queues no job there.
 
@@ -42,12 +44,18 @@ my $lookback_ms = 3 * 3_600_000;
 my $universe = join(',', @syms);
 @MdfeedTest::TRUTH_ARGS = ('--symbols', $universe);
 my $fake = start_fake(args => [ '--symbols', $universe ]);
+# the board's top 4, auto-tracked: BTCUSDT (shard 1), then ETHUSDT, ADAUSDT
+# and LINKUSDT (shard 0; with three shards ADAUSDT and LINKUSDT are shard 2's)
+my @top4 = qw(BTCUSDT ETHUSDT ADAUSDT LINKUSDT);
+fake_config($fake, { quote_volumes => { BTCUSDT => '600.5', ETHUSDT => '500.5', ADAUSDT => '400.5',
+			LINKUSDT => '300.5', BNBUSDT => '200.5', XRPUSDT => '100.5' } });
 
 my %common = (
 	'mdfeed.intervals' => "'1m'",
 	'mdfeed.sync_lookback' => "'3h'",
 	'mdfeed.gap_lookback' => "'3h'",
 	'mdfeed.gap_check_interval' => "'5s'",
+	'mdfeed.auto_track_top_n' => 4,
 	'mdfeed.binance_archive_url' => "'$fake->{url}'",
 	wal_level => 'logical',
 	max_replication_slots => 10,
@@ -79,6 +87,13 @@ sub streamed
 }
 
 sub owned { my ($owner, $k) = @_; return join(',', sort grep { $owner->{$_} == $k } @syms); }
+
+# auto_set($node): its auto-tracked symbols, sorted
+sub auto_set
+{
+	my ($n) = @_;
+	return $n->safe_psql('postgres', "SELECT string_agg(symbol, ',' ORDER BY symbol) FROM mdfeed.auto_tracked");
+}
 
 # catch_up: every shard's changes have reached the analytics server
 sub catch_up
@@ -166,6 +181,14 @@ ok(wait_job($shard[0], $job, 120), 'shard0: an archive backfill of ETHUSDT succe
 is($shard[0]->safe_psql('postgres', "SELECT archive_rows > 0 FROM mdfeed.jobs WHERE id = $job"), 't',
 	'shard0: it read the archives');
 
+# the ranking: each shard keeps the ranked symbols it owns; the analytics
+# server has the union, the board's top 4
+for my $k (0 .. 1)
+{
+	my $want = join(',', sort grep { $owner2{$_} == $k } @top4);
+	ok(wait_until(sub { auto_set($shard[$k]) eq $want }, 30), "shard$k auto-tracks its part of the top 4: $want");
+}
+
 my $t1 = MdfeedTest::align_down('1m', now_ms() - 5000);
 catch_up(@shard);
 for my $s (@syms)
@@ -173,6 +196,7 @@ for my $s (@syms)
 	compare_with_truth($an, $fake, $s, '1m', $from, $t1, "analytics $s after the first fill");
 }
 compare_with_truth($an, $fake, 'ETHUSDT', '1m', $day, $day + 2 * 86_400_000, 'analytics ETHUSDT from the archives');
+is(auto_set($an), join(',', sort @top4), 'analytics: auto-tracked is the board\'s top 4, from both shards');
 is($an->safe_psql('postgres',
 		"SELECT count(*) FROM mdfeed.candles_1m c WHERE symbol = ANY (@{[sql_list(@syms)]}) "
 		  . "GROUP BY symbol, open_time HAVING count(*) > 1"), '', 'analytics: no duplicate rows');
@@ -239,6 +263,11 @@ ok(wait_no_gaps($shard[2], [ map { [ $_, '1m' ] } grep { $owner3{$_} == 2 } @sym
 	'shard2: filled the symbols it took over');
 is(join(',', sort keys %{ by_ip($ips[2])->{klines_symbols} // {} }), owned(\%owner3, 2),
 	'shard2 fetched candles of its symbols only, from its own address');
+for my $k (0 .. 2)
+{
+	my $want = join(',', sort grep { $owner3{$_} == $k } @top4);
+	ok(wait_until(sub { (auto_set($shard[$k]) // '') eq $want }, 30), "n = 3: shard$k auto-tracks $want");
+}
 my $t3 = MdfeedTest::align_down('1m', now_ms() - 5000);
 for my $k (0 .. 2)
 {
@@ -250,6 +279,8 @@ for my $s (@syms)
 {
 	compare_with_truth($an, $fake, $s, '1m', $from, $t3, "analytics $s after n went to 3");
 }
+# the old owner's delete of a moved symbol deleted nothing of the new owner's
+is(auto_set($an), join(',', sort @top4), 'analytics: auto-tracked is still the board\'s top 4, from three shards');
 # the model ran once on every closed candle of all six, and asked for no
 # history: the analytics server queues no job
 my $t4 = $t3 - 60_000;
@@ -267,7 +298,8 @@ is($an->safe_psql('postgres', 'SELECT count(*) FROM mdfeed.jobs'), '0', 'analyti
 # a conflict would be a unique violation or a missing row
 my $anlog = slurp_file($an->logfile);
 unlike($anlog, qr/duplicate key value violates unique constraint/, 'analytics: no replicated row met a taken key');
-unlike($anlog, qr/logical replication did not find row/, 'analytics: no replicated update or delete missed its row');
+unlike($anlog, qr/logical replication did not find row/,
+	'analytics: no replicated update or delete missed its row');
 note('analytics subscription errors (apply/sync): '
 	  . $an->safe_psql('postgres', "SELECT string_agg(subname || ' ' || apply_error_count || '/' || sync_error_count, ', ' ORDER BY subname) FROM pg_stat_subscription_stats"));
 
