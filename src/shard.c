@@ -58,6 +58,25 @@ static int	shard_k = 0;
 static int	shard_n = 1;
 
 /*
+ * read_number reads a decimal number between blanks, or returns false.
+ */
+static bool
+read_number(const char **s, long *out)
+{
+	char	   *end;
+
+	while (isspace((unsigned char) **s))
+		(*s)++;
+	if (!isdigit((unsigned char) **s))
+		return false;
+	*out = strtol(*s, &end, 10);
+	while (isspace((unsigned char) *end))
+		end++;
+	*s = end;
+	return true;
+}
+
+/*
  * parse_shard reads 'k/n' (0 <= k < n <= MD_MAX_SHARDS, blanks allowed
  * around the numbers).  Returns false on anything else.
  */
@@ -66,26 +85,10 @@ parse_shard(const char *s, int *k, int *n)
 {
 	long		a,
 				b;
-	char	   *end;
 
-	while (isspace((unsigned char) *s))
-		s++;
-	if (!isdigit((unsigned char) *s))
+	if (!read_number(&s, &a) || *s++ != '/' || !read_number(&s, &b) || *s != '\0')
 		return false;
-	a = strtol(s, &end, 10);
-	while (isspace((unsigned char) *end))
-		end++;
-	if (*end != '/')
-		return false;
-	s = end + 1;
-	while (isspace((unsigned char) *s))
-		s++;
-	if (!isdigit((unsigned char) *s))
-		return false;
-	b = strtol(s, &end, 10);
-	while (isspace((unsigned char) *end))
-		end++;
-	if (*end != '\0' || b < 1 || b > MD_MAX_SHARDS || a < 0 || a >= b)
+	if (b < 1 || b > MD_MAX_SHARDS || a < 0 || a >= b)
 		return false;
 	*k = (int) a;
 	*n = (int) b;
