@@ -94,8 +94,9 @@ BEGIN
 	-- of which this shard's
 	DELETE FROM mdfeed_ranked r WHERE NOT mdfeed.shard_here(p_exchange, r.symbol);
 	DELETE FROM mdfeed.auto_tracked a
-	WHERE a.exchange = p_exchange
-	  AND (a.shard <> v_k OR NOT EXISTS (SELECT 1 FROM mdfeed_ranked r WHERE r.symbol = a.symbol));
+	WHERE a.exchange OPERATOR(pg_catalog.=) p_exchange
+	  AND (a.shard OPERATOR(pg_catalog.<>) v_k
+		   OR NOT EXISTS (SELECT 1 FROM mdfeed_ranked r WHERE r.symbol OPERATOR(pg_catalog.=) a.symbol));
 	INSERT INTO mdfeed.auto_tracked AS a (exchange, symbol, quote_volume, rank, shard)
 	SELECT p_exchange, r.symbol, r.quote_volume, r.rank, v_k FROM mdfeed_ranked r
 	ON CONFLICT (exchange, symbol, shard) DO UPDATE SET quote_volume = excluded.quote_volume,
@@ -120,18 +121,20 @@ LANGUAGE plpgsql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-	IF what = 'lists' THEN
+	IF what OPERATOR(pg_catalog.=) 'lists' THEN
 		RETURN QUERY SELECT 'mdfeed.symbol_lists'::regclass;
-	ELSIF what = 'data' THEN
+	ELSIF what OPERATOR(pg_catalog.=) 'data' THEN
 		RETURN QUERY
-		SELECT c.oid::regclass FROM pg_class c
-		WHERE c.relnamespace = 'mdfeed'::regnamespace AND c.relkind = 'r'
-		  AND (c.relname ~ '^(cdx_spot_|cdx_)?candles_[0-9]+(m|h|d|w|mo)$'
-			   OR c.relname IN ('instruments', 'auto_tracked', 'exchange_gaps', 'funding_rates',
-								'open_interest_1h', 'open_interest_5m'))
-		  AND EXISTS (SELECT 1 FROM pg_depend d
-					  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
-						AND d.refobjid = (SELECT e.oid FROM pg_extension e WHERE e.extname = 'mdfeed'))
+		SELECT c.oid::pg_catalog.regclass FROM pg_catalog.pg_class c
+		WHERE c.relnamespace OPERATOR(pg_catalog.=) 'mdfeed'::pg_catalog.regnamespace
+		  AND c.relkind OPERATOR(pg_catalog.=) 'r'
+		  AND (c.relname OPERATOR(pg_catalog.~) '^(cdx_spot_|cdx_)?candles_[0-9]+(m|h|d|w|mo)$'
+			   OR c.relname OPERATOR(pg_catalog.=) ANY ('{instruments,auto_tracked,exchange_gaps,funding_rates,open_interest_1h,open_interest_5m}'::pg_catalog.name[]))
+		  AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+					  WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+						AND d.objid OPERATOR(pg_catalog.=) c.oid AND d.deptype OPERATOR(pg_catalog.=) 'e'
+						AND d.refobjid OPERATOR(pg_catalog.=) (SELECT e.oid FROM pg_catalog.pg_extension e
+																WHERE e.extname OPERATOR(pg_catalog.=) 'mdfeed'))
 		ORDER BY c.relname;
 	ELSE
 		RAISE EXCEPTION 'no tables are called "%"', what
@@ -163,7 +166,7 @@ BEGIN
 	END IF;
 	SELECT string_agg(t::text, ', ' ORDER BY t::text), count(*) INTO v_tables, v_n
 	FROM mdfeed.replication_tables(what) t;
-	IF EXISTS (SELECT 1 FROM pg_publication p WHERE p.pubname = publication) THEN
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_publication p WHERE p.pubname OPERATOR(pg_catalog.=) publication) THEN
 		EXECUTE format('ALTER PUBLICATION %I SET TABLE %s', publication, v_tables);
 	ELSE
 		EXECUTE format('CREATE PUBLICATION %I FOR TABLE %s', publication, v_tables);
@@ -176,7 +179,8 @@ COMMENT ON FUNCTION mdfeed_publish(name, text) IS
 REVOKE ALL ON FUNCTION mdfeed_publish(name, text) FROM PUBLIC;
 
 CREATE FUNCTION mdfeed.merge_replicated_row() RETURNS trigger
-AS 'MODULE_PATHNAME', 'mdfeed_merge_replicated_row' LANGUAGE C;
+AS 'MODULE_PATHNAME', 'mdfeed_merge_replicated_row' LANGUAGE C
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION mdfeed.merge_replicated_row() IS
 	'ENABLE REPLICA trigger of replicated tables: a row that arrives for a stored key is merged into it';
 REVOKE ALL ON FUNCTION mdfeed.merge_replicated_row() FROM PUBLIC;
@@ -231,7 +235,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-	IF EXISTS (SELECT 1 FROM pg_subscription_rel r WHERE r.srrelid = 'mdfeed.symbol_lists'::regclass) THEN
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel r
+			   WHERE r.srrelid OPERATOR(pg_catalog.=) 'mdfeed.symbol_lists'::pg_catalog.regclass) THEN
 		RAISE EXCEPTION 'the symbol lists of this server come from a coordinator'
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  DETAIL = 'mdfeed.symbol_lists is replicated here by a subscription.',

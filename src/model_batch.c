@@ -219,7 +219,8 @@ md_model_add_progress(const char *model)
 			 "FROM mdfeed.models m, LATERAL ("
 			 "  SELECT u.symbol FROM pg_catalog.unnest(m.symbols) u(symbol) "
 			 "  UNION SELECT t.symbol FROM mdfeed.tracked t "
-			 "  WHERE m.symbols IS NULL AND t.exchange OPERATOR(pg_catalog.=) m.exchange) s "
+			 "  WHERE m.symbols IS NULL AND t.exchange OPERATOR(pg_catalog.=) m.exchange "
+			 "  AND " MD_SQL_MODEL_PAIR("t") ") s "
 			 "WHERE ($1 IS NULL OR m.name OPERATOR(pg_catalog.=) $1) AND NOT EXISTS ("
 			 "  SELECT 1 FROM mdfeed.model_progress p "
 			 "  WHERE p.model OPERATOR(pg_catalog.=) m.name AND p.symbol OPERATOR(pg_catalog.=) s.symbol)",

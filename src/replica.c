@@ -6,45 +6,50 @@
  *
  * An analytics server subscribes to the data tables of every shard, and a
  * shard may subscribe to the coordinator's symbol lists.  Plain logical
- * replication stops a subscription for good at the first INSERT whose key
- * is taken (PostgreSQL 15 has no conflict handling), and keys do meet:
- * every shard stores the whole instrument list; when mdfeed.shard's n
- * changes, the new owner of a symbol inserts candles its old owner sent
- * before; a shard's lists may hold a row before the coordinator's copy of
- * it arrives.  The rows are the same exchange's truth either way, so the
- * arriving row is merged as the shards' own upserts merge: it replaces the
- * stored one (a closed candle is never replaced by a forming one), and an
- * equal row is not touched.
+ * replication stops a subscription at the first INSERT whose key is taken
+ * (PostgreSQL 15 has no conflict handling), and keys do meet: every shard
+ * stores the whole instrument list; when mdfeed.shard's n changes, the new
+ * owner of a symbol inserts candles its old owner sent before; a shard's
+ * lists may hold a row before the coordinator's copy of it arrives.  The
+ * rows are the same exchange's truth either way, so an arriving row is
+ * merged as a store merges a second source:
+ *   - its values replace the stored ones, but a value it lacks (NULL) does
+ *     not erase a stored one;
+ *   - a closed candle is never replaced by a forming one;
+ *   - a row equal to the stored one in every value is not touched: the
+ *     bookkeeping columns (named *_at, and added_by) are not compared, so
+ *     that a shard's own updated_at does not make an equal candle a
+ *     rewrite (which would make the models compute it again).
  *
  * mdfeed.merge_replicated_row is a BEFORE INSERT OR UPDATE row trigger on
  * every replicated table, ENABLE REPLICA: it fires only where
  * session_replication_role is replica, that is in the subscription's apply
  * and table-sync workers, never for the ingest servers' own writes (whose
- * multi-insert path it would otherwise turn off).  On INSERT it looks the
- * key up (the table's replica identity index, else its primary key); if
- * the row is there it updates it and skips the insert.  Tables with an
- * identity column (CoinDCX's candle ids) keep their own ids: each server's
- * sequence numbers its rows, so an arriving row takes a new id, and an
- * arriving UPDATE keeps the stored row's.  Two subscriptions inserting one
- * key at the same moment: the second meets the unique index, its apply
- * worker restarts, and the trigger merges the row on the retry.
+ * multi-insert path it would otherwise turn off).  An arriving INSERT
+ * becomes one INSERT ... ON CONFLICT DO UPDATE of the same row (and the
+ * original insert is skipped): two subscriptions that insert one key at
+ * the same moment then wait for each other instead of one failing on the
+ * unique index.  The nested statement leaves out identity columns
+ * (CoinDCX's candle ids), so each server numbers its own rows; an arriving
+ * UPDATE keeps the stored row's ids, its closed candle, and its values
+ * the update lacks.
  *
- * The statements are prepared once per table and process, and rebuilt if
- * the table's columns change.
+ * The statements are prepared once per table and process, and prepared
+ * again after any change to the table (a relcache invalidation).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "catalog/dependency.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
-#include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -61,135 +66,176 @@ PG_FUNCTION_INFO_V1(mdfeed_merge_replicated_row);
 typedef struct MergePlan
 {
 	Oid			relid;			/* hash key */
-	int			natts;			/* the descriptor's, when prepared */
-	int			nkeys;
-	AttrNumber	keys[MERGE_MAX_KEYS];
-	int			ncols;			/* the columns an update sets */
+	bool		valid;			/* false after an invalidation */
+	int			ncols;			/* the columns the merge writes: $1 .. */
 	AttrNumber	cols[MERGE_MAX_COLS];
-	int			nident;			/* identity columns */
-	AttrNumber	ident[MERGE_MAX_KEYS];
-	AttrNumber	closed;			/* a candle table's closed, or 0 */
-	SPIPlanPtr	find;
-	SPIPlanPtr	update;
+	SPIPlanPtr	merge;
 } MergePlan;
 
 static HTAB *merge_plans = NULL;
 
-/*
- * key_index returns the index that identifies a table's rows: its replica
- * identity index, else its primary key.
- */
-static Oid
-key_index(Relation rel)
-{
-	Oid			idx = RelationGetReplicaIndex(rel);
+/* set while the merge's own statement runs: its rows pass through */
+static bool in_merge = false;
 
-	if (!OidIsValid(idx))
-		idx = RelationGetPrimaryKeyIndex(rel);
-	if (!OidIsValid(idx))
+/*
+ * invalidate_plan forgets the prepared merge of a changed table (of every
+ * table, for InvalidOid); the next row prepares it again.
+ */
+static void
+invalidate_plan(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	MergePlan  *mp;
+
+	if (merge_plans == NULL)
+		return;
+	hash_seq_init(&seq, merge_plans);
+	while ((mp = hash_seq_search(&seq)) != NULL)
+		if (relid == InvalidOid || mp->relid == relid)
+			mp->valid = false;
+}
+
+/*
+ * bookkeeping says whether a column records when or by whom a row was
+ * written rather than what the exchange said: it is not compared.
+ */
+static bool
+bookkeeping(Form_pg_attribute att)
+{
+	const char *name = NameStr(att->attname);
+	size_t		len = strlen(name);
+
+	return (len > 3 && strcmp(name + len - 3, "_at") == 0) || strcmp(name, "added_by") == 0;
+}
+
+/*
+ * key_columns fills keys with the columns of the index that identifies a
+ * table's rows (its replica identity index, else its primary key).
+ */
+static int
+key_columns(Relation rel, AttrNumber *keys)
+{
+	Oid			idxoid = RelationGetReplicaIndex(rel);
+	HeapTuple	idxtup;
+	Form_pg_index idx;
+	int			n;
+
+	if (!OidIsValid(idxoid))
+		idxoid = RelationGetPrimaryKeyIndex(rel);
+	if (!OidIsValid(idxoid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" has neither a replica identity index nor a primary key",
 						RelationGetRelationName(rel)),
-				 errhint("mdfeed.merge_replicated_row merges rows by key.")));
-	return idx;
+				 errhint("mdfeed.merge_replicated_row merges rows by their key.")));
+	idxtup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(idxoid));
+	if (!HeapTupleIsValid(idxtup))
+		elog(ERROR, "cache lookup failed for index %u", idxoid);
+	idx = (Form_pg_index) GETSTRUCT(idxtup);
+	n = idx->indnkeyatts;
+	if (n > MERGE_MAX_KEYS)
+		elog(ERROR, "the key of table \"%s\" has more than %d columns", RelationGetRelationName(rel),
+			 MERGE_MAX_KEYS);
+	for (int i = 0; i < n; i++)
+		keys[i] = idx->indkey.values[i];
+	ReleaseSysCache(idxtup);
+	return n;
 }
 
 /*
- * prepare_plan fills a MergePlan for a table: its key, the columns an
- * update sets, and the two statements.
+ * prepare_plan builds a table's merge: INSERT of the row's columns (not its
+ * identity columns) ON CONFLICT on its key DO UPDATE, under the rules of
+ * the file header.
  */
 static void
 prepare_plan(MergePlan *mp, Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	Oid			idxoid = key_index(rel);
-	HeapTuple	idxtup;
-	Form_pg_index idx;
+	AttrNumber	keys[MERGE_MAX_KEYS];
+	int			nkeys = key_columns(rel, keys);
 	char	   *table = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 												   RelationGetRelationName(rel));
 	Oid			types[MERGE_MAX_COLS];
-	StringInfoData sql,
-				where,
+	bool		has_closed = false;
+	StringInfoData cols,
+				vals,
+				conflict,
+				sets,
 				olds,
 				news;
 
-	mp->natts = desc->natts;
-	mp->nkeys = mp->ncols = mp->nident = 0;
-	mp->closed = 0;
-
-	idxtup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(idxoid));
-	if (!HeapTupleIsValid(idxtup))
-		elog(ERROR, "cache lookup failed for index %u", idxoid);
-	idx = (Form_pg_index) GETSTRUCT(idxtup);
-	for (int i = 0; i < idx->indnkeyatts && mp->nkeys < MERGE_MAX_KEYS; i++)
-		mp->keys[mp->nkeys++] = idx->indkey.values[i];
-	ReleaseSysCache(idxtup);
-
+	initStringInfo(&cols);
+	initStringInfo(&vals);
+	initStringInfo(&conflict);
+	initStringInfo(&sets);
+	initStringInfo(&olds);
+	initStringInfo(&news);
+	mp->ncols = 0;
 	for (int i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
+		const char *name = quote_identifier(NameStr(att->attname));
+		bool		key = false;
+		int			p;
 
-		if (att->attisdropped || att->attgenerated)
+		if (att->attisdropped || att->attgenerated || att->attidentity)
 			continue;
-		if (att->attidentity)
-		{
-			if (mp->nident < MERGE_MAX_KEYS)
-				mp->ident[mp->nident++] = att->attnum;
-			continue;
-		}
 		if (mp->ncols >= MERGE_MAX_COLS)
 			elog(ERROR, "table \"%s\" has too many columns to merge", RelationGetRelationName(rel));
 		mp->cols[mp->ncols] = att->attnum;
 		types[mp->ncols] = att->atttypid;
-		mp->ncols++;
+		p = ++mp->ncols;
+		appendStringInfo(&cols, "%s%s", p > 1 ? ", " : "", name);
+		appendStringInfo(&vals, "%s$%d", p > 1 ? ", " : "", p);
+		for (int k = 0; k < nkeys; k++)
+			key |= keys[k] == att->attnum;
+		if (key)
+			continue;
 		if (att->atttypid == BOOLOID && strcmp(NameStr(att->attname), "closed") == 0)
-			mp->closed = att->attnum;
+			has_closed = true;
+		if (bookkeeping(att) || att->attnotnull)
+			appendStringInfo(&sets, "%s%s = excluded.%s", sets.len ? ", " : "", name, name);
+		else
+			appendStringInfo(&sets, "%s%s = COALESCE(excluded.%s, t.%s)",
+							 sets.len ? ", " : "", name, name, name);
+		if (bookkeeping(att))
+			continue;
+		appendStringInfo(&olds, "%st.%s", olds.len ? ", " : "", name);
+		if (att->attnotnull)
+			appendStringInfo(&news, "%sexcluded.%s", news.len ? ", " : "", name);
+		else
+			appendStringInfo(&news, "%sCOALESCE(excluded.%s, t.%s)", news.len ? ", " : "", name, name);
 	}
-
-	/* $n is the n-th column an update sets; the key's columns are among them */
-	initStringInfo(&where);
-	for (int k = 0; k < mp->nkeys; k++)
+	for (int k = 0; k < nkeys; k++)
 	{
-		int			p = 0;
+		Form_pg_attribute att = TupleDescAttr(desc, keys[k] - 1);
 
-		for (int c = 0; c < mp->ncols; c++)
-			if (mp->cols[c] == mp->keys[k])
-				p = c + 1;
-		if (p == 0)
+		if (att->attidentity)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("the key of table \"%s\" has an identity column", RelationGetRelationName(rel)),
-					 errhint("Give the table a replica identity of columns the servers agree on.")));
-		appendStringInfo(&where, "%s t.%s OPERATOR(pg_catalog.=) $%d", k ? " AND" : "",
-						 quote_identifier(NameStr(TupleDescAttr(desc, mp->keys[k] - 1)->attname)), p);
+					 errhint("Give the table a replica identity of columns every server agrees on.")));
+		appendStringInfo(&conflict, "%s%s", k ? ", " : "", quote_identifier(NameStr(att->attname)));
 	}
 
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT %s FROM ONLY %s t WHERE%s FOR UPDATE",
-					 mp->closed ? "t.closed" : "true", table, where.data);
-	mp->find = SPI_prepare(sql.data, mp->ncols, types);
-	if (mp->find == NULL)
-		elog(ERROR, "could not prepare the merge of \"%s\": %s", table, SPI_result_code_string(SPI_result));
-
-	resetStringInfo(&sql);
-	initStringInfo(&olds);
-	initStringInfo(&news);
-	appendStringInfo(&sql, "UPDATE ONLY %s t SET ", table);
-	for (int c = 0; c < mp->ncols; c++)
 	{
-		const char *name = quote_identifier(NameStr(TupleDescAttr(desc, mp->cols[c] - 1)->attname));
+		StringInfoData sql;
 
-		appendStringInfo(&sql, "%s%s = $%d", c ? ", " : "", name, c + 1);
-		appendStringInfo(&olds, "%st.%s", c ? ", " : "", name);
-		appendStringInfo(&news, "%s$%d", c ? ", " : "", c + 1);
+		initStringInfo(&sql);
+		appendStringInfo(&sql, "INSERT INTO %s AS t (%s) VALUES (%s) ON CONFLICT (%s) ",
+						 table, cols.data, vals.data, conflict.data);
+		if (olds.len == 0)
+			appendStringInfoString(&sql, "DO NOTHING");
+		else
+			appendStringInfo(&sql, "DO UPDATE SET %s WHERE %s(%s) IS DISTINCT FROM (%s)", sets.data,
+							 has_closed ? "NOT (t.closed AND NOT excluded.closed) AND " : "",
+							 olds.data, news.data);
+		mp->merge = SPI_prepare(sql.data, mp->ncols, types);
+		if (mp->merge == NULL)
+			elog(ERROR, "could not prepare the merge of %s: %s", table, SPI_result_code_string(SPI_result));
+		SPI_keepplan(mp->merge);
 	}
-	appendStringInfo(&sql, " WHERE%s AND (%s) IS DISTINCT FROM (%s)", where.data, olds.data, news.data);
-	mp->update = SPI_prepare(sql.data, mp->ncols, types);
-	if (mp->update == NULL)
-		elog(ERROR, "could not prepare the merge of \"%s\": %s", table, SPI_result_code_string(SPI_result));
-	SPI_keepplan(mp->find);
-	SPI_keepplan(mp->update);
+	mp->valid = true;
 }
 
 /*
@@ -209,18 +255,15 @@ merge_plan(Relation rel)
 		hctl.keysize = sizeof(Oid);
 		hctl.entrysize = sizeof(MergePlan);
 		merge_plans = hash_create("mdfeed merge plans", 64, &hctl, HASH_ELEM | HASH_BLOBS);
+		CacheRegisterRelcacheCallback(invalidate_plan, (Datum) 0);
 	}
 	mp = hash_search(merge_plans, &rel->rd_id, HASH_ENTER, &found);
-	if (found && mp->natts == RelationGetDescr(rel)->natts && mp->find && mp->update)
+	if (found && mp->valid)
 		return mp;
-	if (found)
-	{
-		if (mp->find)
-			SPI_freeplan(mp->find);
-		if (mp->update)
-			SPI_freeplan(mp->update);
-	}
-	mp->find = mp->update = NULL;
+	if (found && mp->merge)
+		SPI_freeplan(mp->merge);
+	mp->merge = NULL;
+	mp->valid = false;
 	PG_TRY();
 	{
 		prepare_plan(mp, rel);
@@ -235,11 +278,20 @@ merge_plan(Relation rel)
 }
 
 /*
- * column_values takes the values of a plan's columns out of a tuple.
+ * merge_insert writes an arriving row as the merge of the file header.
  */
 static void
-column_values(MergePlan *mp, HeapTuple tup, TupleDesc desc, Datum *values, char *nulls)
+merge_insert(Relation rel, HeapTuple tup)
 {
+	TupleDesc	desc = RelationGetDescr(rel);
+	MergePlan  *mp;
+	Datum		values[MERGE_MAX_COLS];
+	char		nulls[MERGE_MAX_COLS];
+	volatile int ret = SPI_ERROR_ARGUMENT;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	mp = merge_plan(rel);
 	for (int c = 0; c < mp->ncols; c++)
 	{
 		bool		isnull;
@@ -247,53 +299,29 @@ column_values(MergePlan *mp, HeapTuple tup, TupleDesc desc, Datum *values, char 
 		values[c] = heap_getattr(tup, mp->cols[c], desc, &isnull);
 		nulls[c] = isnull ? 'n' : ' ';
 	}
-}
-
-/*
- * merge_insert merges an arriving row into the stored one with its key.
- * Returns true if there was one (the insert is then skipped).
- */
-static bool
-merge_insert(Relation rel, HeapTuple tup)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-	MergePlan  *mp;
-	Datum		values[MERGE_MAX_COLS];
-	char		nulls[MERGE_MAX_COLS];
-	bool		found = false;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	mp = merge_plan(rel);
-	column_values(mp, tup, desc, values, nulls);
-	if (SPI_execute_plan(mp->find, values, nulls, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up a replicated row of \"%s\"", RelationGetRelationName(rel));
-	if (SPI_processed > 0)
+	in_merge = true;
+	PG_TRY();
 	{
-		bool		stored_closed = false;
-		bool		isnull;
-
-		found = true;
-		if (mp->closed)
-			stored_closed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		/* a closed candle is never replaced by a forming one */
-		if (!(mp->closed && stored_closed &&
-			  !DatumGetBool(heap_getattr(tup, mp->closed, desc, &isnull))))
-		{
-			if (SPI_execute_plan(mp->update, values, nulls, false, 0) != SPI_OK_UPDATE)
-				elog(ERROR, "could not merge a replicated row into \"%s\"", RelationGetRelationName(rel));
-		}
+		ret = SPI_execute_plan(mp->merge, values, nulls, false, 0);
 	}
+	PG_FINALLY();
+	{
+		in_merge = false;
+	}
+	PG_END_TRY();
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not merge a replicated row into \"%s\": %s", RelationGetRelationName(rel),
+			 SPI_result_code_string(ret));
 	SPI_finish();
-	return found;
 }
 
 /*
- * with_identities returns tup with its identity columns set: from the
- * stored row (an update), or from this server's sequences (an insert).
+ * merge_update returns an arriving UPDATE's new row as it is stored: with
+ * the stored row's identity columns and the values the update lacks, or
+ * NULL (skip it) where it would make a closed candle forming again.
  */
 static HeapTuple
-with_identities(Relation rel, HeapTuple tup, HeapTuple stored)
+merge_update(Relation rel, HeapTuple stored, HeapTuple arriving)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	Datum	   *values = palloc0(sizeof(Datum) * desc->natts);
@@ -304,23 +332,25 @@ with_identities(Relation rel, HeapTuple tup, HeapTuple stored)
 	for (int i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
+		bool		old_null;
+		bool		new_null;
+		Datum		old = heap_getattr(stored, att->attnum, desc, &old_null);
+		Datum		new = heap_getattr(arriving, att->attnum, desc, &new_null);
 
-		if (att->attisdropped || !att->attidentity)
+		if (att->attisdropped || att->attgenerated)
 			continue;
-		if (stored != NULL)
-			values[i] = heap_getattr(stored, att->attnum, desc, &nulls[i]);
-		else
+		if (att->atttypid == BOOLOID && strcmp(NameStr(att->attname), "closed") == 0 &&
+			!old_null && !new_null && DatumGetBool(old) && !DatumGetBool(new))
+			return NULL;
+		if (att->attidentity || (new_null && !old_null))
 		{
-			Oid			seq = getIdentitySequence(RelationGetRelid(rel), att->attnum, false);
-			int64		next = nextval_internal(seq, false);
-
-			values[i] = att->atttypid == INT4OID ? Int32GetDatum((int32) next) :
-				att->atttypid == INT2OID ? Int16GetDatum((int16) next) : Int64GetDatum(next);
+			values[i] = old;
+			nulls[i] = old_null;
+			repl[i] = true;
+			any = true;
 		}
-		repl[i] = true;
-		any = true;
 	}
-	return any ? heap_modify_tuple(tup, desc, values, nulls, repl) : tup;
+	return any ? heap_modify_tuple(arriving, desc, values, nulls, repl) : arriving;
 }
 
 /*
@@ -330,21 +360,24 @@ Datum
 mdfeed_merge_replicated_row(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
-	Relation	rel;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("mdfeed.merge_replicated_row must be a BEFORE ... FOR EACH ROW trigger")));
-	rel = td->tg_relation;
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
-		if (merge_insert(rel, td->tg_trigtuple))
-			return PointerGetDatum(NULL);
-		return PointerGetDatum(with_identities(rel, td->tg_trigtuple, NULL));
+		if (in_merge)
+			return PointerGetDatum(td->tg_trigtuple);
+		merge_insert(td->tg_relation, td->tg_trigtuple);
+		return PointerGetDatum(NULL);
 	}
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
-		return PointerGetDatum(with_identities(rel, td->tg_newtuple, td->tg_trigtuple));
+	{
+		if (in_merge)
+			return PointerGetDatum(td->tg_newtuple);
+		return PointerGetDatum(merge_update(td->tg_relation, td->tg_trigtuple, td->tg_newtuple));
+	}
 	return PointerGetDatum(td->tg_trigtuple);
 }

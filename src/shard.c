@@ -8,8 +8,9 @@
  * A shard owns the (exchange, symbol) pairs whose hash falls in it.  The
  * hash must be the same on every server of a fleet, whatever its build,
  * version or byte order, and for as long as the fleet runs: it is FNV-1a
- * (64 bits) of the exchange's name, a zero byte and the symbol, taken to a
- * shard by Lamping and Veach's jump consistent hash.  PostgreSQL's own
+ * (64 bits) of the exchange's name, a zero byte and the symbol (as
+ * exchanges write them: ASCII), taken to a shard by Lamping and Veach's
+ * jump consistent hash, computed in integers only.  PostgreSQL's own
  * hash_any is not used: its value depends on the byte order of the
  * machine.  The jump hash is why changing n is cheap: going from n to n + 1
  * shards moves a symbol only to the new shard, about 1/(n + 1) of them,
@@ -190,7 +191,8 @@ md_shard_of(const char *exchange, const char *symbol, int shards)
 	{
 		b = j;
 		key = key * UINT64CONST(2862933555777941757) + 1;
-		j = (int64) ((double) (b + 1) * ((double) (INT64CONST(1) << 31) / (double) ((key >> 33) + 1)));
+		/* the step in integers: no floating point, the same on every build */
+		j = (int64) (((uint64) (b + 1) << 31) / ((key >> 33) + 1));
 	}
 	return (int) b;
 }

@@ -20,6 +20,13 @@ typedef enum MdMode
 
 #define MD_MAX_SHARDS 1024
 
+/*
+ * The tracked pairs models on all symbols run on, in SQL over mdfeed.tracked
+ * as t: a shard's own pairs; on an analytics server, every pair.
+ */
+#define MD_SQL_MODEL_PAIR(t) \
+	"(" t ".here OR pg_catalog.current_setting('mdfeed.mode') OPERATOR(pg_catalog.=) 'replica')"
+
 extern char *mdfeed_shard;
 extern int	mdfeed_mode;
 extern char *mdfeed_source_address;

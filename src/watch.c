@@ -141,6 +141,8 @@ typedef struct WatchSite
 	const MdExchange *ex;
 	HTAB	   *synced;			/* the pairs synced, as SyncedPair */
 	WatchTaskState tasks[WATCH_NTASKS];
+	int			shard_k;		/* mdfeed.shard when the jobs were last pruned */
+	int			shard_n;		/* for it (-1: not yet) */
 	RankInputs	ranked;			/* of the last ranking; -1: none yet */
 	RankInputs	rank_now;		/* read by rank_check for run_rank */
 } WatchSite;
@@ -441,13 +443,54 @@ run_instruments(WatchSite *site)
 }
 
 /*
+ * drop_lost_pairs cancels, once mdfeed.shard has changed (and at start),
+ * the upkeep jobs (syncs, repairs, the stream's, derivatives) of pairs this
+ * server no longer ingests: the new owner fills them from its own budget.
+ * Users' jobs are kept.  A running one stops at its next page.
+ */
+static void
+drop_lost_pairs(WatchSite *site)
+{
+	int			k,
+				n;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+
+	md_shard_get(&k, &n);
+	if (k == site->shard_k && n == site->shard_n)
+		return;
+	md_begin_tx();
+	values[0] = CStringGetTextDatum(site->ex->name);
+	values[1] = CStringGetTextDatum(psprintf("mdfeed.shard is %d/%d: another shard ingests the pair", k, n));
+	if (SPI_execute_with_args("UPDATE mdfeed.jobs SET state = 'canceled', error = $2, "
+							  "finished_at = pg_catalog.now(), updated_at = pg_catalog.now() "
+							  "WHERE exchange OPERATOR(pg_catalog.=) $1 "
+							  "AND origin OPERATOR(pg_catalog.<>) 'user' "
+							  "AND state OPERATOR(pg_catalog.=) ANY ('{queued,running}'::pg_catalog.text[]) "
+							  "AND NOT mdfeed.shard_here(exchange, symbol)",
+							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not cancel the jobs of pairs another shard ingests");
+	if (SPI_processed > 0)
+		ereport(LOG,
+				(errmsg("mdfeed watch worker: canceled " UINT64_FORMAT " %s upkeep jobs of pairs another shard ingests now",
+						SPI_processed, site->ex->name)));
+	md_commit_tx();
+	site->shard_k = k;
+	site->shard_n = n;
+}
+
+/*
  * run_sync is the startup-sync task: symbols it syncs get their derivatives
- * at once too.
+ * at once too.  A change of mdfeed.shard drops the upkeep of the pairs the
+ * server lost first.
  */
 static int
 run_sync(WatchSite *site)
 {
-	int			queued = sync_new_pairs(site);
+	int			queued;
+
+	drop_lost_pairs(site);
+	queued = sync_new_pairs(site);
 
 	if (queued > 0)
 		site->tasks[WATCH_DERIVS].next_due = 0;
@@ -713,6 +756,8 @@ init_site(WatchSite *site, const MdExchange *ex)
 	site->ranked.lists_version = -1;
 	site->ranked.shard_k = -1;
 	site->ranked.shard_n = -1;
+	site->shard_k = -1;
+	site->shard_n = -1;
 }
 
 /*
