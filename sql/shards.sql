@@ -97,19 +97,19 @@ SET session_replication_role = replica;
 INSERT INTO mdfeed.funding_rates VALUES ('MRGUSDT', '2024-01-01 00:00+00', 0.0001, 42, '2024-01-01 00:00:00.003+00', '2024-01-01 09:00+00');
 RESET session_replication_role;
 SELECT xmin = :'funding_xmin' AS untouched, updated_at AT TIME ZONE 'UTC' AS updated_utc FROM mdfeed.funding_rates WHERE symbol = 'MRGUSDT';
--- a value the arriving row lacks does not erase the stored one; the others replace theirs
+-- an arriving row replaces the stored values, a NULL too (what its owner stored)
 SET session_replication_role = replica;
 INSERT INTO mdfeed.funding_rates VALUES ('MRGUSDT', '2024-01-01 00:00+00', 0.0002, NULL, '2024-01-01 00:00:00.003+00', '2024-01-01 09:01+00');
 RESET session_replication_role;
 SELECT funding_rate, mark_price, updated_at AT TIME ZONE 'UTC' AS updated_utc FROM mdfeed.funding_rates WHERE symbol = 'MRGUSDT';
--- an arriving update never makes a closed candle forming, nor erases a value
+-- an arriving update never makes a closed candle forming; it keeps the stored id
 SET session_replication_role = replica;
 UPDATE mdfeed.candles_1m SET closed = false, close = 5 WHERE symbol = 'MRGUSDT' AND open_time = '2024-01-01 00:00+00';
 UPDATE mdfeed.cdx_candles_1m SET quote_volume = 99 WHERE symbol = 'B-MRG_USDT' AND open_time = '2024-01-01 00:00+00';
-UPDATE mdfeed.cdx_candles_1m SET quote_volume = NULL, close = 2.1 WHERE symbol = 'B-MRG_USDT' AND open_time = '2024-01-01 00:00+00';
+UPDATE mdfeed.cdx_candles_1m SET id = 900003, quote_volume = NULL, close = 2.1 WHERE symbol = 'B-MRG_USDT' AND open_time = '2024-01-01 00:00+00';
 RESET session_replication_role;
 SELECT close, closed FROM mdfeed.candles_1m WHERE symbol = 'MRGUSDT' AND open_time = '2024-01-01 00:00+00';
-SELECT close, quote_volume FROM mdfeed.cdx_candles_1m WHERE symbol = 'B-MRG_USDT' AND open_time = '2024-01-01 00:00+00';
+SELECT id = :local_id AS kept_local_id, close, quote_volume FROM mdfeed.cdx_candles_1m WHERE symbol = 'B-MRG_USDT' AND open_time = '2024-01-01 00:00+00';
 
 -- a server whose lists arrive by subscription refuses local changes: a
 -- subscription needs a publisher, so only the trigger is checked here

@@ -12,9 +12,10 @@
  * owner of a symbol inserts candles its old owner sent before; a shard's
  * lists may hold a row before the coordinator's copy of it arrives.  The
  * rows are the same exchange's truth either way, so an arriving row is
- * merged as a store merges a second source:
- *   - its values replace the stored ones, but a value it lacks (NULL) does
- *     not erase a stored one;
+ * merged as the shards' own upserts merge: the analytics server holds what
+ * the pair's owner stored, as it stored it:
+ *   - its values replace the stored ones (a NULL too: CoinDCX's candles
+ *     made over REST have no quote volume, whatever the stream said);
  *   - a closed candle is never replaced by a forming one;
  *   - a row equal to the stored one in every value is not touched: the
  *     bookkeeping columns (named *_at, and added_by) are not compared, so
@@ -31,8 +32,9 @@
  * the same moment then wait for each other instead of one failing on the
  * unique index.  The nested statement leaves out identity columns
  * (CoinDCX's candle ids), so each server numbers its own rows; an arriving
- * UPDATE keeps the stored row's ids, its closed candle, and its values
- * the update lacks.
+ * UPDATE keeps the stored row's ids, and is skipped where it would make a
+ * closed candle forming again (an old owner's last forming update arriving
+ * after the new owner's close).
  *
  * The statements are prepared once per table and process, and prepared
  * again after any change to the table (a relcache invalidation).
@@ -193,18 +195,11 @@ prepare_plan(MergePlan *mp, Relation rel)
 			continue;
 		if (att->atttypid == BOOLOID && strcmp(NameStr(att->attname), "closed") == 0)
 			has_closed = true;
-		if (bookkeeping(att) || att->attnotnull)
-			appendStringInfo(&sets, "%s%s = excluded.%s", sets.len ? ", " : "", name, name);
-		else
-			appendStringInfo(&sets, "%s%s = COALESCE(excluded.%s, t.%s)",
-							 sets.len ? ", " : "", name, name, name);
+		appendStringInfo(&sets, "%s%s = excluded.%s", sets.len ? ", " : "", name, name);
 		if (bookkeeping(att))
 			continue;
 		appendStringInfo(&olds, "%st.%s", olds.len ? ", " : "", name);
-		if (att->attnotnull)
-			appendStringInfo(&news, "%sexcluded.%s", news.len ? ", " : "", name);
-		else
-			appendStringInfo(&news, "%sCOALESCE(excluded.%s, t.%s)", news.len ? ", " : "", name, name);
+		appendStringInfo(&news, "%sexcluded.%s", news.len ? ", " : "", name);
 	}
 	for (int k = 0; k < nkeys; k++)
 	{
@@ -317,8 +312,8 @@ merge_insert(Relation rel, HeapTuple tup)
 
 /*
  * merge_update returns an arriving UPDATE's new row as it is stored: with
- * the stored row's identity columns and the values the update lacks, or
- * NULL (skip it) where it would make a closed candle forming again.
+ * the stored row's identity columns, or NULL (skip it) where it would make
+ * a closed candle forming again.
  */
 static HeapTuple
 merge_update(Relation rel, HeapTuple stored, HeapTuple arriving)
@@ -342,7 +337,7 @@ merge_update(Relation rel, HeapTuple stored, HeapTuple arriving)
 		if (att->atttypid == BOOLOID && strcmp(NameStr(att->attname), "closed") == 0 &&
 			!old_null && !new_null && DatumGetBool(old) && !DatumGetBool(new))
 			return NULL;
-		if (att->attidentity || (new_null && !old_null))
+		if (att->attidentity)
 		{
 			values[i] = old;
 			nulls[i] = old_null;

@@ -19,6 +19,8 @@
 #    streaming them, and the analytics server still equals the truth;
 #  - auto-tracking: each shard keeps the part of the board's top it owns,
 #    the analytics server the whole top, before and after the move;
+#  - two CoinDCX futures pairs, one a shard: their rows (whose ids each
+#    server numbers itself) equal the truth on the analytics server;
 #  - a model on the analytics server runs once on every closed candle of
 #    the six, from whichever shard, and queues no job there.
 
@@ -44,6 +46,9 @@ my $lookback_ms = 3 * 3_600_000;
 my $universe = join(',', @syms);
 @MdfeedTest::TRUTH_ARGS = ('--symbols', $universe);
 my $fake = start_fake(args => [ '--symbols', $universe ]);
+# two CoinDCX futures pairs, one a shard (their ids are each server's own)
+my $cdx = start_cdx_fake(config => { ws_futures_interval_ms => 250 });
+my %cdx_owner = ('B-BTC_USDT' => 0, 'B-ETH_USDT' => 1);
 # the board's top 4, auto-tracked: BTCUSDT (shard 1), then ETHUSDT, ADAUSDT
 # and LINKUSDT (shard 0; with three shards ADAUSDT and LINKUSDT are shard 2's)
 my @top4 = qw(BTCUSDT ETHUSDT ADAUSDT LINKUSDT);
@@ -51,6 +56,7 @@ fake_config($fake, { quote_volumes => { BTCUSDT => '600.5', ETHUSDT => '500.5', 
 			LINKUSDT => '300.5', BNBUSDT => '200.5', XRPUSDT => '100.5' } });
 
 my %common = (
+	cdx_settings($cdx),
 	'mdfeed.intervals' => "'1m'",
 	'mdfeed.sync_lookback' => "'3h'",
 	'mdfeed.gap_lookback' => "'3h'",
@@ -134,15 +140,21 @@ for my $k (0 .. 1)
 		"CREATE SUBSCRIPTION lists_shard$k CONNECTION \$c\$@{[connstr($an)]}\$c\$ PUBLICATION mdfeed_lists");
 }
 
+ok(wait_until(sub { try_sql($an, "SELECT count(*) FROM mdfeed.instruments WHERE exchange = 'coindcx' AND tradable") >= 2 }, 60),
+	'analytics: CoinDCX instruments arrived too');
 my $t_track = now_ms();
 is($an->safe_psql('postgres', "SELECT mdfeed_whitelist(@{[sql_list(@syms)]})"), '6',
 	'analytics (coordinator): six symbols whitelisted');
+is($an->safe_psql('postgres', "SELECT mdfeed_whitelist(@{[sql_list(sort keys %cdx_owner)]}, 'coindcx')"), '2',
+	'analytics (coordinator): two CoinDCX pairs whitelisted');
 for my $k (0 .. 1)
 {
-	ok(wait_until(sub { try_sql($shard[$k], "SELECT count(*) FROM mdfeed.symbol_lists") == 6 }, 30),
+	ok(wait_until(sub { try_sql($shard[$k], "SELECT count(*) FROM mdfeed.symbol_lists") == 8 }, 30),
 		"shard$k: the lists arrived");
-	is($shard[$k]->safe_psql('postgres', "SELECT string_agg(symbol, ',' ORDER BY symbol) FROM mdfeed.tracked WHERE here"),
+	is($shard[$k]->safe_psql('postgres', "SELECT string_agg(symbol, ',' ORDER BY symbol) FROM mdfeed.tracked WHERE here AND exchange = 'binance'"),
 		owned(\%owner2, $k), "shard$k: mdfeed.tracked.here is its shard");
+	is($shard[$k]->safe_psql('postgres', "SELECT string_agg(symbol, ',' ORDER BY symbol) FROM mdfeed.tracked WHERE here AND exchange = 'coindcx'"),
+		join(',', grep { $cdx_owner{$_} == $k } sort keys %cdx_owner), "shard$k: and its CoinDCX pair");
 	($rc, $out, $err) = $shard[$k]->psql('postgres', "SELECT mdfeed_whitelist(ARRAY['BTCUSDT'])");
 	like($err, qr/the symbol lists of this server come from a coordinator/, "shard$k: a local list change is refused");
 }
@@ -168,8 +180,8 @@ for my $k (0 .. 1)
 	my $got = join(',', sort keys %{ by_ip($ips[$k], $st)->{klines_symbols} // {} });
 	is($got, owned(\%owner2, $k), "shard$k fetched candles of its symbols only, from $ips[$k]");
 	is($shard[$k]->safe_psql('postgres',
-			"SELECT count(*) FROM mdfeed.jobs WHERE symbol <> ALL (@{[sql_list(grep { $owner2{$_} == $k } @syms)]})"),
-		'0', "shard$k: no job for another shard's symbol");
+			"SELECT count(*) FROM mdfeed.jobs WHERE symbol <> ALL (@{[sql_list((grep { $owner2{$_} == $k } @syms), (grep { $cdx_owner{$_} == $k } keys %cdx_owner))]})"),
+		'0', "shard$k: no job for another shard's symbol or pair");
 }
 ok(!exists $st->{by_ip}{'127.0.0.1'} || !%{ $st->{by_ip}{'127.0.0.1'}{klines_symbols} // {} },
 	'nothing fetched candles from the default address');
@@ -189,8 +201,20 @@ for my $k (0 .. 1)
 	ok(wait_until(sub { auto_set($shard[$k]) eq $want }, 30), "shard$k auto-tracks its part of the top 4: $want");
 }
 
+for my $k (0 .. 1)
+{
+	ok(wait_no_gaps_on($shard[$k], [ map { [ 'coindcx', $_, '1m', $from ] } grep { $cdx_owner{$_} == $k } keys %cdx_owner ], 120, 12),
+		"shard$k: its CoinDCX pair has no gaps");
+}
 my $t1 = MdfeedTest::align_down('1m', now_ms() - 5000);
+my $t1_cdx = MdfeedTest::align_down('1m', now_ms() - 15_000);
 catch_up(@shard);
+for my $p (sort keys %cdx_owner)
+{
+	compare_cdx_with_truth($an, $cdx, 'futures', $p, '1m', $from, $t1_cdx, "analytics CoinDCX $p");
+}
+is($an->safe_psql('postgres', "SELECT count(*) = count(DISTINCT id) AND count(*) > 0 FROM mdfeed.cdx_candles_1m"), 't',
+	'analytics: CoinDCX rows from both shards, each with an id of its own');
 for my $s (@syms)
 {
 	compare_with_truth($an, $fake, $s, '1m', $from, $t1, "analytics $s after the first fill");
@@ -243,7 +267,7 @@ $an->safe_psql('postgres',
 	"CREATE SUBSCRIPTION from_shard2 CONNECTION \$c\$@{[connstr($shard[2])]}\$c\$ PUBLICATION mdfeed_data");
 $shard[2]->safe_psql('postgres',
 	"CREATE SUBSCRIPTION lists_shard2 CONNECTION \$c\$@{[connstr($an)]}\$c\$ PUBLICATION mdfeed_lists");
-ok(wait_until(sub { try_sql($shard[2], "SELECT count(*) FROM mdfeed.symbol_lists") == 6 }, 30),
+ok(wait_until(sub { try_sql($shard[2], "SELECT count(*) FROM mdfeed.symbol_lists") == 8 }, 30),
 	'shard2: the lists arrived');
 for my $k (0 .. 1)
 {
@@ -278,6 +302,14 @@ catch_up(@shard);
 for my $s (@syms)
 {
 	compare_with_truth($an, $fake, $s, '1m', $from, $t3, "analytics $s after n went to 3");
+}
+ok(wait_no_gaps_on($shard[1], [ [ 'coindcx', 'B-ETH_USDT', '1m', $from ] ], 60, 12),
+	'shard1: its CoinDCX pair has no gaps after the restart');
+my $t3_cdx = MdfeedTest::align_down('1m', now_ms() - 15_000);
+catch_up(@shard);
+for my $p (sort keys %cdx_owner)
+{
+	compare_cdx_with_truth($an, $cdx, 'futures', $p, '1m', $from, $t3_cdx, "analytics CoinDCX $p at the end");
 }
 # the old owner's delete of a moved symbol deleted nothing of the new owner's
 is(auto_set($an), join(',', sort @top4), 'analytics: auto-tracked is still the board\'s top 4, from three shards');
