@@ -15,8 +15,9 @@
  * and from CONNECTING or OPEN back to WAITING_RETRY when it is lost, to be
  * connected again with capped, jittered backoff.  One silent for
  * mdfeed.stream_silence_timeout is taken for dead.  One near the
- * exchange's lifetime limit is replaced by a successor carrying the same
- * keys, and is retired only once the successor has data and the exchange
+ * exchange's lifetime limit, or opened from another local address than
+ * mdfeed.source_address names now, is replaced by a successor carrying the
+ * same keys, and is retired only once the successor has data and the exchange
  * has answered its subscriptions, so that no candle falls between the two.
  *
  * Pacing: the exchange limits the messages a client sends a second; a
@@ -88,6 +89,7 @@ typedef struct WsConn
 	int64		backoff_ms;
 	bool		got_data;		/* a kline arrived on this connection */
 	bool		close_logged;	/* the adapter's close request was acted on */
+	char		source[64];		/* mdfeed.source_address it connected from */
 
 	/* keys (interned) it should carry, and what to (un)subscribe */
 	List	   *keys;
@@ -711,6 +713,7 @@ conn_connect(WsConn *c)
 	/* the local address this server's streams come from (mdfeed.source_address) */
 	if (md_source_address() != NULL)
 		cci.iface = MemoryContextStrdup(scxt, md_source_address());
+	strlcpy(c->source, md_source_address() ? md_source_address() : "", sizeof(c->source));
 	c->state = MD_WS_CONNECTING;
 	c->wsi = NULL;
 	c->connected_at = 0;
@@ -988,7 +991,10 @@ md_ws_manage(MdWsRepairFn repair)
 			c->last_rx_ms = now;
 			continue;
 		}
-		if (c->state == MD_WS_OPEN && c->successor < 0 && now - c->connected_at > max_age_ms())
+		/* old, or from an address mdfeed.source_address no longer names */
+		if (c->state == MD_WS_OPEN && c->successor < 0 &&
+			(now - c->connected_at > max_age_ms() ||
+			 strcmp(c->source, md_source_address() ? md_source_address() : "") != 0))
 			start_successor(c, now);
 		if (c->state == MD_WS_OPEN && c->successor >= 0)
 		{

@@ -19,6 +19,7 @@
 #    streaming them, and the analytics server still equals the truth;
 #  - auto-tracking: each shard keeps the part of the board's top it owns,
 #    the analytics server the whole top, before and after the move;
+#  - a new mdfeed.source_address at reload moves the stream without a gap;
 #  - two CoinDCX futures pairs, one a shard: their rows (whose ids each
 #    server numbers itself) equal the truth on the analytics server;
 #  - a model on the analytics server runs once on every closed candle of
@@ -285,6 +286,13 @@ for my $k (0 .. 2)
 my $from2 = MdfeedTest::align_down('1m', $t_shard2 - $lookback_ms) + 120_000;
 ok(wait_no_gaps($shard[2], [ map { [ $_, '1m' ] } grep { $owner3{$_} == 2 } @syms ], $from2, 120),
 	'shard2: filled the symbols it took over');
+
+# a new source address at reload: the stream moves to it without a gap
+$shard[0]->append_conf('postgresql.conf', "mdfeed.source_address = '127.0.0.5'\n");
+$shard[0]->reload;
+ok(wait_until(sub { streamed('127.0.0.5') eq owned(\%owner3, 0) && streamed($ips[0]) eq '' }, 60),
+	'shard0 streams from 127.0.0.5 after a reload, and no longer from 127.0.0.2')
+  or diag('from 127.0.0.5: ' . streamed('127.0.0.5') . '; from 127.0.0.2: ' . streamed($ips[0]));
 is(join(',', sort keys %{ by_ip($ips[2])->{klines_symbols} // {} }), owned(\%owner3, 2),
 	'shard2 fetched candles of its symbols only, from its own address');
 for my $k (0 .. 2)
