@@ -22,6 +22,9 @@
 #  - a new mdfeed.source_address at reload moves the stream without a gap;
 #  - two CoinDCX futures pairs, one a shard: their rows (whose ids each
 #    server numbers itself) equal the truth on the analytics server;
+#  - a running repair of a pair that moved is canceled by the old owner;
+#  - two inserts of one key at the same moment, as two subscriptions would
+#    make them: the second waits for the first and merges;
 #  - a model on the analytics server runs once on every closed candle of
 #    the six, from whichever shard, and queues no job there.
 
@@ -270,11 +273,20 @@ $shard[2]->safe_psql('postgres',
 	"CREATE SUBSCRIPTION lists_shard2 CONNECTION \$c\$@{[connstr($an)]}\$c\$ PUBLICATION mdfeed_lists");
 ok(wait_until(sub { try_sql($shard[2], "SELECT count(*) FROM mdfeed.symbol_lists") == 8 }, 30),
 	'shard2: the lists arrived');
+# a long repair of ADAUSDT on shard 0, under way when the pair moves
+my $long = $shard[0]->safe_psql('postgres',
+	"SELECT mdfeed.queue_sync('binance', 'ADAUSDT', '1m', now() - interval '700 days', now() - interval '10 days', 'repair')");
+ok(wait_until(sub { try_sql($shard[0], "SELECT state FROM mdfeed.jobs WHERE id = $long") eq 'running' }, 30),
+	'shard0: a long repair of ADAUSDT runs');
 for my $k (0 .. 1)
 {
 	$shard[$k]->append_conf('postgresql.conf', "mdfeed.shard = '$k/3'\n");
 	$shard[$k]->reload;
 }
+ok(wait_until(sub { try_sql($shard[0], "SELECT state FROM mdfeed.jobs WHERE id = $long") eq 'canceled' }, 30),
+	'n = 3: shard0 canceled its running repair of ADAUSDT, now shard 2\'s');
+is($shard[0]->safe_psql('postgres', "SELECT error FROM mdfeed.jobs WHERE id = $long"),
+	'mdfeed.shard is 0/3: another shard ingests the pair', '... and says why');
 for my $k (0 .. 2)
 {
 	ok(wait_until(sub { streamed($ips[$k]) eq owned(\%owner3, $k) }, 60),
@@ -333,6 +345,29 @@ ok(wait_until(sub {
 is($an->safe_psql('postgres', "SELECT runs = (SELECT count(*) FROM mdfeed.model_outputs WHERE model = 'vol') FROM mdfeed.models WHERE name = 'vol'"),
 	't', 'analytics: runs equal outputs (none twice)');
 is($an->safe_psql('postgres', 'SELECT count(*) FROM mdfeed.jobs'), '0', 'analytics: no job was ever queued');
+
+# two subscriptions inserting one key at the same moment: the second waits
+# for the first and merges, where a plain insert would fail and stop it
+{
+	my $first = $an->background_psql('postgres');
+	my $second = $an->background_psql('postgres');
+	$first->query_safe("BEGIN; SET LOCAL session_replication_role = replica; "
+		  . "INSERT INTO mdfeed.funding_rates VALUES ('RACEUSDT', '2024-01-01', 0.0001, 1, '2024-01-01', '2024-01-01')");
+	$second->query_until(qr/started/, "\\echo started\nSET session_replication_role = replica;\n"
+		  . "INSERT INTO mdfeed.funding_rates VALUES ('RACEUSDT', '2024-01-01', 0.0002, 2, '2024-01-01', '2024-01-01');\n");
+	ok(wait_until(sub {
+				try_sql($an, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+					  . "AND query LIKE 'INSERT INTO mdfeed.funding_rates%RACEUSDT%'") == 1 }, 10),
+		'analytics: a second insert of a key being inserted waits for the first');
+	$first->query_safe('COMMIT');
+	$second->query_safe('SELECT 1');
+	is($second->{stderr}, '', 'analytics: ... and merges once it commits, with no error');
+	is($an->safe_psql('postgres', "SELECT count(*) || ' ' || funding_rate FROM mdfeed.funding_rates WHERE symbol = 'RACEUSDT' GROUP BY funding_rate"),
+		'1 0.0002', 'analytics: one row, with the later values');
+	$first->quit;
+	$second->quit;
+	$an->safe_psql('postgres', "DELETE FROM mdfeed.funding_rates WHERE symbol = 'RACEUSDT'");
+}
 
 # a subscription's worker errs when its shard goes away (shard 1's stop);
 # a conflict would be a unique violation or a missing row
