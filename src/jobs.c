@@ -316,6 +316,21 @@ md_job_yield(const MdJob *job)
 }
 
 /*
+ * update_running runs an UPDATE of a job's row that takes effect only while
+ * the job is running ($1 is its id, the statement's WHERE says the rest).
+ * Returns whether it did.
+ */
+static bool
+update_running(const MdJob *job, const char *sql, int nargs, Oid *types, Datum *values)
+{
+	values[0] = Int64GetDatum(job->id);
+	types[0] = INT8OID;
+	if (SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record progress of job " INT64_FORMAT, job->id);
+	return SPI_processed == 1;
+}
+
+/*
  * md_job_checkpoint records progress.  It returns false, changing nothing,
  * if the job is no longer running (it was canceled): the caller must then
  * roll back, so that nothing is written for a canceled job.
@@ -326,22 +341,17 @@ md_job_checkpoint(const MdJob *job, int64 cursor_ms, int64 rows, int requests,
 {
 	Oid			types[6] = {INT8OID, TIMESTAMPTZOID, INT8OID, INT4OID, INT4OID, FLOAT8OID};
 	Datum		values[6];
-	int			ret;
 
-	values[0] = Int64GetDatum(job->id);
 	values[1] = TimestampTzGetDatum(md_ms_to_timestamptz(cursor_ms));
 	values[2] = Int64GetDatum(rows);
 	values[3] = Int32GetDatum(requests);
 	values[4] = Int32GetDatum(retries);
 	values[5] = Float8GetDatum(Max(0.0, Min(1.0, progress)));
-	ret = SPI_execute_with_args("UPDATE mdfeed.jobs SET cursor_time = $2, "
-								"rows_written = rows_written + $3, rest_rows = rest_rows + $3, requests = requests + $4, "
-								"retries = retries + $5, progress = $6, updated_at = pg_catalog.now() "
-								"WHERE id = $1 AND state = 'running'",
-								6, types, values, NULL, false, 0);
-	if (ret != SPI_OK_UPDATE)
-		elog(ERROR, "could not record progress of job " INT64_FORMAT, job->id);
-	return SPI_processed == 1;
+	return update_running(job, "UPDATE mdfeed.jobs SET cursor_time = $2, "
+						  "rows_written = rows_written + $3, rest_rows = rest_rows + $3, requests = requests + $4, "
+						  "retries = retries + $5, progress = $6, updated_at = pg_catalog.now() "
+						  "WHERE id = $1 AND state = 'running'",
+						  6, types, values);
 }
 
 /*
@@ -356,22 +366,17 @@ md_job_archive_checkpoint(const MdJob *job, int64 archive_cursor_ms, int64 rows,
 {
 	Oid			types[5] = {INT8OID, TIMESTAMPTZOID, INT8OID, INT4OID, FLOAT8OID};
 	Datum		values[5];
-	int			ret;
 
-	values[0] = Int64GetDatum(job->id);
 	values[1] = TimestampTzGetDatum(md_ms_to_timestamptz(archive_cursor_ms));
 	values[2] = Int64GetDatum(rows);
 	values[3] = Int32GetDatum(files);
 	values[4] = Float8GetDatum(Max(0.0, Min(1.0, progress)));
-	ret = SPI_execute_with_args("UPDATE mdfeed.jobs SET archive_cursor = $2, "
-								"rows_written = rows_written + $3, archive_rows = archive_rows + $3, "
-								"archive_files = archive_files + $4, progress = $5, "
-								"updated_at = pg_catalog.now() "
-								"WHERE id = $1 AND state = 'running'",
-								5, types, values, NULL, false, 0);
-	if (ret != SPI_OK_UPDATE)
-		elog(ERROR, "could not record progress of job " INT64_FORMAT, job->id);
-	return SPI_processed == 1;
+	return update_running(job, "UPDATE mdfeed.jobs SET archive_cursor = $2, "
+						  "rows_written = rows_written + $3, archive_rows = archive_rows + $3, "
+						  "archive_files = archive_files + $4, progress = $5, "
+						  "updated_at = pg_catalog.now() "
+						  "WHERE id = $1 AND state = 'running'",
+						  5, types, values);
 }
 
 /*
