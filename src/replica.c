@@ -69,9 +69,12 @@ typedef struct MergePlan
 {
 	Oid			relid;			/* hash key */
 	bool		valid;			/* false after an invalidation */
+	AttrNumber	closed;			/* a candle table's closed, or 0 */
+	int			nident;			/* identity columns */
+	AttrNumber	ident[MERGE_MAX_KEYS];
 	int			ncols;			/* the columns the merge writes: $1 .. */
 	AttrNumber	cols[MERGE_MAX_COLS];
-	SPIPlanPtr	merge;
+	SPIPlanPtr	merge;			/* prepared at the first arriving insert */
 } MergePlan;
 
 static HTAB *merge_plans = NULL;
@@ -158,7 +161,6 @@ prepare_plan(MergePlan *mp, Relation rel)
 	char	   *table = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 												   RelationGetRelationName(rel));
 	Oid			types[MERGE_MAX_COLS];
-	bool		has_closed = false;
 	StringInfoData cols,
 				vals,
 				conflict,
@@ -193,8 +195,6 @@ prepare_plan(MergePlan *mp, Relation rel)
 			key |= keys[k] == att->attnum;
 		if (key)
 			continue;
-		if (att->atttypid == BOOLOID && strcmp(NameStr(att->attname), "closed") == 0)
-			has_closed = true;
 		appendStringInfo(&sets, "%s%s = excluded.%s", sets.len ? ", " : "", name, name);
 		if (bookkeeping(att))
 			continue;
@@ -223,22 +223,24 @@ prepare_plan(MergePlan *mp, Relation rel)
 			appendStringInfoString(&sql, "DO NOTHING");
 		else
 			appendStringInfo(&sql, "DO UPDATE SET %s WHERE %s(%s) IS DISTINCT FROM (%s)", sets.data,
-							 has_closed ? "NOT (t.closed AND NOT excluded.closed) AND " : "",
+							 mp->closed ? "NOT (t.closed AND NOT excluded.closed) AND " : "",
 							 olds.data, news.data);
 		mp->merge = SPI_prepare(sql.data, mp->ncols, types);
 		if (mp->merge == NULL)
 			elog(ERROR, "could not prepare the merge of %s: %s", table, SPI_result_code_string(SPI_result));
 		SPI_keepplan(mp->merge);
 	}
-	mp->valid = true;
 }
 
 /*
- * merge_plan returns the prepared merge of a table (in an SPI connection).
+ * merge_entry returns what the merge knows of a table: its closed column
+ * and identity columns, read from its descriptor again after a change; the
+ * merge statement is prepared apart, at the first arriving insert.
  */
 static MergePlan *
-merge_plan(Relation rel)
+merge_entry(Relation rel)
 {
+	TupleDesc	desc = RelationGetDescr(rel);
 	MergePlan  *mp;
 	bool		found;
 
@@ -258,14 +260,46 @@ merge_plan(Relation rel)
 	if (found && mp->merge)
 		SPI_freeplan(mp->merge);
 	mp->merge = NULL;
-	mp->valid = false;
+	mp->closed = 0;
+	mp->nident = 0;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		if (att->atttypid == BOOLOID && strcmp(NameStr(att->attname), "closed") == 0)
+			mp->closed = att->attnum;
+		if (att->attidentity)
+		{
+			if (mp->nident == MERGE_MAX_KEYS)
+				elog(ERROR, "table \"%s\" has more than %d identity columns",
+					 RelationGetRelationName(rel), MERGE_MAX_KEYS);
+			mp->ident[mp->nident++] = att->attnum;
+		}
+	}
+	mp->valid = true;
+	return mp;
+}
+
+/*
+ * merge_plan returns the entry of a table with its merge statement
+ * prepared (in an SPI connection).
+ */
+static MergePlan *
+merge_plan(Relation rel)
+{
+	MergePlan  *mp = merge_entry(rel);
+
+	if (mp->merge != NULL)
+		return mp;
 	PG_TRY();
 	{
 		prepare_plan(mp, rel);
 	}
 	PG_CATCH();
 	{
-		hash_search(merge_plans, &rel->rd_id, HASH_REMOVE, NULL);
+		mp->valid = false;
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -319,33 +353,34 @@ static HeapTuple
 merge_update(Relation rel, HeapTuple stored, HeapTuple arriving)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	Datum	   *values = palloc0(sizeof(Datum) * desc->natts);
-	bool	   *nulls = palloc0(sizeof(bool) * desc->natts);
-	bool	   *repl = palloc0(sizeof(bool) * desc->natts);
-	bool		any = false;
+	MergePlan  *mp = merge_entry(rel);
+	Datum	   *values;
+	bool	   *nulls;
+	bool	   *repl;
+	bool		old_null;
+	bool		new_null;
 
-	for (int i = 0; i < desc->natts; i++)
+	if (mp->closed)
 	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		bool		old_null;
-		bool		new_null;
-		Datum		old = heap_getattr(stored, att->attnum, desc, &old_null);
-		Datum		new = heap_getattr(arriving, att->attnum, desc, &new_null);
+		Datum		old = heap_getattr(stored, mp->closed, desc, &old_null);
+		Datum		new = heap_getattr(arriving, mp->closed, desc, &new_null);
 
-		if (att->attisdropped || att->attgenerated)
-			continue;
-		if (att->atttypid == BOOLOID && strcmp(NameStr(att->attname), "closed") == 0 &&
-			!old_null && !new_null && DatumGetBool(old) && !DatumGetBool(new))
+		if (!old_null && !new_null && DatumGetBool(old) && !DatumGetBool(new))
 			return NULL;
-		if (att->attidentity)
-		{
-			values[i] = old;
-			nulls[i] = old_null;
-			repl[i] = true;
-			any = true;
-		}
 	}
-	return any ? heap_modify_tuple(arriving, desc, values, nulls, repl) : arriving;
+	if (mp->nident == 0)
+		return arriving;
+	values = palloc0(sizeof(Datum) * desc->natts);
+	nulls = palloc0(sizeof(bool) * desc->natts);
+	repl = palloc0(sizeof(bool) * desc->natts);
+	for (int i = 0; i < mp->nident; i++)
+	{
+		int			a = mp->ident[i] - 1;
+
+		values[a] = heap_getattr(stored, mp->ident[i], desc, &nulls[a]);
+		repl[a] = true;
+	}
+	return heap_modify_tuple(arriving, desc, values, nulls, repl);
 }
 
 /*
