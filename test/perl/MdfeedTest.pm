@@ -48,7 +48,7 @@ our @EXPORT = qw(
 	facts_model_sql
   src_root shared_dir start_fake new_node
   backfill wait_job job_row job_is poll_job
-  compare_with_truth truth_csv align_down next_open candle_table
+  compare_with_truth truth_csv oi_truth align_down next_open candle_table
   ts_ms now_ms ms_sql
   fake_stats fake_klines_requests fake_rows_served fake_429_rate_limited
   fake_429_injected fake_418 set_faults clear_faults reset_fake fake_config fake_symbols
@@ -299,6 +299,21 @@ sub truth_csv
 	  or die "fake_binance.py truth $sym $iv $start $end failed: $err";
 	# tolerate a header line
 	$out =~ s/\A[^\n]*[A-Za-z_]+_ms[^\n]*\n//;
+	return $out;
+}
+
+# oi_truth(symbol, period, start_ms, end_ms, now_ms, archive): CSV of the
+# fake's open-interest statistics (symbol, ts_ms, sum, value) in [start,
+# end) as the exchange had them at now; archive: as the daily metrics
+# archives give them, beyond REST's window
+sub oi_truth
+{
+	my ($sym, $period, $start, $end, $now, $archive) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ $PYTHON, $FAKE, 'oi', $sym, $period, $start, $end - 1, '--now', $now,
+			($archive ? ('--archive') : ()) ],
+		'>', \$out, '2>', \$err)
+	  or die "fake_binance.py oi $sym $period $start $end failed: $err";
 	return $out;
 }
 

@@ -31,17 +31,6 @@ my $node = new_node('oi', $fake,
 	'mdfeed.rest_max_retries' => 40,
 	'mdfeed.http_timeout' => "'3s'");
 
-my $FAKE_PY = src_root() . '/test/fake_exchange/fake_binance.py';
-
-sub oi_truth
-{
-	my ($sym, $from, $to, $now) = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ '/usr/bin/python3', $FAKE_PY, 'oi', $sym, '1h', $from, $to - 1, '--now', $now ],
-		'>', \$out, '2>', \$err)
-	  or die "fake_binance.py oi failed: $err";
-	return $out;
-}
 
 sub backfill_oi
 {
@@ -63,7 +52,7 @@ sub started_ms
 sub compare_oi
 {
 	my ($sym, $from, $to, $now, $name) = @_;
-	my $csv = oi_truth($sym, $from, $to, $now);
+	my $csv = oi_truth($sym, '1h', $from, $to, $now);
 	my $ntruth = () = $csv =~ /\n/g;
 	my $sql = <<"EOS";
 CREATE TEMP TABLE truth (symbol text, ts_ms bigint, oi text, val text);

@@ -114,18 +114,6 @@ sleep 1;
 #--------------------------------------------------------------------------
 # D: 90 days of open interest
 #--------------------------------------------------------------------------
-my $FAKE_PY = src_root() . '/test/fake_exchange/fake_binance.py';
-
-sub oi_truth
-{
-	my ($sym, $period, $f, $t, $now, $archive) = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ '/usr/bin/python3', $FAKE_PY, 'oi', $sym, $period, $f, $t - 1, '--now', $now,
-			($archive ? ('--archive') : ()) ],
-		'>', \$out, '2>', \$err)
-	  or die "fake_binance.py oi failed: $err";
-	return $out;
-}
 
 sub compare_oi
 {
