@@ -8,9 +8,11 @@
 #   bench_fake NAME SCRIPT [ARGS...]
 #                            starts test/fake_exchange/SCRIPT serve on a free
 #                            port; sets ${NAME}_pid and ${NAME}_port
-#   bench_cluster PORT       initdb, the common settings (no TCP, PORT, the
+#   bench_cluster PORT [NAME]  initdb, the common settings (no TCP, PORT, the
 #                            socket in $work, mdfeed preloaded), then the
-#                            caller's settings from stdin, and start
+#                            caller's settings from stdin, and start; in
+#                            $work/data (log $work/log), or in $work/NAME
+#                            (log $work/NAME.log) for one of several
 #   psql_ ARGS...            psql as postgres on that cluster, unaligned and
 #                            tuples only, stopping at the first error
 #   now_ns                   the clock in nanoseconds
@@ -57,7 +59,8 @@ bench_fake() {
 
 bench_cluster() {
 	port=$1
-	runuser -u postgres -- "$pgbin/initdb" -D "$work/data" -A trust >/dev/null
+	local dir=$work/${2:-data} log=$work/${2:+$2.}log
+	runuser -u postgres -- "$pgbin/initdb" -D "$dir" -A trust >/dev/null
 	{
 		cat <<EOF
 listen_addresses = ''
@@ -66,8 +69,8 @@ unix_socket_directories = '$work'
 shared_preload_libraries = 'mdfeed'
 EOF
 		cat
-	} >> "$work/data/postgresql.conf"
-	runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/data" -l "$work/log" -w start >/dev/null
+	} >> "$dir/postgresql.conf"
+	runuser -u postgres -- "$pgbin/pg_ctl" -D "$dir" -l "$log" -w start >/dev/null
 }
 
 psql_() { runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -h "$work" -p "$port" -d postgres "$@"; }

@@ -123,19 +123,14 @@ pick_port() {
 	exit 1
 }
 
-# cluster NAME: bench_cluster for the data directory $work/NAME (log
-# $work/NAME.log), the common settings, then the caller's from stdin
+# cluster NAME: bench_cluster in $work/NAME (log $work/NAME.log) on a free
+# port, with the settings every cluster here shares, then the caller's from
+# stdin
 cluster() {
-	local n=$1 p
-	p=$(pick_port)
-	port_of[$n]=$p
-	runuser -u postgres -- "$pgbin/initdb" -D "$work/$n" -A trust >/dev/null
+	local n=$1
+	port_of[$n]=$(pick_port)
 	{
 		cat <<EOF
-listen_addresses = ''
-port = $p
-unix_socket_directories = '$work'
-shared_preload_libraries = 'mdfeed'
 wal_level = logical
 max_worker_processes = 16
 shared_buffers = 256MB
@@ -155,8 +150,7 @@ mdfeed.sync_lookback = '30min'
 mdfeed.gap_lookback = '30min'
 EOF
 		cat
-	} >> "$work/$n/postgresql.conf"
-	runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/$n" -l "$work/$n.log" -w start >/dev/null
+	} | bench_cluster "${port_of[$n]}" "$n"
 }
 
 # on NAME ARGS...: psql_ on that cluster
